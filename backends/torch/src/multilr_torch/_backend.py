@@ -1,0 +1,81 @@
+"""Extraction from ``torch.nn.Module`` and emission of ``torch.optim`` groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from multilr import BackendError, ParamInfo, Plan, group_options
+
+__all__ = ["TorchBackend"]
+
+_TYPE_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _type_names(cls: type) -> tuple[str, ...]:
+    """The class and its bases up to ``nn.Module``, most derived first (cached per class)."""
+    names = _TYPE_NAMES.get(cls)
+    if names is None:
+        names = tuple(c.__name__ for c in cls.__mro__ if c not in (torch.nn.Module, object))
+        _TYPE_NAMES[cls] = names
+    return names
+
+
+def _require_module(model: Any) -> torch.nn.Module:
+    if not isinstance(model, torch.nn.Module):
+        raise BackendError(f"backend 'torch' needs a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+class TorchBackend:
+    """The ``torch`` backend (convention ``"lr"``)."""
+
+    name = "torch"
+    convention = "lr"
+
+    def extract(self, model: Any) -> list[ParamInfo]:
+        """Every named parameter, tied ones under each name (key: tensor identity)."""
+        module = _require_module(model)
+        out = []
+        for mpath, sub in module.named_modules(remove_duplicate=False):
+            types = _type_names(type(sub))
+            for pname, p in sub.named_parameters(recurse=False, remove_duplicate=False):
+                out.append(
+                    ParamInfo(
+                        f"{mpath}.{pname}" if mpath else pname,
+                        tuple(p.shape),
+                        str(p.dtype).removeprefix("torch."),
+                        mpath,
+                        types,
+                        p.requires_grad,
+                        id(p),
+                    )
+                )
+        return out
+
+    def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
+        """``{'params', 'name', 'lr', 'weight_decay', **hyper}`` per group.
+
+        Raises:
+            BackendError: The model's parameters no longer match the plan.
+        """
+        module = _require_module(model)
+        tensors: dict[str, torch.nn.Parameter] = {}
+        for name, p in module.named_parameters(remove_duplicate=False):
+            tensors.setdefault(plan.aliases.get(name, name), p)
+        groups = []
+        for group, opts in zip(plan.groups, group_options(plan, self.convention)):
+            missing = [n for n in group.params if n not in tensors]
+            if missing:
+                raise BackendError(
+                    f"the model has no parameter {missing[0]!r} that the plan puts in group "
+                    f"{group.name!r}; was the model changed after planning?"
+                )
+            groups.append({"params": [tensors[n] for n in group.params], **opts})
+        # Everything is validated; only now touch the model.
+        for group in plan.groups:
+            if group.frozen:
+                for n in group.params:
+                    tensors[n].requires_grad_(False)
+        return groups

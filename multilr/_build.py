@@ -1,0 +1,86 @@
+"""The entry points: ``plan`` (spec -> Plan) and ``build`` (spec -> optimizer groups)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from multilr._params import ParamInfo
+from multilr._plan import resolve
+from multilr._plantypes import Plan
+from multilr._registry import get_backend
+from multilr._spec import Spec, as_spec
+from multilr.backend import Backend
+
+__all__ = ["ParamGroups", "build", "plan"]
+
+SpecLike = Spec | Mapping[str, Any] | str | os.PathLike[str]
+
+
+class ParamGroups(list[dict[str, Any]]):
+    """The optimizer groups ``build`` returns: a plain list of dicts (what every
+    optimizer constructor takes) that also carries the plan it came from.
+
+    Attributes:
+        plan: The :class:`~multilr.Plan` these groups implement.
+        backend: Name of the backend that emitted them.
+    """
+
+    def __init__(self, groups: Iterable[dict[str, Any]], *, plan: Plan, backend: str) -> None:
+        super().__init__(groups)
+        self.plan = plan
+        self.backend = backend
+
+
+def plan(model: Any, spec: SpecLike, *, backend: str | Backend = "torch") -> Plan:
+    """Resolve a spec against a model without touching the model.
+
+    Args:
+        model: A framework model (read through ``backend``) or a list of
+            :class:`~multilr.ParamInfo` (no framework needed).
+        spec: A :class:`~multilr.Spec`, a mapping, or a ``.json``/``.yaml`` path.
+        backend: Backend name or instance used to read ``model``.
+
+    Returns:
+        The plan; ``print(plan.table())`` shows who decided what.
+
+    Example:
+        >>> infos = [ParamInfo(n, (4,), "float32", n[:-2], ("Linear",), True, n)
+        ...          for n in ("stem.w", "head.w")]
+        >>> p = plan(infos, {"lr": 0.01, "rules": [{"prefix": "stem", "frozen": True}]})
+        >>> [(g.name, g.frozen) for g in p.groups]
+        [('prefix:stem/frozen', True), ('default', False)]
+    """
+    spec = as_spec(spec)
+    if isinstance(model, (list, tuple)) and all(isinstance(x, ParamInfo) for x in model):
+        return resolve(model, spec)
+    return resolve(get_backend(backend).extract(model), spec)
+
+
+def build(model: Any, spec: SpecLike, backend: str | Backend = "torch") -> ParamGroups:
+    """Plan a spec for ``model`` and emit optimizer groups for ``backend``.
+
+    Nothing about the model changes unless the whole build succeeds; then the only
+    change is ``requires_grad=False`` on parameters a rule marks frozen.
+
+    Args:
+        model: The model (``torch.nn.Module`` for ``"torch"``).
+        spec: A :class:`~multilr.Spec`, a mapping, or a ``.json``/``.yaml`` path.
+        backend: ``"torch"``, ``"oneflow"``, ``"oneflow-graph"``, another installed
+            backend's name, or a backend instance.
+
+    Returns:
+        The groups, ready for the framework's optimizer; ``.plan`` holds the plan.
+
+    Example:
+        >>> import torch                                    # doctest: +SKIP
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))  # doctest: +SKIP
+        >>> groups = build(model, {"lr": 1e-3, "rules": [{"prefix": "1", "lr_mult": 10}]})  # doctest: +SKIP
+        >>> opt = torch.optim.AdamW(groups)                 # doctest: +SKIP
+        >>> [g["lr"] for g in opt.param_groups]             # doctest: +SKIP
+        [0.001, 0.01]
+    """
+    be = get_backend(backend)
+    resolved = plan(model, spec, backend=be)
+    return ParamGroups(be.emit(model, resolved), plan=resolved, backend=be.name)

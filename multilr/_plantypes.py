@@ -1,0 +1,194 @@
+"""The plan: what the planner decided, per parameter and per group.
+
+Plain frozen data with no framework in it. Backends read a :class:`Plan` to emit
+optimizer groups; people read it through :meth:`Plan.table` and :meth:`Plan.to_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from multilr._spec import Spec
+
+__all__ = ["Group", "ParamPlan", "Plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class ParamPlan:
+    """The decision for one parameter (tied parameters appear once, under their first name).
+
+    Attributes:
+        name: Canonical (first) name.
+        group: Name of the group it lands in.
+        lr: Learning rate it trains at once trainable.
+        scale: ``lr`` divided by the spec's base rate.
+        weight_decay: Its weight decay.
+        frozen: Frozen by a rule (no update at all).
+        depth: Layer depth when layer decay applies to it, else ``None``.
+        rate_source: Why it has this rate (rule name, ``rates[...]``, ``default``),
+            with the layer-decay factor when one applies.
+        wd_source: Why it has this weight decay.
+        frozen_source: The rule that froze it, or ``""``.
+        aliases: Other names of the same tensor (tied weights).
+        shape: Tensor shape.
+        requires_grad: The model's own flag before the build.
+    """
+
+    name: str
+    group: str
+    lr: float
+    scale: float
+    weight_decay: float
+    frozen: bool
+    depth: int | None
+    rate_source: str
+    wd_source: str
+    frozen_source: str
+    aliases: tuple[str, ...]
+    shape: tuple[int, ...]
+    requires_grad: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One optimizer group: parameters with identical settings.
+
+    Attributes:
+        name: Stable name derived from the rules that decided it.
+        params: Canonical parameter names, in model order.
+        lr: Learning rate once trainable (kept while frozen, for unfreezing).
+        scale: ``lr`` divided by the spec's base rate.
+        weight_decay: Weight decay.
+        frozen: Whether the group is frozen.
+    """
+
+    name: str
+    params: tuple[str, ...]
+    lr: float
+    scale: float
+    weight_decay: float
+    frozen: bool
+
+    @property
+    def effective_scale(self) -> float:
+        """The multiplier applied now: 0 while frozen."""
+        return 0.0 if self.frozen else self.scale
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A spec resolved against one model's parameters.
+
+    Every parameter is in exactly one group; groups are ordered by their first
+    parameter in model order, so the same model and spec always give the same
+    groups, in the same order, with the same names.
+
+    Attributes:
+        spec: The spec that was planned.
+        params: One :class:`ParamPlan` per distinct tensor, in model order.
+        groups: The merged groups.
+        aliases: Alias name -> canonical name, for tied parameters.
+        max_depth: Highest layer depth, or ``None`` without layer decay.
+    """
+
+    spec: Spec
+    params: tuple[ParamPlan, ...]
+    groups: tuple[Group, ...]
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    max_depth: int | None = None
+
+    @property
+    def base_lr(self) -> float:
+        """The spec's base learning rate."""
+        return self.spec.lr
+
+    def lr_of(self, group: Group) -> float:
+        """Effective learning rate of a group now (0 while frozen)."""
+        return 0.0 if group.frozen else group.lr
+
+    def param(self, name: str) -> ParamPlan:
+        """Plan of a parameter, by canonical name or alias.
+
+        Raises:
+            KeyError: Unknown name.
+        """
+        canonical = self.aliases.get(name, name)
+        for p in self.params:
+            if p.name == canonical:
+                return p
+        raise KeyError(name)
+
+    def group(self, name: str) -> Group:
+        """A group by name.
+
+        Raises:
+            KeyError: Unknown group name.
+        """
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    def rates(self) -> dict[str, float]:
+        """Effective rate per canonical parameter name."""
+        return {p.name: 0.0 if p.frozen else p.lr for p in self.params}
+
+    def table(self, *, rich: bool | None = None, max_rows: int | None = None) -> str:
+        """The provenance table: every parameter's group, rate, weight decay,
+        frozen state and the rule that decided it, then one line per group.
+
+        Args:
+            rich: Render with ``rich`` (box drawing, colour). ``None``: only when
+                stdout is a terminal and ``rich`` is installed.
+            max_rows: Show at most this many parameter rows (head and tail kept).
+        """
+        from multilr._table import render_table
+
+        return render_table(self, rich=rich, max_rows=max_rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping of the whole plan (spec, groups, parameters, aliases)."""
+        return {
+            "spec": self.spec.to_dict(),
+            "base_lr": self.spec.lr,
+            "max_depth": self.max_depth,
+            "groups": [
+                {
+                    "name": g.name,
+                    "lr": self.lr_of(g),
+                    "scale": g.scale,
+                    "weight_decay": g.weight_decay,
+                    "frozen": g.frozen,
+                    "params": list(g.params),
+                }
+                for g in self.groups
+            ],
+            "params": [
+                {
+                    "name": p.name,
+                    "group": p.group,
+                    "lr": 0.0 if p.frozen else p.lr,
+                    "scale": p.scale,
+                    "weight_decay": p.weight_decay,
+                    "frozen": p.frozen,
+                    "depth": p.depth,
+                    "rate_source": p.rate_source,
+                    "wd_source": p.wd_source,
+                    "frozen_source": p.frozen_source,
+                    "aliases": list(p.aliases),
+                    "shape": list(p.shape),
+                }
+                for p in self.params
+            ],
+            "aliases": dict(self.aliases),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """JSON text of :meth:`to_dict`; stable for diffing between runs and backends."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def __str__(self) -> str:
+        return self.table(rich=False)

@@ -1,0 +1,109 @@
+"""Backend discovery: a built-in table of known names plus the ``multilr.backends``
+entry points, loaded only when asked for so ``import multilr`` loads no framework."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable
+from typing import Any
+
+from multilr._check import did_you_mean
+from multilr.backend import Backend
+from multilr.errors import BackendError, BackendNotFoundError
+
+__all__ = ["get_backend", "list_backends", "register_backend"]
+
+GROUP = "multilr.backends"
+
+#: Backends multilr knows by name, and the distribution that provides each.
+KNOWN_BACKENDS: dict[str, str] = {
+    "torch": "multilr-torch",
+    "oneflow": "multilr-oneflow",
+    "oneflow-graph": "multilr-oneflow",
+}
+
+_registered: dict[str, Callable[[], Any]] = {}
+_instances: dict[str, Backend] = {}
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=GROUP)}
+
+
+def register_backend(name: str, factory: Callable[[], Any]) -> None:
+    """Register a backend in this process, without packaging (tests, notebooks).
+
+    Example:
+        >>> class Null:
+        ...     name, convention = "null", "lr"
+        ...     def extract(self, model): return []
+        ...     def emit(self, model, plan): return []
+        >>> register_backend("null", Null)
+        >>> "null" in list_backends()
+        True
+    """
+    _registered[name] = factory
+    _instances.pop(name, None)
+
+
+def list_backends() -> list[str]:
+    """Names of the installed (and registered) backends, sorted."""
+    return sorted(set(_entry_points()) | set(_registered))
+
+
+def _not_found(name: str) -> BackendNotFoundError:
+    installed = list_backends()
+    have = ", ".join(installed) if installed else "none"
+    if name in KNOWN_BACKENDS:
+        dist = KNOWN_BACKENDS[name]
+        return BackendNotFoundError(
+            f"backend {name!r} is not installed; install the package {dist!r} "
+            f"(from this repository: pip install -e backends/{dist.removeprefix('multilr-')}); "
+            f"installed backends: {have}"
+        )
+    return BackendNotFoundError(
+        f"unknown backend {name!r}{did_you_mean(name, [*KNOWN_BACKENDS, *installed])}; "
+        f"installed backends: {have}; known: {', '.join(KNOWN_BACKENDS)}"
+    )
+
+
+def get_backend(backend: str | Backend) -> Backend:
+    """The backend instance for a name (or the backend itself, passed through).
+
+    Raises:
+        BackendNotFoundError: Unknown name, or its package is not installed; the
+            message lists the installed backends and the package to install.
+        BackendError: The plugin failed to load or does not implement the contract.
+    """
+    if not isinstance(backend, str):
+        _check_contract(backend, repr(backend))
+        return backend
+    cached = _instances.get(backend)
+    if cached is not None:
+        return cached
+    factory = _registered.get(backend)
+    if factory is None:
+        ep = _entry_points().get(backend)
+        if ep is None:
+            raise _not_found(backend)
+        try:
+            factory = ep.load()
+        except Exception as exc:
+            raise BackendError(f"backend {backend!r} failed to load from {ep.value!r}: {exc}") from exc
+    try:
+        instance = factory()
+    except BackendError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"backend {backend!r} failed to start: {exc}") from exc
+    _check_contract(instance, backend)
+    _instances[backend] = instance
+    return instance  # type: ignore[no-any-return]
+
+
+def _check_contract(obj: Any, label: str) -> None:
+    missing = [a for a in ("name", "convention", "extract", "emit") if not hasattr(obj, a)]
+    if missing:
+        raise BackendError(f"backend {label} does not implement {', '.join(missing)} of multilr.backend.Backend")
+    if obj.convention not in ("lr", "lr_scale"):
+        raise BackendError(f"backend {label}: convention must be 'lr' or 'lr_scale', got {obj.convention!r}")

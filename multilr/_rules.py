@@ -1,0 +1,235 @@
+"""The parts of a spec: rules, layer-wise decay, and fastai-style spreads.
+
+All three are frozen values validated when made, so a bad value fails at the
+line that wrote it, not at the first training step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Union
+
+from multilr._check import check_keys, number
+from multilr._select import Glob, Selector, selector_from_dict
+from multilr.errors import SpecError
+
+__all__ = ["DepthMode", "LayerDecay", "Rule", "Spread"]
+
+#: How layer depth is found: ``"blocks"`` (numbered blocks, stem lowest, head highest),
+#: ``"top"`` (top-level children in order), ``"tensor"`` (every tensor its own depth),
+#: or an explicit mapping of glob pattern -> depth.
+DepthMode = Union[Literal["blocks", "top", "tensor"], Mapping[str, int]]
+
+_RULE_KEYS = ("name", "lr_mult", "lr", "weight_decay", "frozen", "optional", "priority")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Settings for the parameters one selector picks.
+
+    A rule may set the rate (``lr_mult``, a multiplier of the base rate, or ``lr``, an
+    absolute rate), the ``weight_decay``, or ``frozen``. Settings it leaves as ``None``
+    come from other rules or the spec's defaults. When two rules set the same setting
+    of one parameter, the higher ``priority`` wins; equal priorities with different
+    values are a :class:`~multilr.errors.ConflictError`.
+
+    Args:
+        select: A selector, or a string taken as a glob on the full name.
+        name: Label used for group names and tables; defaults to the selector's text.
+        lr_mult: Multiplier of the base rate (combined with layer-wise decay).
+        lr: Absolute rate; wins over layer-wise decay for these parameters.
+        weight_decay: Weight decay; wins over the ``no_decay`` classes.
+        frozen: ``True`` freezes the parameters (no update at all).
+        optional: Allow the rule to match nothing.
+        priority: Tie-breaker between rules that set the same setting.
+
+    Example:
+        >>> Rule("fc.*", lr_mult=10).name
+        'glob:fc.*'
+    """
+
+    select: Selector
+    name: str = ""
+    lr_mult: float | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    frozen: bool | None = None
+    optional: bool = False
+    priority: int = 0
+
+    def __post_init__(self) -> None:
+        select: Any = self.select
+        if isinstance(select, str):
+            select = Glob(select)
+            object.__setattr__(self, "select", select)
+        if not hasattr(select, "matches") or not hasattr(select, "describe"):
+            raise SpecError(f"rule selector must be a Selector or a glob string, got {select!r}")
+        if not self.name:
+            object.__setattr__(self, "name", select.describe())
+        where = f"rule {self.name!r}"
+        if self.lr_mult is not None and self.lr is not None:
+            raise SpecError(f"{where}: set either lr_mult or lr, not both")
+        if self.lr_mult is not None:
+            object.__setattr__(self, "lr_mult", number(self.lr_mult, f"{where}: lr_mult"))
+        if self.lr is not None:
+            object.__setattr__(self, "lr", number(self.lr, f"{where}: lr"))
+        if self.weight_decay is not None:
+            wd = number(self.weight_decay, f"{where}: weight_decay")
+            object.__setattr__(self, "weight_decay", wd)
+        for flag in ("frozen", "optional"):
+            value = getattr(self, flag)
+            if value is not None and not isinstance(value, bool):
+                raise SpecError(f"{where}: {flag} must be true or false, got {value!r}")
+        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
+            raise SpecError(f"{where}: priority must be an integer, got {self.priority!r}")
+        if self.lr_mult is None and self.lr is None and self.weight_decay is None and self.frozen is None:
+            raise SpecError(f"{where}: sets nothing; give lr_mult, lr, weight_decay or frozen")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "rule") -> Rule:
+        """Build a rule from ``{"prefix": "fc", "lr_mult": 10, ...}``.
+
+        Example:
+            >>> Rule.from_dict({"prefix": "fc", "lr_mult": 10}).name
+            'prefix:fc'
+        """
+        from multilr._select import SELECTOR_KEYS
+
+        check_keys(data, (*SELECTOR_KEYS, *_RULE_KEYS), where)
+        select = selector_from_dict(data, where)
+        kwargs = {k: data[k] for k in _RULE_KEYS if k in data}
+        name = kwargs.get("name", "")
+        if not isinstance(name, str):
+            raise SpecError(f"{where}: name must be a string, got {name!r}")
+        return cls(select, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Mapping form; ``Rule.from_dict(r.to_dict()) == r``."""
+        out: dict[str, Any] = dict(self.select.to_dict())  # type: ignore[attr-defined]
+        if self.name != self.select.describe():
+            out["name"] = self.name
+        for key in ("lr_mult", "lr", "weight_decay", "frozen"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.optional:
+            out["optional"] = True
+        if self.priority:
+            out["priority"] = self.priority
+        return out
+
+
+@dataclass(frozen=True)
+class LayerDecay:
+    """Layer-wise rate decay: a parameter at depth ``d`` gets ``decay ** (max_depth - d)``.
+
+    Depth comes from the whole model's module tree, never from which parameters are
+    trainable, so freezing a block does not shift the others.
+
+    Args:
+        decay: Factor per layer, in (0, 1].
+        depth: ``"blocks"``, ``"top"``, ``"tensor"``, or ``{glob: depth}``.
+        within: Only these parameters are decayed (others keep factor 1); default all.
+
+    Example:
+        >>> LayerDecay(0.9, depth="top").decay
+        0.9
+    """
+
+    decay: float
+    depth: DepthMode = "blocks"
+    within: Selector | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decay", number(self.decay, "layer_decay.decay", positive=True, upper=1.0))
+        depth: Any = self.depth
+        if isinstance(depth, str):
+            if depth not in ("blocks", "top", "tensor"):
+                raise SpecError(
+                    f"layer_decay.depth must be 'blocks', 'top', 'tensor' or a mapping, got {depth!r}"
+                )
+        elif isinstance(depth, Mapping):
+            if not depth:
+                raise SpecError("layer_decay.depth: an explicit depth map needs at least one entry")
+            for pattern, d in depth.items():
+                if not isinstance(pattern, str) or not pattern:
+                    raise SpecError(f"layer_decay.depth: pattern must be a non-empty string, got {pattern!r}")
+                if isinstance(d, bool) or not isinstance(d, int) or d < 0:
+                    raise SpecError(f"layer_decay.depth[{pattern!r}] must be an integer >= 0, got {d!r}")
+            object.__setattr__(self, "depth", MappingProxyType(dict(depth)))
+        else:
+            raise SpecError(f"layer_decay.depth must be a string or a mapping, got {depth!r}")
+        if isinstance(self.within, str):
+            object.__setattr__(self, "within", Glob(self.within))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerDecay:
+        """Build from ``{"decay": 0.75, "depth": "blocks", "within": {"prefix": "encoder"}}``."""
+        check_keys(data, ("decay", "depth", "within"), "layer_decay")
+        if "decay" not in data:
+            raise SpecError("layer_decay: missing required key 'decay'")
+        within = data.get("within")
+        if within is not None and not isinstance(within, str):
+            check_keys(within, ("glob", "regex", "prefix", "module_type"), "layer_decay.within")
+            within = selector_from_dict(within, "layer_decay.within")
+        return cls(data["decay"], depth=data.get("depth", "blocks"), within=within)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"decay": self.decay}
+        out["depth"] = self.depth if isinstance(self.depth, str) else dict(self.depth)
+        if self.within is not None:
+            out["within"] = self.within.to_dict()  # type: ignore[attr-defined]
+        return out
+
+
+@dataclass(frozen=True)
+class Spread:
+    """fastai-style geometric spread: the named rules get rates from ``lo`` to ``hi``.
+
+    Rule ``i`` of ``n`` in ``over`` gets the absolute rate ``lo * (hi / lo) ** (i / (n - 1))``,
+    as fastai's ``slice(lo, hi)``. The rules named must not set a rate themselves.
+
+    Example:
+        >>> Spread(1e-5, 1e-3, over=("body", "mid", "head")).rates()
+        (1e-05, 0.0001, 0.001)
+    """
+
+    lo: float
+    hi: float
+    over: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        lo = number(self.lo, "spread.lo", positive=True)
+        hi = number(self.hi, "spread.hi", positive=True)
+        if lo > hi:
+            raise SpecError(f"spread.lo ({lo}) must be <= spread.hi ({hi})")
+        over = tuple(self.over)
+        if len(over) < 2 or not all(isinstance(n, str) and n for n in over):
+            raise SpecError(f"spread.over must name two or more rules, got {self.over!r}")
+        if len(set(over)) != len(over):
+            raise SpecError(f"spread.over names a rule twice: {list(over)!r}")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+        object.__setattr__(self, "over", over)
+
+    def rates(self) -> tuple[float, ...]:
+        """The absolute rate of each rule in ``over``, lowest first."""
+        n = len(self.over)
+        # round() strips the last-bit noise of pow so that 1e-4 prints as 1e-4.
+        return tuple(float(f"{self.lo * (self.hi / self.lo) ** (i / (n - 1)):.12g}") for i in range(n))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Spread:
+        """Build from ``{"lo": 1e-5, "hi": 1e-3, "over": ["body", "head"]}``."""
+        check_keys(data, ("lo", "hi", "over"), "spread")
+        for key in ("lo", "hi", "over"):
+            if key not in data:
+                raise SpecError(f"spread: missing required key {key!r}")
+        over = data["over"]
+        if not isinstance(over, (list, tuple)):
+            raise SpecError(f"spread.over must be a list of rule names, got {over!r}")
+        return cls(data["lo"], data["hi"], over=tuple(over))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lo": self.lo, "hi": self.hi, "over": list(self.over)}

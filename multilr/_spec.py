@@ -1,0 +1,262 @@
+"""The spec: one backend-neutral description of groups and scales.
+
+A :class:`Spec` is built from Python objects or from a plain mapping as loaded from
+YAML/JSON, and ``Spec.from_dict(spec.to_dict()) == spec``. It says nothing about a
+particular model; :func:`multilr.plan` resolves it against one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from multilr._check import check_keys, did_you_mean, number
+from multilr._rules import LayerDecay, Rule, Spread
+from multilr.errors import SpecError
+
+__all__ = ["NO_DECAY_CLASSES", "Spec"]
+
+#: Weight-decay classes a spec can exempt from decay (``no_decay=("bias", "norm")``):
+#: ``bias`` (attribute named ``bias``), ``norm`` (owned by a normalization layer),
+#: ``1d`` (any tensor with at most one dimension), ``embedding`` (owned by an embedding).
+NO_DECAY_CLASSES = ("bias", "norm", "1d", "embedding")
+
+#: Keys that multilr itself writes into every group; not allowed in ``hyper``.
+_RESERVED_HYPER = ("params", "lr", "weight_decay", "name", "lr_scale", "initial_lr")
+
+_SPEC_KEYS = ("lr", "weight_decay", "hyper", "rules", "layer_decay", "spread", "rates", "no_decay", "unmatched")
+
+
+def _hyper_value(value: Any, where: str) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SpecError(f"{where} must be finite, got {value!r}")
+        return value
+    if isinstance(value, (list, tuple)):
+        # betas and friends: the optimizers want tuples, YAML gives lists.
+        return tuple(_hyper_value(v, f"{where}[{i}]") for i, v in enumerate(value))
+    raise SpecError(f"{where} must be a number, bool, string or list, got {type(value).__name__} {value!r}")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Groups and scales for discriminative learning rates.
+
+    Args:
+        lr: Base learning rate; every scale multiplies it. Must be > 0.
+        weight_decay: Base weight decay, written into every group (default 0.0, so no
+            framework's own default applies silently).
+        hyper: Other optimizer hyperparameters copied into every group
+            (``{"momentum": 0.9}``, ``{"betas": (0.9, 0.999)}``).
+        rules: Rules selecting parameters (see :class:`~multilr.Rule`).
+        layer_decay: Layer-wise decay (see :class:`~multilr.LayerDecay`).
+        spread: Geometric rates over named rules (see :class:`~multilr.Spread`).
+        rates: Absolute rate per parameter name (seed 001's per-tensor rates).
+        no_decay: Weight-decay classes set to 0: any of :data:`NO_DECAY_CLASSES`.
+        unmatched: ``"default"`` puts parameters no rule, rate or decay reaches in the
+            default group at the base rate; ``"error"`` refuses them.
+
+    Precedence, per parameter and per setting:
+        * rate: ``rates`` entry > a rule's ``lr`` or ``lr_mult`` (higher ``priority`` first;
+          a spread gives its rules an ``lr``) > 1.0; layer decay multiplies ``lr_mult``
+          and the default, never an absolute rate.
+        * weight decay: a rule's ``weight_decay`` > ``no_decay`` class (0.0) > ``weight_decay``.
+        * frozen: a rule's ``frozen`` > not frozen.
+
+    Example:
+        >>> spec = Spec(lr=1e-3, rules=[Rule("fc.*", lr_mult=10)], no_decay=("bias",))
+        >>> Spec.from_dict(spec.to_dict()) == spec
+        True
+    """
+
+    lr: float
+    weight_decay: float = 0.0
+    hyper: Mapping[str, Any] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    layer_decay: LayerDecay | None = None
+    spread: Spread | None = None
+    rates: Mapping[str, float] = field(default_factory=dict)
+    no_decay: tuple[str, ...] = ()
+    unmatched: Literal["default", "error"] = "default"
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "lr", number(self.lr, "lr", positive=True))
+        set_(self, "weight_decay", number(self.weight_decay, "weight_decay"))
+        if not isinstance(self.hyper, Mapping):
+            raise SpecError(f"hyper must be a mapping, got {self.hyper!r}")
+        hyper = {}
+        for key, value in self.hyper.items():
+            if key in _RESERVED_HYPER:
+                raise SpecError(f"hyper.{key}: set {key!r} at the top level of the spec, not in hyper")
+            if not isinstance(key, str) or not key.isidentifier():
+                raise SpecError(f"hyper: key must be an identifier, got {key!r}")
+            hyper[key] = _hyper_value(value, f"hyper.{key}")
+        set_(self, "hyper", MappingProxyType(hyper))
+        rules = tuple(self.rules)
+        for i, rule in enumerate(rules):
+            if not isinstance(rule, Rule):
+                raise SpecError(f"rules[{i}] must be a Rule, got {type(rule).__name__} {rule!r}")
+        names = [r.name for r in rules]
+        for name in names:
+            if names.count(name) > 1:
+                raise SpecError(f"rules: two rules are named {name!r}; give them distinct names")
+        set_(self, "rules", rules)
+        if self.layer_decay is not None and not isinstance(self.layer_decay, LayerDecay):
+            raise SpecError(f"layer_decay must be a LayerDecay, got {self.layer_decay!r}")
+        if self.spread is not None:
+            if not isinstance(self.spread, Spread):
+                raise SpecError(f"spread must be a Spread, got {self.spread!r}")
+            for name in self.spread.over:
+                if name not in names:
+                    raise SpecError(f"spread.over names no rule {name!r}{did_you_mean(name, names)}")
+                rule = rules[names.index(name)]
+                if rule.lr is not None or rule.lr_mult is not None:
+                    raise SpecError(f"rule {name!r} is in spread.over and sets its own rate; remove one of the two")
+        if not isinstance(self.rates, Mapping):
+            raise SpecError(f"rates must be a mapping of parameter name -> rate, got {self.rates!r}")
+        rates = {}
+        for pname, rate in self.rates.items():
+            if not isinstance(pname, str) or not pname:
+                raise SpecError(f"rates: parameter name must be a non-empty string, got {pname!r}")
+            rates[pname] = number(rate, f"rates[{pname!r}]")
+        set_(self, "rates", MappingProxyType(rates))
+        no_decay = (self.no_decay,) if isinstance(self.no_decay, str) else tuple(self.no_decay)
+        for cls in no_decay:
+            if cls not in NO_DECAY_CLASSES:
+                raise SpecError(
+                    f"no_decay: unknown class {cls!r}{did_you_mean(str(cls), NO_DECAY_CLASSES)}; "
+                    f"known: {', '.join(NO_DECAY_CLASSES)}"
+                )
+        set_(self, "no_decay", no_decay)
+        if self.unmatched not in ("default", "error"):
+            raise SpecError(f"unmatched must be 'default' or 'error', got {self.unmatched!r}")
+
+    def rule_rates(self) -> Mapping[str, float]:
+        """Absolute rate a spread gives each rule it names (empty without a spread)."""
+        if self.spread is None:
+            return {}
+        return dict(zip(self.spread.over, self.spread.rates()))
+
+    # -- mapping form ---------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Spec:
+        """Build a spec from a plain mapping (as ``yaml.safe_load`` or ``json.load`` give).
+
+        Raises:
+            SpecError: Unknown key (with the closest known key), wrong type or bad value.
+
+        Example:
+            >>> Spec.from_dict({"lr": 0.01, "rules": [{"prefix": "fc", "lr_mult": 10}]}).rules[0].lr_mult
+            10.0
+        """
+        check_keys(data, _SPEC_KEYS, "spec")
+        if "lr" not in data:
+            raise SpecError("spec: missing required key 'lr' (the base learning rate)")
+        kwargs: dict[str, Any] = {k: data[k] for k in ("lr", "weight_decay", "unmatched") if k in data}
+        kwargs["hyper"] = data.get("hyper") or {}
+        rules = data.get("rules") or []
+        if not isinstance(rules, Sequence) or isinstance(rules, str):
+            raise SpecError(f"rules must be a list of mappings, got {rules!r}")
+        kwargs["rules"] = tuple(Rule.from_dict(r, f"rules[{i}]") for i, r in enumerate(rules))
+        if data.get("layer_decay") is not None:
+            kwargs["layer_decay"] = LayerDecay.from_dict(data["layer_decay"])
+        if data.get("spread") is not None:
+            kwargs["spread"] = Spread.from_dict(data["spread"])
+        kwargs["rates"] = data.get("rates") or {}
+        no_decay = data.get("no_decay") or ()
+        if not isinstance(no_decay, (str, list, tuple)):
+            raise SpecError(f"no_decay must be a list of classes, got {no_decay!r}")
+        kwargs["no_decay"] = no_decay
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping form; plain lists, dicts, numbers and strings only."""
+        out: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
+        if self.hyper:
+            out["hyper"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.hyper.items()}
+        if self.rules:
+            out["rules"] = [r.to_dict() for r in self.rules]
+        if self.layer_decay is not None:
+            out["layer_decay"] = self.layer_decay.to_dict()
+        if self.spread is not None:
+            out["spread"] = self.spread.to_dict()
+        if self.rates:
+            out["rates"] = dict(self.rates)
+        if self.no_decay:
+            out["no_decay"] = list(self.no_decay)
+        if self.unmatched != "default":
+            out["unmatched"] = self.unmatched
+        return out
+
+    # -- files ----------------------------------------------------------------------
+
+    @classmethod
+    def from_json(cls, text: str) -> Spec:
+        """Parse JSON text."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"spec is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Spec:
+        """Parse YAML text with ``yaml.safe_load`` (nothing in it is ever run as code)."""
+        try:
+            import yaml
+        except ImportError:
+            raise SpecError("reading YAML needs PyYAML: pip install 'multilr[yaml]'") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpecError(f"spec is not valid YAML: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Spec:
+        """Read a ``.json``, ``.yaml`` or ``.yml`` file.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> p = pathlib.Path(tempfile.mkdtemp()) / "spec.json"
+            >>> _ = p.write_text('{"lr": 0.1}')
+            >>> Spec.from_file(p).lr
+            0.1
+        """
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpecError(f"cannot read spec file {str(p)!r}: {exc.strerror}") from None
+        if p.suffix.lower() == ".json":
+            return cls.from_json(text)
+        if p.suffix.lower() in (".yaml", ".yml"):
+            return cls.from_yaml(text)
+        raise SpecError(f"spec file {str(p)!r}: unknown extension; use .json, .yaml or .yml")
+
+    def to_json(self) -> str:
+        """JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def as_spec(spec: Spec | Mapping[str, Any] | str | os.PathLike[str]) -> Spec:
+    """Accept a Spec, a mapping, or a path to a spec file."""
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, Mapping):
+        return Spec.from_dict(spec)
+    if isinstance(spec, (str, os.PathLike)):
+        return Spec.from_file(spec)
+    raise SpecError(f"spec must be a Spec, a mapping or a file path, got {type(spec).__name__}")

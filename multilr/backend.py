@@ -1,0 +1,87 @@
+"""The contract a backend plugin implements.
+
+A backend knows one framework and nothing about rates: ``extract`` lists a model's
+named parameters as :class:`~multilr.ParamInfo`, ``emit`` turns a :class:`~multilr.Plan`
+into that framework's optimizer groups. The rate arithmetic lives in the core
+(:func:`group_options`), so every backend writes the same numbers.
+
+A plugin registers a factory (a class or function taking no arguments) in the
+``multilr.backends`` entry-point group::
+
+    [project.entry-points."multilr.backends"]
+    mybackend = "my_package:MyBackend"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from multilr._params import ParamInfo
+from multilr._plantypes import Plan
+
+__all__ = ["Backend", "Convention", "group_options"]
+
+#: How a target applies a group's scale. ``"lr"``: the scale is multiplied into each
+#: group's ``lr`` (torch, OneFlow eager, and every scheduler that scales from
+#: ``initial_lr``). ``"lr_scale"``: one base ``lr`` everywhere and the scale in
+#: ``lr_scale`` (OneFlow ``nn.Graph``). Never both: that applies the scale twice.
+Convention = Literal["lr", "lr_scale"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a backend provides.
+
+    Attributes:
+        name: The name users pass as ``backend=``.
+        convention: How this target applies scales (see :data:`Convention`).
+    """
+
+    name: str
+    convention: Convention
+
+    def extract(self, model: Any) -> Sequence[ParamInfo]:
+        """Every named parameter of ``model``, in model order, tied tensors under every
+        name with one shared ``key``. Must not modify the model."""
+        ...
+
+    def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
+        """Optimizer groups for ``plan``: :func:`group_options` plus the tensors under
+        ``"params"``. Validates everything before it changes the model (frozen flags)."""
+        ...
+
+
+def group_options(plan: Plan, convention: Convention) -> list[dict[str, Any]]:
+    """Every group's settings except its tensors, in plan order, all keys explicit.
+
+    Args:
+        plan: The plan.
+        convention: ``"lr"`` writes each group's own rate into ``lr`` and no
+            ``lr_scale``; ``"lr_scale"`` writes the base rate into every ``lr`` and the
+            group's scale into ``lr_scale``.
+
+    Example:
+        >>> from multilr import ParamInfo, Rule, Spec, plan
+        >>> infos = [ParamInfo(n, (2, 2), "float32", "", ("Linear",), True, n) for n in ("a.w", "b.w")]
+        >>> p = plan(infos, Spec(lr=0.1, rules=[Rule("b.*", lr_mult=0.5, name="b")]))
+        >>> [(o["name"], o["lr"]) for o in group_options(p, "lr")]
+        [('default', 0.1), ('b', 0.05)]
+        >>> [(o["lr"], o["lr_scale"]) for o in group_options(p, "lr_scale")]
+        [(0.1, 1.0), (0.1, 0.5)]
+    """
+    if convention not in ("lr", "lr_scale"):
+        raise ValueError(f"convention must be 'lr' or 'lr_scale', got {convention!r}")
+    hyper = dict(plan.spec.hyper)
+    out = []
+    for g in plan.groups:
+        opts: dict[str, Any] = {"name": g.name}
+        if convention == "lr":
+            opts["lr"] = plan.lr_of(g)
+        else:
+            opts["lr"] = plan.base_lr
+            opts["lr_scale"] = g.effective_scale
+        opts["weight_decay"] = g.weight_decay
+        opts.update(hyper)
+        out.append(opts)
+    return out
