@@ -19,8 +19,10 @@ SpecLike = Spec | Mapping[str, Any] | str | os.PathLike[str]
 
 
 class ParamGroups(list[dict[str, Any]]):
-    """The optimizer groups ``build`` returns: a plain list of dicts (what every
-    optimizer constructor takes) that also carries the plan it came from.
+    """The optimizer groups ``build`` returns.
+
+    A plain list of dicts (what every optimizer constructor takes) that also
+    carries the plan it came from.
 
     Attributes:
         plan: The :class:`~multilr.Plan` these groups implement.
@@ -74,11 +76,11 @@ def build(model: Any, spec: SpecLike, backend: str | Backend = "torch") -> Param
         The groups, ready for the framework's optimizer; ``.plan`` holds the plan.
 
     Example:
-        >>> import torch                                    # doctest: +SKIP
-        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))  # doctest: +SKIP
-        >>> groups = build(model, {"lr": 1e-3, "rules": [{"prefix": "1", "lr_mult": 10}]})  # doctest: +SKIP
-        >>> opt = torch.optim.AdamW(groups)                 # doctest: +SKIP
-        >>> [g["lr"] for g in opt.param_groups]             # doctest: +SKIP
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+        >>> groups = build(model, {"lr": 1e-3, "rules": [{"prefix": "1", "lr_mult": 10}]})
+        >>> opt = torch.optim.AdamW(groups)
+        >>> [g["lr"] for g in opt.param_groups]
         [0.001, 0.01]
     """
     be = get_backend(backend)

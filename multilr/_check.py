@@ -71,12 +71,12 @@ def number(
             raise SpecError(f"{where} must be a number, got {original!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(f"{where} must be a number, got {type(value).__name__} {original!r}")
-    value = float(value)
-    if not math.isfinite(value):
+    result = float(value)
+    if not math.isfinite(result):
         raise SpecError(f"{where} must be finite, got {original!r}")
-    if value < 0 or (positive and value == 0):
+    if result < 0 or (positive and result == 0):
         need = "> 0" if positive else ">= 0"
         raise SpecError(f"{where} must be {need}, got {original!r}")
-    if upper is not None and value > upper:
+    if upper is not None and result > upper:
         raise SpecError(f"{where} must be <= {upper}, got {original!r}")
-    return value
+    return result

@@ -268,7 +268,7 @@ def _merge(
 ) -> Plan:
     """Fewest groups: one per distinct (rate, weight decay, frozen), in first-seen order."""
     order: dict[tuple[float, float, bool], list[int]] = {}
-    for i, (p, lr) in enumerate(zip(plans, lrs)):
+    for i, (p, lr) in enumerate(zip(plans, lrs, strict=True)):
         order.setdefault((lr, p.weight_decay, p.frozen), []).append(i)
     groups: list[Group] = []
     used: set[str] = set()

@@ -137,8 +137,10 @@ class Plan:
         return {p.name: 0.0 if p.frozen else p.lr for p in self.params}
 
     def table(self, *, rich: bool | None = None, max_rows: int | None = None) -> str:
-        """The provenance table: every parameter's group, rate, weight decay,
-        frozen state and the rule that decided it, then one line per group.
+        """The provenance table, then one line per group.
+
+        Each parameter row shows its group, rate, weight decay, frozen state and
+        the rule that decided it.
 
         Args:
             rich: Render with ``rich`` (box drawing, colour). ``None``: only when

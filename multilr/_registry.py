@@ -1,5 +1,8 @@
-"""Backend discovery: a built-in table of known names plus the ``multilr.backends``
-entry points, loaded only when asked for so ``import multilr`` loads no framework."""
+"""Backend discovery: known names plus the ``multilr.backends`` entry points.
+
+Entry points are loaded only when a backend is asked for, so ``import multilr``
+loads no framework.
+"""
 
 from __future__ import annotations
 
@@ -104,6 +107,8 @@ def get_backend(backend: str | Backend) -> Backend:
 def _check_contract(obj: Any, label: str) -> None:
     missing = [a for a in ("name", "convention", "extract", "emit") if not hasattr(obj, a)]
     if missing:
-        raise BackendError(f"backend {label} does not implement {', '.join(missing)} of multilr.backend.Backend")
+        raise BackendError(
+            f"backend {label} does not implement {', '.join(missing)} of multilr.backend.Backend"
+        )
     if obj.convention not in ("lr", "lr_scale"):
         raise BackendError(f"backend {label}: convention must be 'lr' or 'lr_scale', got {obj.convention!r}")

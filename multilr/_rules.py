@@ -169,7 +169,7 @@ class LayerDecay:
         check_keys(data, ("decay", "depth", "within"), "layer_decay")
         if "decay" not in data:
             raise SpecError("layer_decay: missing required key 'decay'")
-        within = data.get("within")
+        within: Any = data.get("within")
         if within is not None and not isinstance(within, str):
             check_keys(within, ("glob", "regex", "prefix", "module_type"), "layer_decay.within")
             within = selector_from_dict(within, "layer_decay.within")

@@ -86,11 +86,11 @@ class Glob:
 
 @dataclass(frozen=True)
 class Regex:
-    """Regular expression searched in the full dotted name (anchor it with ``^``/``$``).
+    r"""Regular expression searched in the full dotted name (anchor it with ``^``/``$``).
 
     Example:
         >>> from multilr._params import ParamInfo
-        >>> Regex(r"\\.bias$").matches(ParamInfo("fc.bias", (2,), "f", "fc", (), True, 0))
+        >>> Regex(r"\.bias$").matches(ParamInfo("fc.bias", (2,), "f", "fc", (), True, 0))
         True
     """
 
@@ -113,8 +113,9 @@ class Regex:
 
 @dataclass(frozen=True)
 class Prefix:
-    """Module path prefix on dotted boundaries: ``"layer1"`` selects ``layer1.0.conv1.weight``
-    but not ``layer10.weight``.
+    """Module path prefix on dotted boundaries.
+
+    ``"layer1"`` selects ``layer1.0.conv1.weight`` but not ``layer10.weight``.
 
     Example:
         >>> from multilr._params import ParamInfo
@@ -140,8 +141,9 @@ class Prefix:
 
 @dataclass(frozen=True)
 class ModuleType:
-    """The owning module's class (or any of its bases) by name, or a family from
-    :data:`MODULE_TYPE_ALIASES` such as ``"norm"``.
+    """The owning module's class (or any of its bases) by name.
+
+    A family from :data:`MODULE_TYPE_ALIASES` such as ``"norm"`` also works.
 
     Example:
         >>> from multilr._params import ParamInfo

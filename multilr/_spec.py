@@ -30,7 +30,9 @@ NO_DECAY_CLASSES = ("bias", "norm", "1d", "embedding")
 #: Keys that multilr itself writes into every group; not allowed in ``hyper``.
 _RESERVED_HYPER = ("params", "lr", "weight_decay", "name", "lr_scale", "initial_lr")
 
-_SPEC_KEYS = ("lr", "weight_decay", "hyper", "rules", "layer_decay", "spread", "rates", "no_decay", "unmatched")
+_SPEC_KEYS = (
+    "lr", "weight_decay", "hyper", "rules", "layer_decay", "spread", "rates", "no_decay", "unmatched",
+)
 
 
 def _hyper_value(value: Any, where: str) -> Any:
@@ -122,7 +124,9 @@ class Spec:
                     raise SpecError(f"spread.over names no rule {name!r}{did_you_mean(name, names)}")
                 rule = rules[names.index(name)]
                 if rule.lr is not None or rule.lr_mult is not None:
-                    raise SpecError(f"rule {name!r} is in spread.over and sets its own rate; remove one of the two")
+                    raise SpecError(
+                        f"rule {name!r} is in spread.over and sets its own rate; remove one of the two"
+                    )
         if not isinstance(self.rates, Mapping):
             raise SpecError(f"rates must be a mapping of parameter name -> rate, got {self.rates!r}")
         rates = {}
@@ -146,7 +150,7 @@ class Spec:
         """Absolute rate a spread gives each rule it names (empty without a spread)."""
         if self.spread is None:
             return {}
-        return dict(zip(self.spread.over, self.spread.rates()))
+        return dict(zip(self.spread.over, self.spread.rates(), strict=True))
 
     # -- mapping form ---------------------------------------------------------------
 

@@ -27,13 +27,14 @@ def _fmt(x: float) -> str:
 
 
 def _param_rows(plan: Plan, max_rows: int | None) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for p in plan.params:
         name = p.name + (f" (= {', '.join(p.aliases)})" if p.aliases else "")
         frozen = "yes" if p.frozen else ("off" if not p.requires_grad else "")
         lr = 0.0 if p.frozen else p.lr
         shape = "x".join(map(str, p.shape)) or "()"
-        rows.append((name, shape, p.group, _fmt(lr), _fmt(p.weight_decay), frozen, p.rate_source, p.wd_source))
+        wd = _fmt(p.weight_decay)
+        rows.append((name, shape, p.group, _fmt(lr), wd, frozen, p.rate_source, p.wd_source))
     if max_rows is not None and len(rows) > max_rows:
         head = max_rows // 2
         hidden = len(rows) - max_rows
@@ -67,9 +68,9 @@ def _numel(shape: Sequence[int]) -> int:
 
 def _plain(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
     out = [title, line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(out)
 
 

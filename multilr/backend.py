@@ -42,13 +42,19 @@ class Backend(Protocol):
     convention: Convention
 
     def extract(self, model: Any) -> Sequence[ParamInfo]:
-        """Every named parameter of ``model``, in model order, tied tensors under every
-        name with one shared ``key``. Must not modify the model."""
+        """Every named parameter of ``model``, in model order.
+
+        Tied tensors appear under every name with one shared ``key``. Must not
+        modify the model.
+        """
         ...
 
     def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
-        """Optimizer groups for ``plan``: :func:`group_options` plus the tensors under
-        ``"params"``. Validates everything before it changes the model (frozen flags)."""
+        """Optimizer groups for ``plan``: :func:`group_options` plus the tensors.
+
+        The tensors go under ``"params"``. Validates everything before it changes
+        the model (frozen flags).
+        """
         ...
 
 

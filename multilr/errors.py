@@ -32,8 +32,11 @@ class PlanError(MultiLRError):
 
 
 class CoverageError(PlanError):
-    """A rule matched nothing, a parameter matched nothing under ``unmatched="error"``,
-    or the model has no parameters."""
+    """Something is left uncovered.
+
+    A rule matched nothing, a parameter matched nothing under
+    ``unmatched="error"``, or the model has no parameters.
+    """
 
 
 class ConflictError(PlanError):

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from multilr import BackendError, ParamInfo, Plan, group_options
+from multilr.backend import Convention
 
 __all__ = ["TorchBackend"]
 
@@ -32,7 +33,7 @@ class TorchBackend:
     """The ``torch`` backend (convention ``"lr"``)."""
 
     name = "torch"
-    convention = "lr"
+    convention: Convention = "lr"
 
     def extract(self, model: Any) -> list[ParamInfo]:
         """Every named parameter, tied ones under each name (key: tensor identity)."""
@@ -65,7 +66,7 @@ class TorchBackend:
         for name, p in module.named_parameters(remove_duplicate=False):
             tensors.setdefault(plan.aliases.get(name, name), p)
         groups = []
-        for group, opts in zip(plan.groups, group_options(plan, self.convention)):
+        for group, opts in zip(plan.groups, group_options(plan, self.convention), strict=True):
             missing = [n for n in group.params if n not in tensors]
             if missing:
                 raise BackendError(
