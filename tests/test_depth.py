@@ -1,0 +1,108 @@
+import pytest
+
+from multilr import LayerDecay, PlanError, Spec, plan
+from multilr._depth import infer_depths
+
+from ._infos import bert_like, info, resnet_like, tied_lm
+
+
+def depths(infos, mode="blocks"):
+    return infer_depths([i.name for i in infos], mode)
+
+
+def test_resnet_blocks_stem_zero_head_top():
+    d = depths(resnet_like())
+    assert d["conv1.weight"] == 0 and d["bn1.bias"] == 0, f"got {d['conv1.weight']}, should be 0 [stem]"
+    assert d["layer1.0.conv1.weight"] == 1
+    assert d["layer1.1.bn2.bias"] == 2
+    # downsample is a Sequential of plain layers inside a block: same depth as its block
+    assert d["layer2.0.downsample.0.weight"] == d["layer2.0.conv1.weight"] == 3
+    assert d["layer4.1.conv2.weight"] == 8
+    assert d["fc.weight"] == d["fc.bias"] == 9, f"got {d['fc.weight']}, should be 9 [head = blocks + 1]"
+
+
+def test_bert_embeddings_layers_head():
+    d = depths(bert_like(layers=3))
+    assert d["bert.embeddings.word_embeddings.weight"] == 0
+    assert [d[f"bert.encoder.layer.{i}.output.dense.weight"] for i in range(3)] == [1, 2, 3]
+    assert d["bert.pooler.dense.weight"] == d["classifier.bias"] == 4
+
+
+def test_top_mode_is_seed_000_block_recipe():
+    d = depths(resnet_like(), "top")
+    order = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
+    for i, top in enumerate(order):
+        got = {v for k, v in d.items() if k.split(".")[0] == top}
+        assert got == {i}, f"got {got}, should be {{{i}}} [{top}]"
+
+
+def test_tensor_mode_counts_every_tensor():
+    infos = resnet_like()
+    assert depths(infos, "tensor") == {p.name: i for i, p in enumerate(infos)}
+
+
+def test_no_stack_falls_back_to_top_level_order():
+    d = infer_depths(["layer1.weight", "layer1.bias", "layer2.weight"], "blocks")
+    assert d == {"layer1.weight": 0, "layer1.bias": 0, "layer2.weight": 1}
+
+
+def test_sequential_of_plain_layers_is_not_a_stack():
+    # stem = Sequential(conv, bn): numbered, but its elements are layers, not blocks
+    names = ["stem.0.weight", "stem.1.weight", "blocks.0.fc.weight", "blocks.1.fc.weight", "head.weight"]
+    assert infer_depths(names, "blocks") == {
+        "stem.0.weight": 0,
+        "stem.1.weight": 0,
+        "blocks.0.fc.weight": 1,
+        "blocks.1.fc.weight": 2,
+        "head.weight": 3,
+    }
+
+
+def test_nested_stacks_and_mid_units():
+    # swin-like: stages of blocks, a downsample between stages shares the depth before it
+    names = [
+        "patch.weight",
+        "layers.0.blocks.0.mlp.weight",
+        "layers.0.blocks.1.mlp.weight",
+        "layers.0.down.proj.weight",
+        "layers.1.blocks.0.mlp.weight",
+        "layers.1.blocks.1.mlp.weight",
+        "norm.weight",
+    ]
+    d = infer_depths(names, "blocks")
+    assert [d[n] for n in names] == [0, 1, 2, 2, 3, 4, 5], f"got {[d[n] for n in names]}"
+
+
+def test_root_level_tokens_are_stem():
+    names = ["cls_token", "pos_embed", "blocks.0.attn.qkv.weight", "blocks.1.attn.qkv.weight", "head.weight"]
+    d = infer_depths(names, "blocks")
+    assert d["cls_token"] == d["pos_embed"] == 0 and d["head.weight"] == 3
+
+
+def test_explicit_depth_map_and_missing_entry():
+    names = ["a.w", "b.w", "c.w"]
+    assert infer_depths(names, {"a.*": 0, "*": 5}) == {"a.w": 0, "b.w": 5, "c.w": 5}
+    with pytest.raises(PlanError, match=r"'c\.w' matches no pattern"):
+        infer_depths(names, {"a.*": 0, "b.*": 1})
+
+
+def test_depth_ignores_frozen_state():
+    infos = resnet_like()
+    frozen = [
+        i if not i.name.startswith("layer1") else type(i)(*(getattr(i, f) for f in i.__slots__[:5]), False, i.key)
+        for i in infos
+    ]
+    assert depths(infos) == depths(frozen)
+    spec = Spec(lr=1.0, layer_decay=LayerDecay(0.5))
+    assert plan(infos, spec).rates() == plan(frozen, spec).rates()
+
+
+def test_tied_alias_takes_canonical_depth():
+    p = plan(tied_lm(), Spec(lr=1.0, layer_decay=LayerDecay(0.5)))
+    assert p.param("lm_head.weight").depth == 0, "the tied head is the embedding tensor: depth of its first name"
+    assert p.max_depth == 3
+
+
+def test_single_param_model():
+    p = plan([info("w")], Spec(lr=0.1, layer_decay=LayerDecay(0.5)))
+    assert p.rates() == {"w": 0.1}

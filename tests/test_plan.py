@@ -1,0 +1,260 @@
+import json
+
+import pytest
+
+from multilr import (
+    ConflictError,
+    CoverageError,
+    LayerDecay,
+    ModuleType,
+    ParamInfo,
+    PlanError,
+    Predicate,
+    Prefix,
+    Regex,
+    Rule,
+    Spec,
+    Spread,
+    plan,
+)
+
+from ._infos import bert_like, info, resnet_like, tied_lm
+
+
+def test_every_parameter_exactly_once():
+    infos = resnet_like()
+    p = plan(infos, Spec(lr=0.1, no_decay=("bias", "norm"), layer_decay=LayerDecay(0.9)))
+    names = [n for g in p.groups for n in g.params]
+    assert sorted(names) == sorted(i.name for i in infos), "every tensor in exactly one group"
+    assert len(names) == len(set(names)) == 62
+
+
+def test_no_decay_class_merges_when_base_decay_is_zero():
+    p = plan(resnet_like(), Spec(lr=1, no_decay=("bias", "norm")))
+    assert len(p.groups) == 1, "no_decay gives 0.0, equal to the base 0.0: one group"
+
+
+def test_fewest_groups_merge_identical_settings():
+    # seed 000's top-level recipe: 7 top-level children -> 7 distinct rates -> 7 groups
+    p = plan(resnet_like(), Spec(lr=1e-2, layer_decay=LayerDecay(0.9, depth="top")))
+    assert len(p.groups) == 7, f"got {len(p.groups)} groups, should be 7"
+    # two rules with the same multiplier share a group
+    p = plan(resnet_like(), Spec(lr=1, rules=[Rule("layer1.*", lr_mult=0.5), Rule("layer2.*", lr_mult=0.5)]))
+    assert [(g.name, len(g.params)) for g in p.groups] == [("default", 35), ("glob:layer1.*", 27)]
+
+
+def test_seed_000_recipe_rates():
+    p = plan(resnet_like(), Spec(lr=1e-2, layer_decay=LayerDecay(0.9, depth="top")))
+    r = p.rates()
+    assert r["fc.weight"] == pytest.approx(1e-2)
+    assert r["layer4.0.conv1.weight"] == pytest.approx(1e-2 * 0.9)
+    assert r["conv1.weight"] == pytest.approx(1e-2 * 0.9**6)
+    # the per-tensor version: 62 rates, 1e-2 on fc.bias down to 1e-2 * 0.9**61 on conv1.weight
+    r = plan(resnet_like(), Spec(lr=1e-2, layer_decay=LayerDecay(0.9, depth="tensor"))).rates()
+    assert r["fc.bias"] == pytest.approx(1e-2) and r["conv1.weight"] == pytest.approx(1e-2 * 0.9**61)
+    assert len(set(r.values())) == 62
+
+
+def test_seed_001_per_tensor_rates():
+    infos = [info("layer1.weight", (20, 10)), info("layer1.bias", (20,)), info("layer2.weight", (1, 20)),
+             info("layer2.bias", (1,))]
+    rates = {"layer1.weight": 0.01, "layer1.bias": 0.1, "layer2.weight": 0.001, "layer2.bias": 1.0}
+    p = plan(infos, Spec(lr=0.01, rates=rates))
+    assert p.rates() == rates, f"got {p.rates()}, should be {rates}"
+    assert [g.name for g in p.groups] == [f"rates[{n}]" for n in rates]
+
+
+def test_head_backbone_split_with_layer_decay_on_encoder():
+    spec = Spec(
+        lr=1e-3,
+        weight_decay=0.01,
+        no_decay=("bias", "norm"),
+        rules=[Rule(Prefix("bert"), lr_mult=0.1, name="backbone"),
+               Rule(Prefix("bert.embeddings"), frozen=True, name="stem")],
+        layer_decay=LayerDecay(0.75, within=Prefix("bert.encoder")),
+    )
+    p = plan(bert_like(layers=3), spec)
+    r = p.rates()
+    assert r["classifier.weight"] == pytest.approx(1e-3)
+    assert r["bert.pooler.dense.weight"] == pytest.approx(1e-4), "pooler: backbone, not decayed"
+    # 3 layers: embeddings 0, layers 1..3, head 4
+    assert r["bert.encoder.layer.2.output.dense.weight"] == pytest.approx(1e-4 * 0.75**1)
+    assert r["bert.encoder.layer.0.output.dense.weight"] == pytest.approx(1e-4 * 0.75**3)
+    assert r["bert.embeddings.word_embeddings.weight"] == 0.0
+    emb = p.param("bert.embeddings.word_embeddings.weight")
+    assert emb.frozen and emb.frozen_source == "stem" and emb.scale == pytest.approx(0.1)
+    assert p.param("bert.encoder.layer.0.attention.self.query.bias").weight_decay == 0.0
+    assert p.param("bert.encoder.layer.0.output.dense.weight").weight_decay == 0.01
+
+
+def test_absolute_rate_ignores_layer_decay():
+    p = plan(bert_like(), Spec(lr=1.0, rules=[Rule(Prefix("classifier"), lr=0.5)], layer_decay=LayerDecay(0.5)))
+    assert p.rates()["classifier.weight"] == 0.5
+    assert p.param("classifier.weight").depth is None
+
+
+def test_spread_over_named_rules():
+    spec = Spec(lr=1e-3, rules=[Rule(Prefix("conv1"), frozen=False, name="stem"),
+                                Rule(Regex(r"^layer"), frozen=False, name="body"),
+                                Rule(Prefix("fc"), frozen=False, name="head")],
+                spread=Spread(1e-5, 1e-3, over=("stem", "body", "head")), unmatched="error")
+    with pytest.raises(CoverageError, match=r"2 parameter\(s\) match no rule.*'bn1.weight'"):
+        plan(resnet_like(), spec)
+    spec = Spec(**{**spec.__dict__, "unmatched": "default"})
+    r = plan(resnet_like(), spec).rates()
+    assert (r["conv1.weight"], r["layer1.0.conv1.weight"], r["fc.bias"], r["bn1.weight"]) == pytest.approx(
+        (1e-5, 1e-4, 1e-3, 1e-3))
+
+
+def test_precedence_rates_over_rules_over_default():
+    spec = Spec(lr=1.0, weight_decay=0.1, no_decay=("bias",),
+                rules=[Rule(Prefix("fc"), lr_mult=3, weight_decay=0.5, name="head")], rates={"fc.bias": 0.25})
+    p = plan(resnet_like(), spec)
+    assert p.param("fc.bias").lr == 0.25 and p.param("fc.weight").lr == 3
+    assert p.param("fc.bias").weight_decay == 0.5, "a rule's weight_decay wins over the no_decay class"
+    assert p.param("layer1.0.bn1.bias").weight_decay == 0.0
+    assert p.param("conv1.weight").weight_decay == 0.1
+
+
+def test_weight_decay_classes():
+    infos = bert_like()
+    for classes, name, wd in [
+        (("bias",), "bert.pooler.dense.bias", 0.0),
+        (("norm",), "bert.embeddings.LayerNorm.weight", 0.0),
+        (("1d",), "bert.embeddings.LayerNorm.weight", 0.0),
+        (("embedding",), "bert.embeddings.word_embeddings.weight", 0.0),
+        (("bias",), "bert.embeddings.LayerNorm.weight", 0.3),
+        (("norm",), "bert.pooler.dense.bias", 0.3),
+    ]:
+        got = plan(infos, Spec(lr=1, weight_decay=0.3, no_decay=classes)).param(name).weight_decay
+        assert got == wd, f"got {got}, should be {wd} [{classes} on {name}]"
+
+
+def test_module_type_and_predicate_selectors():
+    p = plan(resnet_like(), Spec(lr=1, rules=[Rule(ModuleType("BatchNorm2d"), lr_mult=0.5, name="bn"),
+                                               Rule(Predicate(lambda n, i: i.ndim == 4, "4d"), lr_mult=2)]))
+    assert p.param("layer3.1.bn2.bias").lr == 0.5 and p.param("layer3.1.conv2.weight").lr == 2
+    assert p.param("fc.weight").lr == 1
+
+
+def test_conflict_names_both_rules_and_the_parameter():
+    spec = Spec(lr=1, rules=[Rule(Prefix("layer1"), lr_mult=0.1, name="early"),
+                             Rule(Regex(r"\.bn1\."), lr_mult=0.5, name="bn")])
+    with pytest.raises(ConflictError, match=r"parameter 'layer1.0.bn1.weight': rules 'early' \(lr_mult=0.1\) and "
+                                            r"'bn' \(lr_mult=0.5\) both set its rate"):
+        plan(resnet_like(), spec)
+
+
+def test_conflicting_frozen_and_weight_decay():
+    with pytest.raises(ConflictError, match=r"'fc.weight'.*'a'.*'b'.*frozen"):
+        plan(resnet_like(), Spec(lr=1, rules=[Rule("fc.*", frozen=True, name="a"),
+                                              Rule("fc.w*", frozen=False, name="b")]))
+    with pytest.raises(ConflictError, match=r"'fc.bias'.*weight_decay"):
+        plan(resnet_like(), Spec(lr=1, rules=[Rule("fc.*", weight_decay=0.1, name="a"),
+                                              Rule("*.bias", weight_decay=0.0, name="b")]))
+
+
+def test_priority_resolves_a_conflict_and_equal_values_agree():
+    spec = Spec(lr=1, rules=[Rule(Prefix("layer1"), lr_mult=0.1, name="early"),
+                             Rule(Regex(r"\.bn1\."), lr_mult=0.5, name="bn", priority=1),
+                             Rule(Prefix("layer1.0"), lr_mult=0.1, name="same")])
+    p = plan(resnet_like(), spec)
+    assert p.param("layer1.0.bn1.weight").lr == 0.5 and p.param("layer1.0.conv1.weight").lr == pytest.approx(0.1)
+    assert p.param("layer1.0.conv1.weight").rate_source.startswith("early")
+
+
+def test_rule_matching_nothing_is_an_error_unless_optional():
+    spec = Spec(lr=1, rules=[Rule(Prefix("head"), lr_mult=10, name="head")])
+    with pytest.raises(CoverageError, match=r"rule 'head' matches no parameter.*optional"):
+        plan(resnet_like(), spec)
+    spec = Spec(lr=1, rules=[Rule(Prefix("head"), lr_mult=10, name="head", optional=True)])
+    assert len(plan(resnet_like(), spec).groups) == 1
+
+
+def test_unknown_rates_name():
+    with pytest.raises(CoverageError, match=r"rates: no parameter named 'fc.weigth' \(did you mean 'fc.weight'\?\)"):
+        plan(resnet_like(), Spec(lr=1, rates={"fc.weigth": 0.1}))
+
+
+def test_unmatched_policy():
+    spec = Spec(lr=1, rules=[Rule(Prefix("fc"), lr_mult=10)], unmatched="error")
+    with pytest.raises(CoverageError, match=r"60 parameter\(s\) match no rule.*'conv1.weight'.*rules: prefix:fc"):
+        plan(resnet_like(), spec)
+    p = plan(resnet_like(), Spec(lr=1, rules=[Rule(Prefix("fc"), lr_mult=10)]))
+    assert p.param("conv1.weight").group == "default" and p.param("conv1.weight").rate_source == "default"
+
+
+def test_empty_model():
+    with pytest.raises(CoverageError, match=r"no parameters"):
+        plan([], Spec(lr=1))
+
+
+def test_duplicate_name_from_a_broken_backend():
+    with pytest.raises(PlanError, match=r"'a' appears twice"):
+        plan([info("a", key=1), info("a", key=2)], Spec(lr=1))
+
+
+def test_tied_parameters_counted_once_and_reported():
+    p = plan(tied_lm(), Spec(lr=1, rules=[Rule(Prefix("lm_head"), lr_mult=0.5, name="head")]))
+    assert p.aliases == {"lm_head.weight": "embed.weight"}
+    assert p.param("lm_head.weight").name == "embed.weight"
+    assert p.param("embed.weight").aliases == ("lm_head.weight",)
+    assert p.rates()["embed.weight"] == 0.5, "a rule on the alias name reaches the tied tensor"
+    assert sum(len(g.params) for g in p.groups) == len(tied_lm()) - 1
+
+
+def test_tied_conflict_between_names():
+    spec = Spec(lr=1, rules=[Rule(Prefix("embed"), lr_mult=0.1, name="emb"),
+                             Rule(Prefix("lm_head"), lr_mult=1.0, name="head")])
+    with pytest.raises(ConflictError, match=r"'embed.weight'.*'emb'.*'head'"):
+        plan(tied_lm(), spec)
+
+
+def test_order_and_names_are_stable():
+    spec = Spec(lr=1e-3, weight_decay=0.1, no_decay=("bias", "norm"),
+                rules=[Rule(Prefix("fc"), lr_mult=10, name="head"),
+                                                           Rule(Prefix("conv1"), frozen=True, name="stem")],
+                layer_decay=LayerDecay(0.8))
+    a, b = plan(resnet_like(), spec), plan(resnet_like(), spec)
+    assert [(g.name, g.params) for g in a.groups] == [(g.name, g.params) for g in b.groups]
+    assert a.to_json() == b.to_json()
+    assert [g.name for g in a.groups[:3]] == ["stem/depth0/frozen", "depth0/no_decay", "depth1"]
+    assert a.groups[-1].name == "head/depth9/no_decay"
+    # group order follows the first parameter of each group in model order
+    first = [next(i for i, p in enumerate(resnet_like()) if p.name == g.params[0]) for g in a.groups]
+    assert first == sorted(first)
+
+
+def test_frozen_group_keeps_its_rate_for_unfreezing():
+    p = plan(resnet_like(), Spec(lr=0.1, rules=[Rule(Prefix("conv1"), frozen=True, lr_mult=0.5, name="stem")]))
+    g = p.group("stem/frozen")
+    assert g.frozen and g.lr == 0.05 and g.effective_scale == 0.0 and p.lr_of(g) == 0.0
+
+
+def test_to_json_and_table():
+    spec = Spec(lr=1e-3, weight_decay=0.1, no_decay=("bias",), rules=[Rule(Prefix("fc"), lr_mult=10, name="head")])
+    p = plan(resnet_like(), spec)
+    data = json.loads(p.to_json())
+    assert data["spec"] == spec.to_dict() and len(data["params"]) == 62 and data["groups"][-1]["name"] == "head/no_decay"
+    text = p.table(rich=False)
+    assert "fc.weight" in text and "head (lr_mult=10)" in text and "no_decay:bias" in text
+    assert text.splitlines()[0] == "multilr plan: base lr 0.001, 62 tensors, 4 groups"
+    short = p.table(rich=False, max_rows=10)
+    assert "... 52 more ..." in short and "fc.bias" in short
+    assert "\x1b[" in p.table(rich=True), "rich rendering uses terminal styles"
+    assert str(p) == text
+
+
+def test_table_shows_aliases_and_model_frozen():
+    infos = tied_lm()
+    infos[1] = ParamInfo(*(getattr(infos[1], f) for f in infos[1].__slots__[:5]), False, infos[1].key)
+    text = plan(infos, Spec(lr=1)).table(rich=False)
+    assert "embed.weight (= lm_head.weight)" in text and "(+1 tied alias)" in text
+    assert "off" in text.splitlines()[4], "a parameter the model froze itself shows 'off'"
+    assert "off" not in text.splitlines()[3]
+
+
+def test_plan_accepts_mapping_and_file(tmp_path):
+    (tmp_path / "s.json").write_text('{"lr": 0.5}')
+    assert plan(resnet_like(), tmp_path / "s.json").rates()["fc.bias"] == 0.5
+    assert plan(resnet_like(), {"lr": 0.5}).rates()["fc.bias"] == 0.5

@@ -1,0 +1,101 @@
+import pytest
+
+import multilr
+from multilr import BackendError, BackendNotFoundError, ParamInfo, Spec, build, get_backend, register_backend
+from multilr._registry import _registered
+
+
+class ListBackend:
+    """A third-party backend over plain lists of (name, value) pairs."""
+
+    name, convention = "lists", "lr"
+
+    def extract(self, model):
+        return [ParamInfo(n, (1,), "float64", "", ("Param",), True, n) for n, _ in model]
+
+    def emit(self, model, plan):
+        values = dict(model)
+        return [
+            {"params": [values[n] for n in g.params], **o}
+            for g, o in zip(plan.groups, multilr.group_options(plan, self.convention), strict=True)
+        ]
+
+
+@pytest.fixture
+def lists_backend():
+    register_backend("lists", ListBackend)
+    yield
+    _registered.pop("lists", None)
+    multilr._registry._instances.pop("lists", None)
+
+
+def test_registered_backend_builds(lists_backend):
+    assert "lists" in multilr.list_backends()
+    groups = build([("a", 1.0), ("b", 2.0)], {"lr": 0.1, "rules": [{"glob": "b", "lr_mult": 2}]}, backend="lists")
+    assert [(g["name"], g["lr"], g["params"]) for g in groups] == [("default", 0.1, [1.0]), ("glob:b", 0.2, [2.0])]
+    assert groups.plan.rates() == {"a": 0.1, "b": 0.2} and groups.backend == "lists"
+
+
+def test_backend_instance_passes_through():
+    be = ListBackend()
+    assert get_backend(be) is be
+    assert build([("a", 1.0)], Spec(lr=1), backend=be)[0]["lr"] == 1
+
+
+def test_unknown_backend_lists_installed_and_suggests():
+    with pytest.raises(BackendNotFoundError, match=r"unknown backend 'toch' \(did you mean 'torch'\?\); "
+                                                   r"installed backends: .*torch"):
+        get_backend("toch")
+
+
+def test_known_backend_not_installed_names_the_package():
+    if "oneflow" in multilr.list_backends():
+        pytest.skip("oneflow is installed in this environment; the message for a missing one cannot be shown")
+    with pytest.raises(BackendNotFoundError, match=r"backend 'oneflow' is not installed; install the package "
+                                                   r"'multilr-oneflow'.*installed backends: "):
+        get_backend("oneflow")
+
+
+def test_broken_plugins_are_reported(lists_backend):
+    class NoEmit:
+        name, convention = "half", "lr"
+
+        def extract(self, model):
+            return []
+
+    register_backend("half", NoEmit)
+    try:
+        with pytest.raises(BackendError, match=r"backend half does not implement emit"):
+            get_backend("half")
+    finally:
+        _registered.pop("half")
+
+    def explode():
+        raise RuntimeError("no GPU driver")
+
+    register_backend("boom", explode)
+    try:
+        with pytest.raises(BackendError, match=r"backend 'boom' failed to start: no GPU driver"):
+            get_backend("boom")
+    finally:
+        _registered.pop("boom")
+
+
+def test_bad_convention_is_refused():
+    class Wrong(ListBackend):
+        convention = "scaled"
+
+    with pytest.raises(BackendError, match=r"convention must be 'lr' or 'lr_scale', got 'scaled'"):
+        get_backend(Wrong())
+
+
+def test_lr_scale_convention_never_prescales():
+    infos = [ParamInfo(n, (1,), "float32", "", (), True, n) for n in "ab"]
+    p = multilr.plan(infos, {"lr": 0.1, "rules": [{"glob": "b", "lr_mult": 0.5}, {"glob": "a", "frozen": True}]})
+    for opts in multilr.group_options(p, "lr_scale"):
+        assert opts["lr"] == 0.1, f"got lr {opts['lr']}, should be the base rate 0.1 [{opts['name']}]"
+    assert [o["lr_scale"] for o in multilr.group_options(p, "lr_scale")] == [0.0, 0.5]
+    for opts in multilr.group_options(p, "lr"):
+        assert "lr_scale" not in opts, f"an 'lr' target must not get lr_scale [{opts['name']}]"
+    with pytest.raises(ValueError, match=r"convention must be"):
+        multilr.group_options(p, "both")  # type: ignore[arg-type]

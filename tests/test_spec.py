@@ -1,0 +1,197 @@
+import json
+import math
+
+import pytest
+
+from multilr import (
+    Glob,
+    LayerDecay,
+    ModuleType,
+    Predicate,
+    Prefix,
+    Regex,
+    Rule,
+    Spec,
+    SpecError,
+    Spread,
+)
+
+FULL = Spec(
+    lr=1e-3,
+    weight_decay=0.05,
+    hyper={"betas": (0.9, 0.98), "eps": 1e-8, "amsgrad": False},
+    rules=(
+        Rule(Prefix("fc"), lr_mult=10.0, name="head"),
+        Rule(Regex(r"^layer[12]\."), lr=1e-5, name="early", priority=1),
+        Rule(ModuleType("norm"), weight_decay=0.0, name="norms"),
+        Rule(Glob("conv1.*"), frozen=True, name="stem", optional=True),
+    ),
+    layer_decay=LayerDecay(0.75, depth="blocks", within=Prefix("layer")),
+    rates={"fc.bias": 0.02},
+    no_decay=("bias", "1d"),
+    unmatched="error",
+)
+
+YAML = """
+lr: 1e-3            # YAML 1.1 reads this as a string; multilr accepts it
+weight_decay: 0.05
+hyper: {betas: [0.9, 0.98], eps: 1.0e-8, amsgrad: false}
+rules:
+  - {name: head, prefix: fc, lr_mult: 10}
+  - {name: early, regex: '^layer[12]\\.', lr: 1.0e-5, priority: 1}
+  - {name: norms, module_type: norm, weight_decay: 0}
+  - {name: stem, glob: 'conv1.*', frozen: true, optional: true}
+layer_decay: {decay: 0.75, depth: blocks, within: {prefix: layer}}
+rates: {fc.bias: 0.02}
+no_decay: [bias, 1d]
+unmatched: error
+"""
+
+
+def test_round_trip_mapping_and_json():
+    assert Spec.from_dict(FULL.to_dict()) == FULL
+    assert Spec.from_json(FULL.to_json()) == FULL
+    assert json.loads(FULL.to_json()) == FULL.to_dict()
+
+
+def test_yaml_gives_the_same_spec():
+    assert Spec.from_yaml(YAML) == FULL
+
+
+def test_files(tmp_path):
+    (tmp_path / "s.yaml").write_text(YAML)
+    (tmp_path / "s.json").write_text(FULL.to_json())
+    assert Spec.from_file(tmp_path / "s.yaml") == Spec.from_file(tmp_path / "s.json") == FULL
+    (tmp_path / "s.toml").write_text("")
+    with pytest.raises(SpecError, match=r"unknown extension"):
+        Spec.from_file(tmp_path / "s.toml")
+    with pytest.raises(SpecError, match=r"cannot read spec file .*missing\.json"):
+        Spec.from_file(tmp_path / "missing.json")
+
+
+def test_spec_is_frozen():
+    with pytest.raises(AttributeError):
+        FULL.lr = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        FULL.hyper["eps"] = 1.0  # type: ignore[index]
+
+
+def test_hyper_lists_become_tuples():
+    assert Spec.from_dict({"lr": 1, "hyper": {"betas": [0.9, 0.99]}}).hyper["betas"] == (0.9, 0.99)
+
+
+def test_seed_recipes_are_one_line():
+    # seed 000: x0.9 per top-level block counting back from the head; per tensor in its first version
+    assert Spec(lr=1e-2, layer_decay=LayerDecay(0.9, depth="top")).layer_decay.depth == "top"
+    # seed 001: an explicit rate per tensor
+    rates = {"layer1.weight": 0.01, "layer1.bias": 0.1, "layer2.weight": 0.001, "layer2.bias": 1.0}
+    assert dict(Spec(lr=0.01, rates=rates).rates) == rates
+
+
+def test_spread_rates_are_geometric():
+    assert Spread(1e-5, 1e-3, over=("a", "b", "c")).rates() == (1e-5, 1e-4, 1e-3)
+    spec = Spec(lr=1e-3, rules=[Rule("a*", frozen=False, name="a"), Rule("b*", frozen=False, name="b")],
+                spread=Spread(1e-4, 1e-3, over=("a", "b")))
+    assert spec.rule_rates() == {"a": 1e-4, "b": 1e-3}
+
+
+def test_rule_glob_shorthand_and_default_name():
+    assert Rule("fc.*", lr_mult=2) == Rule(Glob("fc.*"), lr_mult=2, name="glob:fc.*")
+
+
+def test_predicate_has_no_mapping_form():
+    spec = Spec(lr=1, rules=[Rule(Predicate(lambda n, i: True, label="all"), lr_mult=1)])
+    with pytest.raises(SpecError, match=r"predicate:all.*no mapping form"):
+        spec.to_dict()
+
+
+# --- bad input: every error names the key ----------------------------------------------
+
+BAD = [
+    pytest.param({"lr": 1, "rule": []}, r"unknown key 'rule' \(did you mean 'rules'\?\)", id="unknown-key"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "lr_mul": 2}]},
+                 r"rules\[0\]: unknown key 'lr_mul' \(did you mean 'lr_mult'\?\)", id="unknown-rule-key"),
+    pytest.param({"weight_decay": 0.1}, r"missing required key 'lr'", id="missing-lr"),
+    pytest.param({"lr": "fast"}, r"lr must be a number, got 'fast'", id="lr-not-number"),
+    pytest.param({"lr": True}, r"lr must be a number", id="lr-bool"),
+    pytest.param({"lr": -1}, r"lr must be > 0, got -1", id="lr-negative"),
+    pytest.param({"lr": 0}, r"lr must be > 0", id="lr-zero"),
+    pytest.param({"lr": math.nan}, r"lr must be finite", id="lr-nan"),
+    pytest.param({"lr": math.inf}, r"lr must be finite", id="lr-inf"),
+    pytest.param({"lr": ".nan"}, r"lr must be a number", id="lr-yaml-nan-string"),
+    pytest.param({"lr": 1, "weight_decay": -0.1}, r"weight_decay must be >= 0", id="wd-negative"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "lr_mult": -2}]},
+                 r"rule 'prefix:a': lr_mult must be >= 0, got -2", id="mult-negative"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "lr_mult": math.inf}]},
+                 r"rule 'prefix:a': lr_mult must be finite", id="mult-inf"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "lr": math.nan}]}, r"lr must be finite", id="rule-lr-nan"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "lr": 1, "lr_mult": 2}]},
+                 r"set either lr_mult or lr, not both", id="lr-and-mult"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a"}]}, r"rule 'prefix:a': sets nothing", id="rule-sets-nothing"),
+    pytest.param({"lr": 1, "rules": [{"lr_mult": 2}]}, r"rules\[0\]: a rule needs exactly one selector",
+                 id="rule-no-selector"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "glob": "b", "lr_mult": 2}]},
+                 r"rules\[0\].*found glob, prefix", id="rule-two-selectors"),
+    pytest.param({"lr": 1, "rules": [{"regex": "(", "lr_mult": 2}]}, r"invalid regex pattern '\('", id="bad-regex"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "", "lr_mult": 2}]}, r"prefix must be a non-empty string",
+                 id="empty-prefix"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "frozen": "yes"}]}, r"frozen must be true or false",
+                 id="frozen-not-bool"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "lr_mult": 1, "priority": 1.5}]},
+                 r"priority must be an integer", id="priority-float"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "lr_mult": 1}, {"prefix": "a", "lr_mult": 2}]},
+                 r"two rules are named 'prefix:a'", id="duplicate-rule-name"),
+    pytest.param({"lr": 1, "rules": "fc"}, r"rules must be a list", id="rules-not-list"),
+    pytest.param({"lr": 1, "layer_decay": {"decay": 0}}, r"layer_decay.decay must be > 0", id="decay-zero"),
+    pytest.param({"lr": 1, "layer_decay": {"decay": 1.5}}, r"layer_decay.decay must be <= 1.0", id="decay-above-1"),
+    pytest.param({"lr": 1, "layer_decay": {"decay": -0.5}}, r"layer_decay.decay must be > 0", id="decay-negative"),
+    pytest.param({"lr": 1, "layer_decay": {"decay": 0.5, "depth": "block"}}, r"layer_decay.depth must be 'blocks'",
+                 id="depth-mode-typo"),
+    pytest.param({"lr": 1, "layer_decay": {"decay": 0.5, "depth": {"a.*": -1}}},
+                 r"layer_decay.depth\['a.\*'\] must be an integer >= 0", id="depth-map-negative"),
+    pytest.param({"lr": 1, "layer_decay": {"decay": 0.5, "dept": "top"}}, r"did you mean 'depth'",
+                 id="layer-decay-typo"),
+    pytest.param({"lr": 1, "layer_decay": {}}, r"layer_decay: missing required key 'decay'", id="decay-missing"),
+    pytest.param({"lr": 1, "spread": {"lo": 1, "hi": 0.1, "over": ["a", "b"]}}, r"spread.lo \(1.0\) must be <=",
+                 id="spread-lo-above-hi"),
+    pytest.param({"lr": 1, "spread": {"lo": 0.1, "hi": 1, "over": ["a"]}}, r"spread.over must name two or more",
+                 id="spread-one-rule"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "frozen": False, "name": "body"}],
+                  "spread": {"lo": 0.1, "hi": 1, "over": ["body", "hed"]}},
+                 r"spread.over names no rule 'hed'", id="spread-unknown-rule"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "lr_mult": 2, "name": "a"}, {"prefix": "b", "frozen": False}],
+                  "spread": {"lo": 0.1, "hi": 1, "over": ["a", "prefix:b"]}},
+                 r"rule 'a' is in spread.over and sets its own rate", id="spread-rule-with-rate"),
+    pytest.param({"lr": 1, "rates": {"fc.weight": -1}}, r"rates\['fc.weight'\] must be >= 0", id="rate-negative"),
+    pytest.param({"lr": 1, "rates": ["fc.weight"]}, r"rates must be a mapping", id="rates-not-mapping"),
+    pytest.param({"lr": 1, "no_decay": ["bias", "norms"]}, r"no_decay: unknown class 'norms' \(did you mean 'norm'",
+                 id="no-decay-typo"),
+    pytest.param({"lr": 1, "unmatched": "ignore"}, r"unmatched must be 'default' or 'error'", id="unmatched-bad"),
+    pytest.param({"lr": 1, "hyper": {"lr": 2}}, r"hyper.lr: set 'lr' at the top level", id="hyper-reserved"),
+    pytest.param({"lr": 1, "hyper": {"eps": math.nan}}, r"hyper.eps must be finite", id="hyper-nan"),
+    pytest.param({"lr": 1, "hyper": {"betas": {"a": 1}}}, r"hyper.betas must be a number", id="hyper-dict"),
+    pytest.param(["lr", 1], r"spec: expected a mapping", id="not-a-mapping"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), BAD)
+def test_bad_input_names_the_key(data, message):
+    with pytest.raises(SpecError, match=message):
+        Spec.from_dict(data)
+
+
+def test_bad_yaml_and_json_text():
+    with pytest.raises(SpecError, match=r"not valid YAML"):
+        Spec.from_yaml("lr: [1,")
+    with pytest.raises(SpecError, match=r"not valid JSON"):
+        Spec.from_json("{lr: 1}")
+
+
+def test_yaml_is_loaded_safely():
+    with pytest.raises(SpecError, match=r"not valid YAML"):
+        Spec.from_yaml("lr: !!python/object/apply:os.system ['echo pwned']")
+
+
+def test_errors_are_value_errors():
+    with pytest.raises(ValueError):
+        Spec(lr=-1)
