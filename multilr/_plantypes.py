@@ -151,6 +151,12 @@ class Plan:
 
         return render_table(self, rich=rich, max_rows=max_rows)
 
+    def summary(self, *, rich: bool | None = None) -> str:
+        """Only the group lines of :meth:`table`: name, size, rate, scale, decay, frozen."""
+        from multilr._table import render_table
+
+        return render_table(self, rich=rich, params=False)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping of the whole plan (spec, groups, parameters, aliases)."""
         return {

@@ -74,13 +74,16 @@ def _plain(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) ->
     return "\n".join(out)
 
 
-def _rich(plan: Plan, params: list[tuple[str, ...]], groups: list[tuple[str, ...]], title: str) -> str:
+def _rich(params: list[tuple[str, ...]], groups: list[tuple[str, ...]], title: str) -> str:
     from rich.console import Console
     from rich.table import Table
 
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=shutil.get_terminal_size((160, 40)).columns)
-    for name, columns, rows in ((title, _PARAM_COLUMNS, params), ("groups", _GROUP_COLUMNS, groups)):
+    sections = [(title, _PARAM_COLUMNS, params), ("groups", _GROUP_COLUMNS, groups)]
+    if not params:
+        sections = [(title, _GROUP_COLUMNS, groups)]
+    for name, columns, rows in sections:
         table = Table(title=name, title_justify="left")
         for col in columns:
             table.add_column(col, no_wrap=col in ("parameter", "group"))
@@ -90,7 +93,9 @@ def _rich(plan: Plan, params: list[tuple[str, ...]], groups: list[tuple[str, ...
     return buf.getvalue().rstrip("\n")
 
 
-def render_table(plan: Plan, *, rich: bool | None = None, max_rows: int | None = None) -> str:
+def render_table(
+    plan: Plan, *, rich: bool | None = None, max_rows: int | None = None, params: bool = True
+) -> str:
     """Render the parameter table and the group summary.
 
     Args:
@@ -98,8 +103,9 @@ def render_table(plan: Plan, *, rich: bool | None = None, max_rows: int | None =
         rich: Force rich (``True``) or plain text (``False``); ``None`` picks rich
             only when stdout is a terminal and rich is installed.
         max_rows: Cap on parameter rows.
+        params: Include the parameter rows (else the group summary only).
     """
-    params = _param_rows(plan, max_rows)
+    rows = _param_rows(plan, max_rows) if params else []
     groups = _group_rows(plan)
     n_alias = len(plan.aliases)
     title = (
@@ -110,8 +116,10 @@ def render_table(plan: Plan, *, rich: bool | None = None, max_rows: int | None =
     if rich is None:
         rich = sys.stdout.isatty() and _has_rich()
     if rich:
-        return _rich(plan, params, groups, title)
-    return _plain(title, _PARAM_COLUMNS, params) + "\n\n" + _plain("groups", _GROUP_COLUMNS, groups)
+        return _rich(rows, groups, title)
+    if not params:
+        return _plain(title, _GROUP_COLUMNS, groups)
+    return _plain(title, _PARAM_COLUMNS, rows) + "\n\n" + _plain("groups", _GROUP_COLUMNS, groups)
 
 
 def _has_rich() -> bool:
