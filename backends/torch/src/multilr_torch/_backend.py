@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.nn.parameter import is_lazy
 
 from multilr import BackendError, ParamInfo, Plan, group_options
 from multilr.backend import Convention
@@ -42,6 +43,12 @@ class TorchBackend:
         for mpath, sub in module.named_modules(remove_duplicate=False):
             types = _type_names(type(sub))
             for pname, p in sub.named_parameters(recurse=False, remove_duplicate=False):
+                if is_lazy(p):
+                    # a lazy module has no shape until its first forward pass
+                    raise BackendError(
+                        f"parameter {f'{mpath}.{pname}' if mpath else pname!r} is uninitialized "
+                        "(lazy module); run one forward pass before multilr.build"
+                    )
                 out.append(
                     ParamInfo(
                         f"{mpath}.{pname}" if mpath else pname,

@@ -1,0 +1,314 @@
+"""What ``multilr.build(model, spec, backend="torch")`` emits and what it does to the model.
+
+Coverage of every tensor (tied ones once), the keys of each group, stable group order
+across builds (so optimizer checkpoints load), ``requires_grad`` handling, layer
+depths on BERT, and weight tying.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import io
+from collections.abc import Callable
+
+import models
+import pytest
+import torch
+
+import multilr
+from multilr import Glob, LayerDecay, ModuleType, Prefix, Rule, Spec
+
+
+def resnet_spec() -> Spec:
+    return Spec(
+        lr=0.1,
+        weight_decay=0.05,
+        hyper={"momentum": 0.9, "betas": (0.9, 0.95)},
+        rules=[
+            Rule(Prefix("fc"), lr_mult=10, name="head"),
+            Rule(Prefix("layer1"), frozen=True, name="frozen-layer1"),
+        ],
+        layer_decay=LayerDecay(0.8),
+        no_decay=("bias", "norm"),
+    )
+
+
+CASES = [
+    pytest.param(lambda: models.resnet18(width=4), resnet_spec, id="resnet18"),
+    pytest.param(
+        lambda: models.bert(layers=2, hidden=16),
+        lambda: Spec(lr=1e-3, rules=[Rule(Prefix("classifier"), lr_mult=10)], layer_decay=LayerDecay(0.75)),
+        id="bert",
+    ),
+    pytest.param(
+        lambda: models.tied_lm(),
+        lambda: Spec(lr=1e-3, rules=[Rule(Glob("lm_head.*"), lr_mult=5)], no_decay=("1d",)),
+        id="tied-lm",
+    ),
+    pytest.param(lambda: models.mlp(), lambda: Spec(lr=1e-2, layer_decay=LayerDecay(0.5)), id="mlp"),
+]
+
+
+@pytest.mark.parametrize(("make_model", "make_spec"), CASES)
+def test_every_tensor_in_exactly_one_group(
+    make_model: Callable[[], torch.nn.Module], make_spec: Callable[[], Spec]
+) -> None:
+    model = make_model()
+    groups = multilr.build(model, make_spec(), backend="torch")
+    ids = [id(t) for g in groups for t in g["params"]]
+    dup = [i for i, n in collections.Counter(ids).items() if n > 1]
+    assert not dup, f"got {len(dup)} tensors in more than one group, should be none"
+    want = {id(p) for p in model.parameters()}  # parameters() lists a tied tensor once
+    assert set(ids) == want, f"got {len(set(ids))} distinct tensors in the groups, should be {len(want)}"
+    by_name = dict(model.named_parameters())
+    for g, pg in zip(groups, groups.plan.groups, strict=True):
+        got = [id(t) for t in g["params"]]
+        should = [id(by_name[n]) for n in pg.params]
+        assert got == should, f"got tensors {got} in group {pg.name!r}, should be {pg.params} in model order"
+    torch.optim.AdamW(groups)  # torch itself refuses a tensor listed in two groups
+
+
+def test_group_keys_are_explicit() -> None:
+    spec = Spec.from_dict(
+        {
+            "lr": 0.1,
+            "weight_decay": 0.05,
+            "hyper": {"momentum": 0.9, "betas": [0.9, 0.95], "eps": 1e-6},
+            "rules": [{"prefix": "fc", "lr_mult": 10, "name": "head"}, {"prefix": "layer1", "frozen": True}],
+            "no_decay": ["bias", "norm"],
+        }
+    )
+    model = models.resnet18(width=4)
+    groups = multilr.build(model, spec, backend="torch")
+    plan = groups.plan
+    for g, pg in zip(groups, plan.groups, strict=True):
+        assert "lr_scale" not in g, f"got an lr_scale key in group {pg.name!r}, should be none [torch: 'lr']"
+        keys = set(g) - {"params"}
+        should = {"name", "lr", "weight_decay", "momentum", "betas", "eps"}
+        assert keys == should, f"got keys {sorted(keys)} in group {pg.name!r}, should be {sorted(should)}"
+        assert g["name"] == pg.name, f"got name {g['name']!r}, should be {pg.name!r}"
+        want_lr = 0.0 if pg.frozen else pg.lr
+        assert g["lr"] == want_lr, f"got lr {g['lr']!r} in {pg.name!r}, should be {want_lr!r}"
+        assert g["weight_decay"] == pg.weight_decay, (
+            f"got weight_decay {g['weight_decay']!r} in {pg.name!r}, should be {pg.weight_decay!r}"
+        )
+        assert g["momentum"] == 0.9, f"got momentum {g['momentum']!r} in {pg.name!r}, should be 0.9"
+        assert g["betas"] == (0.9, 0.95) and isinstance(g["betas"], tuple), (
+            f"got betas {g['betas']!r} in {pg.name!r}, should be the tuple (0.9, 0.95) [YAML gives a list]"
+        )
+    # the optimizer keeps the spec's values, not its own defaults (betas 0.999, eps 1e-8)
+    opt = torch.optim.AdamW(groups)
+    for g in opt.param_groups:
+        assert (g["betas"], g["eps"]) == ((0.9, 0.95), 1e-6), (
+            f"got betas/eps {g['betas']!r}/{g['eps']!r} in {g['name']!r}, should be (0.9, 0.95)/1e-06"
+        )
+    wds = {g["weight_decay"] for g in groups}
+    assert wds == {0.0, 0.05}, f"got weight decays {sorted(wds)}, should be [0.0, 0.05] [no_decay split]"
+
+
+def _train(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, 16, 16, generator=gen)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+
+
+def _roundtrip(state: dict) -> dict:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def test_two_builds_line_up_and_checkpoints_load() -> None:
+    model_a, model_b = models.resnet18(width=4, seed=0), models.resnet18(width=4, seed=0)
+    groups_a = multilr.build(model_a, resnet_spec(), backend="torch")
+    groups_b = multilr.build(model_b, resnet_spec(), backend="torch")
+    names_a, names_b = [g["name"] for g in groups_a], [g["name"] for g in groups_b]
+    assert names_a == names_b, f"got group names {names_b} on the second build, should be {names_a}"
+    assert len(set(names_a)) == len(names_a), f"got duplicate group names {names_a}, should be unique"
+    assert groups_a.plan.to_dict() == groups_b.plan.to_dict(), "got different plans, should be identical"
+
+    opt_a, opt_b = torch.optim.AdamW(groups_a), torch.optim.AdamW(groups_b)
+    _train(model_a, opt_a, steps=2, seed=0)
+    # through bytes, as a checkpoint file would be: an in-memory state_dict shares its
+    # state tensors with opt_a, and both optimizers would then update them in place
+    model_b.load_state_dict(_roundtrip(model_a.state_dict()))
+    opt_b.load_state_dict(_roundtrip(opt_a.state_dict()))
+    for ga, gb in zip(opt_a.param_groups, opt_b.param_groups, strict=True):
+        sa = {k: v for k, v in ga.items() if k != "params"}
+        sb = {k: v for k, v in gb.items() if k != "params"}
+        assert sa == sb, f"got group {sb} after loading, should be {sa}"
+    # state landed on the matching tensors: one more identical step gives identical models
+    _train(model_a, opt_a, steps=1, seed=1)
+    _train(model_b, opt_b, steps=1, seed=1)
+    for (name, pa), pb in zip(model_a.named_parameters(), model_b.parameters(), strict=True):
+        assert torch.equal(pa, pb), f"got {name} differing after the resumed step, should be identical"
+
+
+def test_requires_grad_changes_only_for_frozen_rules() -> None:
+    model = models.resnet18(width=4)
+    model.bn1.weight.requires_grad_(False)  # the user's own choice, no rule freezes it
+    model.layer1[1].conv1.weight.requires_grad_(False)
+    before = {n: p.requires_grad for n, p in model.named_parameters()}
+    spec = Spec(
+        lr=0.1,
+        rules=[
+            Rule(Prefix("layer1"), frozen=True, name="freeze-layer1"),
+            Rule(Prefix("layer1.1"), frozen=False, priority=1, name="keep-layer1.1"),
+            Rule(Prefix("fc"), lr_mult=10, name="head"),
+        ],
+    )
+    groups = multilr.build(model, spec, backend="torch")
+    plan = groups.plan
+    for name, p in model.named_parameters():
+        should = False if name.startswith("layer1.0.") else before[name]
+        assert p.requires_grad == should, (
+            f"got requires_grad={p.requires_grad} on {name}, should be {should} "
+            f"[was {before[name]}; frozen by rule: {plan.param(name).frozen}]"
+        )
+    in_groups = {id(t) for g in groups for t in g["params"]}
+    for name in ("bn1.weight", "layer1.1.conv1.weight"):
+        pp = plan.param(name)
+        assert id(model.get_parameter(name)) in in_groups, f"got {name} missing from the groups, should be in"
+        assert (pp.requires_grad, pp.frozen) == (False, False), (
+            f"got requires_grad/frozen {pp.requires_grad}/{pp.frozen} in the plan for {name}, "
+            "should be False/False [user-frozen, not rule-frozen]"
+        )
+        group = next(g for g in groups if any(t is model.get_parameter(name) for t in g["params"]))
+        assert group["lr"] == pp.lr > 0, f"got lr {group['lr']!r} for {name}, should be {pp.lr!r} > 0"
+
+
+@pytest.fixture(scope="module")
+def bert4() -> torch.nn.Module:
+    return models.bert(layers=4)
+
+
+def test_bert_depths_without_within(bert4: torch.nn.Module) -> None:
+    plan = multilr.plan(bert4, Spec(lr=1e-3, layer_decay=LayerDecay(0.75)), backend="torch")
+    assert plan.max_depth == 5, f"got max_depth {plan.max_depth}, should be 5 [4 layers + embeddings + head]"
+    for p in plan.params:
+        if p.name.startswith("bert.embeddings."):
+            want = 0
+        elif p.name.startswith("bert.encoder.layer."):
+            want = int(p.name.split(".")[3]) + 1
+        else:
+            assert p.name.startswith(("bert.pooler.", "classifier.")), f"unexpected parameter {p.name}"
+            want = 5
+        assert p.depth == want, f"got depth {p.depth} for {p.name}, should be {want}"
+        lr = 1e-3 * 0.75 ** (5 - want)
+        assert p.lr == pytest.approx(lr, rel=1e-12), f"got lr {p.lr!r} for {p.name}, should be {lr!r}"
+
+
+def test_bert_depths_with_within_encoder(bert4: torch.nn.Module) -> None:
+    """``within`` limits the decay to the encoder; depths still count the whole model.
+
+    Encoder layer ``i`` keeps depth ``i + 1`` of 5 (so even the top layer is decayed once),
+    and the parameters outside ``within`` get no depth and the base rate.
+    """
+    spec = Spec(lr=1e-3, layer_decay=LayerDecay(0.75, within=Prefix("bert.encoder")))
+    groups = multilr.build(bert4, spec, backend="torch")
+    plan = groups.plan
+    assert plan.max_depth == 5, f"got max_depth {plan.max_depth}, should be 5"
+    for p in plan.params:
+        if p.name.startswith("bert.encoder.layer."):
+            depth = int(p.name.split(".")[3]) + 1
+            lr = 1e-3 * 0.75 ** (5 - depth)
+        else:
+            depth, lr = None, 1e-3
+        assert p.depth == depth, f"got depth {p.depth} for {p.name}, should be {depth}"
+        assert p.lr == pytest.approx(lr, rel=1e-12), f"got lr {p.lr!r} for {p.name}, should be {lr!r}"
+    assert len(groups) == 5, f"got {len(groups)} groups, should be 5 [outside-encoder + 4 layers]"
+    torch.optim.AdamW(groups)
+
+
+@pytest.fixture
+def lm() -> torch.nn.Module:
+    model = models.tied_lm(seed=0)
+    assert model.lm_head.weight is model.embed.weight, "got untied weights, should be tied [test model]"
+    return model
+
+
+def test_tied_weight_reported_once(lm: torch.nn.Module) -> None:
+    groups = multilr.build(lm, Spec(lr=1e-3, rules=[Rule(Glob("lm_head.*"), lr_mult=5, name="head")]))
+    plan = groups.plan
+    assert dict(plan.aliases) == {"lm_head.weight": "embed.weight"}, (
+        f"got aliases {dict(plan.aliases)}, should be {{'lm_head.weight': 'embed.weight'}}"
+    )
+    holders = [g["name"] for g in groups for t in g["params"] if t is lm.embed.weight]
+    assert holders == ["head"], f"got the tied tensor in groups {holders}, should be in ['head'] once"
+    pp = plan.param("lm_head.weight")
+    assert pp.name == "embed.weight" and pp.aliases == ("lm_head.weight",), (
+        f"got {pp.name!r} aliases {pp.aliases}, should be 'embed.weight' aliases ('lm_head.weight',)"
+    )
+    assert pp.lr == pytest.approx(5e-3), (
+        f"got lr {pp.lr!r} for the tied tensor, should be 5e-3 [lm_head rule]"
+    )
+    n = sum(len(g["params"]) for g in groups)
+    assert n == 27, f"got {n} tensors in the groups, should be 27 [28 names, one tied]"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        pytest.param(Rule(Prefix("lm_head"), frozen=True), id="prefix"),
+        pytest.param(Rule(ModuleType("Linear"), frozen=True, name="linears"), id="module-type"),
+    ],
+)
+def test_rule_on_alias_name_reaches_tied_tensor(lm: torch.nn.Module, rule: Rule) -> None:
+    multilr.build(lm, Spec(lr=1e-3, rules=[rule]))
+    assert not lm.embed.weight.requires_grad, (
+        f"got requires_grad=True on the tied embed/lm_head tensor, should be False [{rule.name} via alias]"
+    )
+
+
+def test_tied_rates_by_alias(lm: torch.nn.Module) -> None:
+    plan = multilr.plan(lm, Spec(lr=1e-3, rates={"lm_head.weight": 0.5}))
+    got = plan.param("embed.weight").lr
+    assert got == 0.5, f"got lr {got!r} for embed.weight, should be 0.5 [rates given under the alias]"
+    with pytest.raises(multilr.ConflictError, match=r"lm_head\.weight") as err:
+        multilr.plan(lm, Spec(lr=1e-3, rates={"embed.weight": 0.1, "lm_head.weight": 0.5}))
+    assert "embed.weight" in str(err.value), f"got {err.value}, should name 'embed.weight' too"
+
+
+def test_tied_conflicting_rules_name_both(lm: torch.nn.Module) -> None:
+    spec = Spec(
+        lr=1e-3,
+        rules=[Rule(Prefix("embed"), lr_mult=2, name="emb"), Rule(Prefix("lm_head"), lr_mult=5, name="out")],
+    )
+    with pytest.raises(multilr.ConflictError) as err:
+        multilr.build(lm, spec)
+    for word in ("'emb'", "'out'", "embed.weight"):
+        assert word in str(err.value), f"got message {str(err.value)!r}, should mention {word}"
+
+
+def test_build_does_not_copy_tensors() -> None:
+    model = models.mlp()
+    snapshot = copy.deepcopy(model.state_dict())
+    groups = multilr.build(model, Spec(lr=0.1, rules=[Rule(Prefix("layer2"), lr_mult=3)]))
+    params = [t for g in groups for t in g["params"]]
+    assert all(any(t is p for p in model.parameters()) for t in params), (
+        "got tensors in the groups that are not the model's own, should be the same objects"
+    )
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, snapshot[k]), f"got {k} changed by build, should be untouched"
+
+
+def test_user_frozen_params_do_not_shift_depths() -> None:
+    """Depth comes from the module tree, not from which tensors train (timm 2691)."""
+    spec = Spec(lr=0.1, layer_decay=LayerDecay(0.8))
+    model = models.resnet18(width=4)
+    full = multilr.plan(model, spec)
+    for p in model.layer1.parameters():
+        p.requires_grad_(False)
+    partial = multilr.plan(model, spec)
+    got = {p.name: (p.depth, p.lr) for p in partial.params}
+    should = {p.name: (p.depth, p.lr) for p in full.params}
+    diff = sorted(n for n in should if got[n] != should[n])
+    assert not diff, (
+        f"got depth/lr {[got[n] for n in diff[:3]]} for {diff[:3]}, should be {[should[n] for n in diff[:3]]}"
+    )
+    assert full.max_depth == 9, f"got max_depth {full.max_depth}, should be 9 [stem, 8 blocks, fc]"
