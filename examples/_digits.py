@@ -9,7 +9,7 @@ a fixed order, so a run is reproducible on one machine.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,7 @@ __all__ = [
     "evaluate",
     "fit",
     "load_tasks",
+    "train_epoch",
     "with_new_head",
 ]
 
@@ -206,8 +207,3 @@ def fit(
         if log is not None:
             log(epoch, loss, acc)
     return history
-
-
-def count(params: Iterable[torch.Tensor]) -> int:
-    """Number of scalars in ``params``."""
-    return sum(p.numel() for p in params)

@@ -34,7 +34,9 @@ def _param_rows(plan: Plan, max_rows: int | None) -> list[tuple[str, ...]]:
         lr = 0.0 if p.frozen else p.lr
         shape = "x".join(map(str, p.shape)) or "()"
         wd = _fmt(p.weight_decay)
-        rows.append((name, shape, p.group, _fmt(lr), wd, frozen, p.rate_source, p.wd_source))
+        # a frozen row's lr is 0; say who froze it and what it would train at
+        why = f"frozen by {p.frozen_source}; unfrozen: {p.rate_source}" if p.frozen else p.rate_source
+        rows.append((name, shape, p.group, _fmt(lr), wd, frozen, why, p.wd_source))
     if max_rows is not None and len(rows) > max_rows:
         head = max_rows // 2
         hidden = len(rows) - max_rows

@@ -1,22 +1,13 @@
-"""Test set-up for the torch backend: makes the shared reference models importable.
+"""Test set-up for the torch backend.
 
-The reference models live in ``tests/models.py`` at the repository root. pytest runs
-with ``--import-mode=importlib``, which does not put test folders on ``sys.path``, so
-this conftest adds that folder; the tests then ``import models``.
+The reference models live in ``examples/models.py``; pytest's ``pythonpath`` setting
+(pyproject.toml) puts ``examples/`` on ``sys.path``, so the tests ``import models``.
 """
 
 from __future__ import annotations
 
-import pathlib
-import sys
-
-_SHARED_TESTS = pathlib.Path(__file__).resolve().parents[3] / "tests"
-if str(_SHARED_TESTS) not in sys.path:
-    sys.path.insert(0, str(_SHARED_TESTS))
-
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)

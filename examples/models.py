@@ -1,4 +1,4 @@
-"""Small, deterministic reference models for the test-suite.
+"""Small, deterministic reference models for the examples and the test-suite.
 
 Everything here is built from scratch (no torchvision, no timm, no downloads), and every
 builder takes ``seed`` and seeds torch before constructing, so two calls with the same
@@ -9,7 +9,7 @@ of well-known architectures, so each builder documents the names it produces.
 * :func:`bert`: ``transformers.BertForSequenceClassification`` from a tiny config.
 * :func:`tied_lm`: a decoder LM whose ``lm_head.weight`` *is* ``embed.weight``.
 * :func:`mlp`: two linear layers named ``layer1``/``layer2``.
-* :func:`digits_cnn`: stem / numbered blocks / head, like ``examples/_digits.py``.
+* :func:`digits_cnn`: the demo's stem / numbered blocks / head CNN (``examples/_digits.py``).
 
 Example:
     >>> [n for n, _ in resnet18(width=8).named_parameters()][-2:]
@@ -24,8 +24,6 @@ from torch import nn
 
 __all__ = [
     "BasicBlock",
-    "DigitsBlock",
-    "DigitsCNN",
     "ResNet18",
     "TiedLM",
     "bert",
@@ -261,41 +259,7 @@ def mlp(*, seed: int = 0) -> nn.Module:
 
 
 # -- digits CNN ------------------------------------------------------------------------
-# Same names as examples/_digits.py (tests/test_demo.py checks they agree); kept as a
-# separate copy so the test helpers never import the examples.
-
-
-class DigitsBlock(nn.Module):
-    """Two 3x3 convs with a parameter-free shortcut (strided pool + zero channels)."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__()
-        self.stride = stride
-        self.extra = cout - cin
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        short = F.avg_pool2d(x, self.stride) if self.stride > 1 else x
-        short = F.pad(short, (0, 0, 0, 0, 0, self.extra))
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + short)
-
-
-class DigitsCNN(nn.Module):
-    """``stem`` / ``blocks.{0,1,2}`` / ``head`` CNN for 1x8x8 images."""
-
-    def __init__(self, num_classes: int = 5) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
-        self.blocks = nn.Sequential(DigitsBlock(16, 16), DigitsBlock(16, 32, 2), DigitsBlock(32, 64, 2))
-        self.head = nn.Linear(64, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(x))
-        return self.head(x.mean(dim=(2, 3)))
+# The demo's own model (examples/_digits.py), one copy.
 
 
 def digits_cnn(num_classes: int = 5, *, seed: int = 0) -> nn.Module:
@@ -309,5 +273,7 @@ def digits_cnn(num_classes: int = 5, *, seed: int = 0) -> nn.Module:
         num_classes: Outputs of ``head``.
         seed: Seed for the initial weights.
     """
+    from _digits import DigitsCNN
+
     torch.manual_seed(seed)
     return DigitsCNN(num_classes)
