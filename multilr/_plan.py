@@ -200,26 +200,30 @@ def resolve(infos: Iterable[ParamInfo], spec: Spec) -> Plan:
 
     base = spec.lr
     plans: list[ParamPlan] = []
-    lrs: list[float] = []
     for t in tensors:
         info, name = t.infos[0], t.name
         labels: list[str] = []
         rate_rule = _pick(t.rate, "rate", name)
         if name in per_tensor:
             lr, source, absolute = per_tensor[name], f"rates[{name}]", True
+            scale = lr / base
             labels.append(source)
         elif rate_rule is not None:
             rule, (kind, value) = rate_rule
             absolute = kind == "lr"
+            # keep the scale exact (lr_scale targets read it) and derive lr from it,
+            # except for absolute rates, which stay exactly as written
+            scale = value / base if absolute else value
             lr = value if absolute else base * value
             source = f"{rule.name} ({kind}={value:g})"
             labels.append(rule.name)
         else:
-            lr, source, absolute = base, "default", False
+            lr, source, absolute, scale = base, "default", False, 1.0
         depth = depths.get(name) if name in decayed else None
         if depth is not None and not absolute and decay is not None and max_depth is not None:
             power = max_depth - depth
-            lr = lr * decay.decay**power
+            scale = scale * decay.decay**power
+            lr = base * scale
             source += f" x {decay.decay:g}^{power} (depth {depth}/{max_depth})"
             labels.append(f"depth{depth}")
         elif absolute:
@@ -247,7 +251,7 @@ def resolve(infos: Iterable[ParamInfo], spec: Spec) -> Plan:
                 name=name,
                 group="/".join(labels) or "default",
                 lr=lr,
-                scale=lr / base,
+                scale=scale,
                 weight_decay=wd,
                 frozen=frozen,
                 depth=depth,
@@ -259,17 +263,14 @@ def resolve(infos: Iterable[ParamInfo], spec: Spec) -> Plan:
                 requires_grad=info.requires_grad,
             )
         )
-        lrs.append(lr)
-    return _merge(spec, plans, lrs, aliases, max_depth)
+    return _merge(spec, plans, aliases, max_depth)
 
 
-def _merge(
-    spec: Spec, plans: list[ParamPlan], lrs: list[float], aliases: dict[str, str], max_depth: int | None
-) -> Plan:
+def _merge(spec: Spec, plans: list[ParamPlan], aliases: dict[str, str], max_depth: int | None) -> Plan:
     """Fewest groups: one per distinct (rate, weight decay, frozen), in first-seen order."""
     order: dict[tuple[float, float, bool], list[int]] = {}
-    for i, (p, lr) in enumerate(zip(plans, lrs, strict=True)):
-        order.setdefault((lr, p.weight_decay, p.frozen), []).append(i)
+    for i, p in enumerate(plans):
+        order.setdefault((p.lr, p.weight_decay, p.frozen), []).append(i)
     groups: list[Group] = []
     used: set[str] = set()
     final = list(plans)
@@ -281,7 +282,8 @@ def _merge(
         for i in members:
             if final[i].group != name:
                 final[i] = _with_group(final[i], name)
-        groups.append(Group(name, tuple(plans[i].name for i in members), lr, lr / spec.lr, wd, frozen))
+        scale = plans[members[0]].scale
+        groups.append(Group(name, tuple(plans[i].name for i in members), lr, scale, wd, frozen))
     return Plan(spec=spec, params=tuple(final), groups=tuple(groups), aliases=aliases, max_depth=max_depth)
 
 
