@@ -1,0 +1,128 @@
+"""Extraction from ``oneflow.nn.Module`` and emission for eager and ``nn.Graph``.
+
+The two backends differ only in their convention (see :data:`multilr.backend.Convention`):
+eager OneFlow's ``step`` reads only ``lr`` and ignores ``lr_scale``, so ``oneflow`` writes
+each group's own rate into ``lr``; ``nn.Graph`` compiles ``lr * lr_scale``, so
+``oneflow-graph`` writes the base rate into every ``lr`` and the scale into ``lr_scale``.
+Writing both would apply the scale twice in a graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from multilr import BackendError, ParamInfo, Plan, UnsupportedFeatureError, group_options
+from multilr.backend import Convention
+from multilr_oneflow._load import import_oneflow
+
+__all__ = ["EagerBackend", "GraphBackend"]
+
+
+def _walk(module: Any, prefix: str = "") -> Any:
+    """(module path, module, param name, param) for every parameter, ties included.
+
+    OneFlow 0.9's ``named_parameters`` always drops repeated tensors and has no
+    ``remove_duplicate`` switch, so tied names are found by walking the tree ourselves.
+    """
+    for pname, p in module._parameters.items():
+        if p is not None:
+            yield prefix.rstrip("."), module, pname, p
+    for cname, child in module._modules.items():
+        if child is not None:
+            yield from _walk(child, f"{prefix}{cname}.")
+
+
+class _OneFlowBackend:
+    name: str
+    convention: Convention
+
+    def __init__(self) -> None:
+        self.flow = import_oneflow()
+        self._type_names: dict[type, tuple[str, ...]] = {}
+
+    def _module(self, model: Any) -> Any:
+        if not isinstance(model, self.flow.nn.Module):
+            raise BackendError(f"backend {self.name!r} needs a oneflow.nn.Module, got {type(model).__name__}")
+        return model
+
+    def _types(self, cls: type) -> tuple[str, ...]:
+        names = self._type_names.get(cls)
+        if names is None:
+            base = self.flow.nn.Module
+            names = tuple(c.__name__ for c in cls.__mro__ if c not in (base, object))
+            self._type_names[cls] = names
+        return names
+
+    def extract(self, model: Any) -> list[ParamInfo]:
+        """Every named parameter, tied ones under each name (key: tensor identity)."""
+        out = []
+        for mpath, sub, pname, p in _walk(self._module(model)):
+            out.append(
+                ParamInfo(
+                    f"{mpath}.{pname}" if mpath else pname,
+                    tuple(p.shape),
+                    str(p.dtype).removeprefix("oneflow."),
+                    mpath,
+                    self._types(type(sub)),
+                    bool(p.requires_grad),
+                    id(p),
+                )
+            )
+        return out
+
+    def _check(self, tensors: dict[str, Any], plan: Plan) -> None:
+        """Backend-specific refusals, before anything changes."""
+
+    def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
+        """``{'params', 'name', 'lr', ['lr_scale',] 'weight_decay', **hyper}`` per group.
+
+        Raises:
+            BackendError: The model's parameters no longer match the plan.
+            UnsupportedFeatureError: The target cannot run this model or plan.
+        """
+        tensors: dict[str, Any] = {}
+        for mpath, _, pname, p in _walk(self._module(model)):
+            name = f"{mpath}.{pname}" if mpath else pname
+            tensors.setdefault(plan.aliases.get(name, name), p)
+        self._check(tensors, plan)
+        groups = []
+        for group, opts in zip(plan.groups, group_options(plan, self.convention), strict=True):
+            missing = [n for n in group.params if n not in tensors]
+            if missing:
+                raise BackendError(
+                    f"the model has no parameter {missing[0]!r} that the plan puts in group "
+                    f"{group.name!r}; was the model changed after planning?"
+                )
+            groups.append({"params": [tensors[n] for n in group.params], **opts})
+        # Everything is validated; only now touch the model.
+        for group in plan.groups:
+            if group.frozen:
+                for n in group.params:
+                    tensors[n].requires_grad = False
+        return groups
+
+
+class EagerBackend(_OneFlowBackend):
+    """``oneflow``: eager mode, each group's own rate in ``lr`` (convention ``"lr"``)."""
+
+    name = "oneflow"
+    convention: Convention = "lr"
+
+
+class GraphBackend(_OneFlowBackend):
+    """``oneflow-graph``: one base ``lr`` and per-group ``lr_scale`` (convention ``"lr_scale"``).
+
+    Use the groups with ``multilr_oneflow.add_optimizer(graph, optimizer, lr_sch=...)``,
+    which checks the scheduler and guards the rates that the graph compiles in.
+    """
+
+    name = "oneflow-graph"
+    convention: Convention = "lr_scale"
+
+    def _check(self, tensors: dict[str, Any], plan: Plan) -> None:
+        for name, p in tensors.items():
+            if p.dtype == self.flow.float64:
+                raise UnsupportedFeatureError(
+                    f"parameter {name!r} is float64, and OneFlow 0.9's nn.Graph cannot compile float64 "
+                    "parameters; cast the model to float32 or use the 'oneflow' (eager) backend"
+                )
