@@ -13,6 +13,7 @@ Schedulers it cannot run, rates frozen at the first call, and stale
 
 from __future__ import annotations
 
+import bisect
 import weakref
 from typing import Any
 
@@ -102,6 +103,10 @@ def _guard(optimizer: Any, graph: Any) -> None:
 
         def __setitem__(self, key: str, value: Any) -> None:
             g = ref()
+            if g is not None and not g.is_compiled and key == "lr" and "initial_lr" in self._options:
+                # With a scheduler the graph compiles initial_lr, not lr: keep them together
+                # so a write before the first call is honoured rather than ignored.
+                super().__setitem__("initial_lr", value)
             if g is not None and g.is_compiled:
                 raise UnsupportedFeatureError(
                     f"setting {key!r} of param group {self._options.get('name', '?')!r} to {value!r} after "
@@ -148,21 +153,50 @@ def add_optimizer(graph: Any, optimizer: Any, *, lr_sch: Any = None) -> None:
     _guard(optimizer, graph)
 
 
-def rates_at(plan: Plan, step: int, lr_sch: Any = None) -> dict[str, float]:
+def _scheduled(lr_sch: Any, base: float, step: int) -> float:
+    """The scheduler's rate for ``base`` at ``step``, as the graph computes it.
+
+    ``SequentialLR`` (and ``WarmupLR``, built on it) has no ``get_lr`` of its own:
+    pick the active inner scheduler the way its ``step`` does and ask that one.
+    """
+    if lr_sch is None:
+        return base
+    schedulers = getattr(lr_sch, "schedulers", None)
+    milestones = getattr(lr_sch, "milestones", None)
+    if schedulers is not None and milestones is not None:
+        i = bisect.bisect_right(milestones, step)
+        rescale = getattr(lr_sch, "interval_rescaling", [False] * len(milestones))
+        if i > 0 and rescale[i - 1]:
+            step -= milestones[i - 1]
+        return _scheduled(schedulers[i], base, step)
+    return float(lr_sch.get_lr(base, step))
+
+
+def rates_at(source: Any, step: int, lr_sch: Any = None) -> dict[str, float]:
     """The rate each group trains at on graph step ``step`` (0 = the first call).
 
     nn.Graph runs the schedule inside the graph and never writes it back to
     ``param_groups[i]['lr']``, so those values are stale; this recomputes the real
-    ones from the scheduler's formula and the plan's scales.
+    ones from the scheduler's formula and the scales.
 
     Args:
-        plan: The plan the groups came from (``groups.plan``).
+        source: The plan the groups came from (``groups.plan``), or the optimizer itself
+            (then its groups' compiled ``lr``/``initial_lr`` and ``lr_scale`` are read,
+            including writes made before the first call).
         step: Graph step, counted from 0 at the first call.
         lr_sch: The scheduler given to :func:`add_optimizer`, if any.
 
     Returns:
         Group name -> effective rate (0 for frozen groups).
     """
-    base = plan.base_lr
-    scheduled = base if lr_sch is None else float(lr_sch.get_lr(base, step))
-    return {g.name: scheduled * g.effective_scale for g in plan.groups}
+    if isinstance(source, Plan):
+        base = source.base_lr
+        scheduled = _scheduled(lr_sch, base, step)
+        return {g.name: scheduled * g.effective_scale for g in source.groups}
+    out = {}
+    for i, g in enumerate(source.param_groups):
+        opts = g.options
+        base = opts["initial_lr"] if lr_sch is not None and "initial_lr" in opts else opts["lr"]
+        scale = float(opts.get("lr_scale", 1.0))
+        out[opts.get("name", str(i))] = _scheduled(lr_sch, float(base), step) * scale
+    return out

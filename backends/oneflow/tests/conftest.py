@@ -1,0 +1,91 @@
+"""Test set-up for the OneFlow backends.
+
+Run with the OneFlow venv (Python 3.10)::
+
+    .venv-oneflow/bin/python -m pytest -q -p no:cacheprovider backends/oneflow/tests
+
+Eager cases run in this process. Every case that compiles an ``nn.Graph`` runs in a
+fresh subprocess through ``_graph_case.py`` (see its docstring for why), via the
+``run_case`` fixture. The shared model, spec and gradients come from the ``cases``
+fixture, which is that same module loaded by path (tests are imported with
+``--import-mode=importlib``, so they cannot import a sibling module by name).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+RUNNER = Path(__file__).with_name("_graph_case.py")
+
+#: One case: OneFlow import (~3 s) + graph compile (~1-2 s) + a few steps; generous for a
+#: loaded 2-core machine, still far below a hang.
+CASE_TIMEOUT_S = 120
+
+
+def _load_cases() -> ModuleType:
+    name = "multilr_oneflow_test_cases"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, RUNNER)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def cases() -> ModuleType:
+    """``_graph_case.py`` as a module: ``make_model``, ``make_spec``, ``gradient``, ..."""
+    return _load_cases()
+
+
+def _run(case: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(RUNNER), json.dumps(case)],
+        capture_output=True,
+        text=True,
+        timeout=CASE_TIMEOUT_S,
+        cwd=RUNNER.parent,
+    )
+
+
+def run_graph_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Run one graph case in a fresh process; its ``RESULT`` JSON, or a failure with its output.
+
+    A process killed by a signal (OneFlow 0.9 crashed at random in ~2% of long-lived graph
+    runs, and passed when rerun fresh) is run once more, with a warning; a second crash, a
+    non-zero exit or a missing result fails the test.
+    """
+    proc = _run(case)
+    if proc.returncode < 0:
+        warnings.warn(
+            f"graph case {case} died with signal {-proc.returncode}; rerunning it once in a fresh process",
+            stacklevel=2,
+        )
+        proc = _run(case)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        pytest.fail(
+            f"got exit code {proc.returncode} and {len(lines)} RESULT lines from graph case {case}, "
+            f"should be 0 and 1\n--- stdout (tail) ---\n{proc.stdout[-3000:]}\n"
+            f"--- stderr (tail) ---\n{proc.stderr[-3000:]}"
+        )
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix("RESULT "))
+    if set(result) == {"error", "traceback"}:
+        pytest.fail(f"graph case {case} raised, should have run:\n{result['traceback']}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def run_case() -> Any:
+    """Call ``run_case({"kind": ..., ...})`` to run a graph case in its own process."""
+    return run_graph_case

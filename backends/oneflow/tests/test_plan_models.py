@@ -1,0 +1,249 @@
+"""The plan for flowvision 0.2.1's resnet18 and mobilenet_v2 equals a plan written down here.
+
+``RESNET18_PLAN`` and ``MOBILENET_V2_PLAN`` are backend-neutral: the parameter names and
+module types (``Conv2d``, ``BatchNorm2d``, ``Linear``) are the same in torchvision, so the
+same literals must describe the torch models too.
+
+How the literals follow from ``SPEC`` (rules in ``multilr/_depth.py``'s docstring):
+
+resnet18, 62 tensors. ``layer1``..``layer4`` each hold two numbered residual blocks with
+submodules, so they are stacks and their 8 elements are blocks, depths 1..8
+(``layer{i}.{j}`` -> ``2 * (i - 1) + j + 1``); ``conv1`` and ``bn1`` come before the first
+block: the stem, depth 0; ``fc`` comes after the last: the head, depth 9 = max depth. Rate
+``1e-3 * 0.75 ** (9 - depth)``, and ``fc`` x10 at depth 9: ``1e-2``. Convolution weights
+decay (0.05); BatchNorm weights and biases and ``fc.bias`` do not. The stem rule freezes
+``conv1.weight`` (decay) and ``bn1.*`` (no decay). Each block has 2 convolutions and 2
+BatchNorms (2 + 4 tensors); the first block of layer2..4 also has a downsample
+convolution + BatchNorm (3 + 6).
+
+mobilenet_v2, 158 tensors. ``features`` has 19 numbered children that all own submodules
+(``features.0`` is Conv/BN/ReLU6, 1..17 are inverted residuals, 18 is Conv/BN/ReLU6), so it
+is a stack: blocks 1..19 (``features.{i}`` -> ``i + 1``). Inside them nothing is a stack:
+``features.0`` and ``features.{i}.conv`` have numbered children, but some of those are plain
+layers (a bare Conv2d or BatchNorm2d owns only tensors), so they are not elements of a
+stack. Nothing precedes ``features`` (no depth 0); ``classifier`` follows it: the head, depth
+20. ``features.1`` (expansion 1) has a depthwise Conv/BN/ReLU6, a Conv2d and a BatchNorm
+(2 + 4 tensors); ``features.2``..``17`` add the expansion Conv/BN/ReLU6 (3 + 6). The stem
+rule matches nothing here (optional), so nothing is frozen; ``classifier.1`` is x10.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pytest
+
+import multilr
+from multilr import LayerDecay, Prefix, Regex, Rule, Spec
+
+LR, WD, DECAY = 1e-3, 0.05, 0.75
+
+SPEC = Spec(
+    lr=LR,
+    weight_decay=WD,
+    no_decay=("bias", "norm"),
+    rules=[
+        Rule(Prefix("fc"), lr_mult=10, name="head", optional=True),
+        Rule(Prefix("classifier"), lr_mult=10, name="head2", optional=True),
+        Rule(Regex(r"^(conv1|bn1)\."), frozen=True, name="stem", optional=True),
+    ],
+    layer_decay=LayerDecay(DECAY),
+)
+
+# Per group, in plan order: (name, number of tensors, lr once trainable, weight decay, frozen).
+# A frozen group keeps its would-be rate in Group.lr and trains at 0 (Plan.lr_of).
+RESNET18_PLAN: dict[str, Any] = {
+    "tensors": 62,
+    "max_depth": 9,
+    "groups": [
+        ("stem/depth0/frozen", 1, LR * DECAY**9, WD, True),
+        ("stem/depth0/no_decay/frozen", 2, LR * DECAY**9, 0.0, True),
+        ("depth1", 2, LR * DECAY**8, WD, False),
+        ("depth1/no_decay", 4, LR * DECAY**8, 0.0, False),
+        ("depth2", 2, LR * DECAY**7, WD, False),
+        ("depth2/no_decay", 4, LR * DECAY**7, 0.0, False),
+        ("depth3", 3, LR * DECAY**6, WD, False),  # layer2.0: + downsample
+        ("depth3/no_decay", 6, LR * DECAY**6, 0.0, False),
+        ("depth4", 2, LR * DECAY**5, WD, False),
+        ("depth4/no_decay", 4, LR * DECAY**5, 0.0, False),
+        ("depth5", 3, LR * DECAY**4, WD, False),  # layer3.0
+        ("depth5/no_decay", 6, LR * DECAY**4, 0.0, False),
+        ("depth6", 2, LR * DECAY**3, WD, False),
+        ("depth6/no_decay", 4, LR * DECAY**3, 0.0, False),
+        ("depth7", 3, LR * DECAY**2, WD, False),  # layer4.0
+        ("depth7/no_decay", 6, LR * DECAY**2, 0.0, False),
+        ("depth8", 2, LR * DECAY**1, WD, False),
+        ("depth8/no_decay", 4, LR * DECAY**1, 0.0, False),
+        ("head/depth9", 1, LR * 10, WD, False),
+        ("head/depth9/no_decay", 1, LR * 10, 0.0, False),
+    ],
+    "depths": {
+        "conv1.weight": 0,
+        "bn1.bias": 0,
+        "layer1.0.conv1.weight": 1,
+        "layer1.1.bn2.weight": 2,
+        "layer2.0.downsample.0.weight": 3,
+        "layer3.1.conv2.weight": 6,
+        "layer4.0.downsample.1.bias": 7,
+        "layer4.1.bn2.bias": 8,
+        "fc.weight": 9,
+        "fc.bias": 9,
+    },
+    "frozen": ["conv1.weight", "bn1.weight", "bn1.bias"],
+}
+
+MOBILENET_V2_PLAN: dict[str, Any] = {
+    "tensors": 158,
+    "max_depth": 20,
+    "groups": [
+        ("depth1", 1, LR * DECAY**19, WD, False),  # features.0: Conv/BN/ReLU6
+        ("depth1/no_decay", 2, LR * DECAY**19, 0.0, False),
+        ("depth2", 2, LR * DECAY**18, WD, False),  # features.1: expansion 1
+        ("depth2/no_decay", 4, LR * DECAY**18, 0.0, False),
+        *[  # features.2 .. features.17: expansion, depthwise, projection
+            (name, n, LR * DECAY ** (20 - d), wd, False)
+            for d in range(3, 19)
+            for name, n, wd in ((f"depth{d}", 3, WD), (f"depth{d}/no_decay", 6, 0.0))
+        ],
+        ("depth19", 1, LR * DECAY**1, WD, False),  # features.18: Conv/BN/ReLU6
+        ("depth19/no_decay", 2, LR * DECAY**1, 0.0, False),
+        ("head2/depth20", 1, LR * 10, WD, False),
+        ("head2/depth20/no_decay", 1, LR * 10, 0.0, False),
+    ],
+    "depths": {
+        "features.0.0.weight": 1,
+        "features.0.1.bias": 1,
+        "features.1.conv.0.0.weight": 2,
+        "features.1.conv.2.weight": 2,
+        "features.2.conv.3.bias": 3,
+        "features.9.conv.1.1.weight": 10,
+        "features.17.conv.2.weight": 18,
+        "features.18.0.weight": 19,
+        "features.18.1.bias": 19,
+        "classifier.1.weight": 20,
+        "classifier.1.bias": 20,
+    },
+    "frozen": [],
+}
+
+
+def resnet18_depth(name: str) -> int:
+    """Depth of every resnet18 tensor by the rules in the module docstring."""
+    if name.startswith(("conv1.", "bn1.")):
+        return 0
+    if name.startswith("fc."):
+        return 9
+    m = re.match(r"layer(\d)\.(\d)\.", name)
+    assert m, name
+    return 2 * (int(m[1]) - 1) + int(m[2]) + 1
+
+
+def mobilenet_v2_depth(name: str) -> int:
+    if name.startswith("classifier."):
+        return 20
+    m = re.match(r"features\.(\d+)\.", name)
+    assert m, name
+    return int(m[1]) + 1
+
+
+MODELS = [
+    pytest.param("resnet18", RESNET18_PLAN, resnet18_depth, id="resnet18"),
+    pytest.param("mobilenet_v2", MOBILENET_V2_PLAN, mobilenet_v2_depth, id="mobilenet_v2"),
+]
+
+_built: dict[str, Any] = {}
+
+
+def model(name: str) -> Any:
+    """Each flowvision model once per session (building resnet18 costs ~1 s of init)."""
+    if name not in _built:
+        import flowvision.models
+        from multilr_oneflow import import_oneflow
+
+        import_oneflow().manual_seed(0)
+        _built[name] = getattr(flowvision.models, name)()
+    return _built[name]
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+
+
+@pytest.mark.parametrize(("name", "want", "depth_of"), MODELS)
+def test_plan_equals_written_plan(name: str, want: dict[str, Any], depth_of: Any) -> None:
+    plan = multilr.plan(model(name), SPEC, backend="oneflow")
+    assert len(plan.params) == want["tensors"], (
+        f"got {len(plan.params)} tensors, should be {want['tensors']} [{name}]"
+    )
+    assert plan.max_depth == want["max_depth"], (
+        f"got max depth {plan.max_depth}, should be {want['max_depth']} [{name}]"
+    )
+    got = [(g.name, len(g.params), g.lr, g.weight_decay, g.frozen) for g in plan.groups]
+    assert [g[0] for g in got] == [g[0] for g in want["groups"]], (
+        f"got groups {[g[0] for g in got]}, should be {[g[0] for g in want['groups']]} [{name}]"
+    )
+    for g, w in zip(got, want["groups"], strict=True):
+        assert g[1] == w[1], f"got {g[1]} tensors in {g[0]!r}, should be {w[1]} [{name}]"
+        assert close(g[2], w[2]), f"got lr {g[2]!r} in {g[0]!r}, should be {w[2]!r} [{name}]"
+        assert g[3] == w[3], f"got weight decay {g[3]} in {g[0]!r}, should be {w[3]} [{name}]"
+        assert g[4] is w[4], f"got frozen={g[4]} for {g[0]!r}, should be {w[4]} [{name}]"
+        assert plan.lr_of(plan.group(g[0])) == (0.0 if w[4] else g[2]), (
+            f"got lr_of {plan.lr_of(plan.group(g[0]))} for {g[0]!r}, should be {0.0 if w[4] else g[2]} [{name}]"
+        )
+    frozen = [p.name for p in plan.params if p.frozen]
+    assert frozen == want["frozen"], f"got frozen {frozen}, should be {want['frozen']} [{name}]"
+
+
+@pytest.mark.parametrize(("name", "want", "depth_of"), MODELS)
+def test_depths_follow_the_block_rules(name: str, want: dict[str, Any], depth_of: Any) -> None:
+    plan = multilr.plan(model(name), SPEC, backend="oneflow")
+    for pname, depth in want["depths"].items():
+        got = plan.param(pname).depth
+        assert got == depth, f"got depth {got} for {pname}, should be {depth} [{name}]"
+    wrong = [(p.name, p.depth, depth_of(p.name)) for p in plan.params if p.depth != depth_of(p.name)]
+    assert not wrong, (
+        f"got depths differing from the block rule for {len(wrong)} tensors, e.g. {wrong[:5]} [{name}]"
+    )
+    for p in plan.params:  # each tensor's rate is its group's and follows its depth
+        scale = (10.0 if p.name.startswith(("fc.", "classifier.")) else 1.0) * DECAY ** (
+            plan.max_depth - p.depth
+        )
+        assert close(p.lr, LR * scale), (
+            f"got lr {p.lr!r} for {p.name}, should be {LR * scale!r} [depth {p.depth}]"
+        )
+        assert close(p.scale, scale), f"got scale {p.scale!r} for {p.name}, should be {scale!r}"
+
+
+@pytest.mark.parametrize(("name", "want", "depth_of"), MODELS)
+def test_graph_backend_plans_the_same_and_emits_scales(
+    name: str, want: dict[str, Any], depth_of: Any
+) -> None:
+    eager_plan = multilr.plan(model(name), SPEC, backend="oneflow")
+    graph_plan = multilr.plan(model(name), SPEC, backend="oneflow-graph")
+    assert graph_plan.to_dict() == eager_plan.to_dict(), (
+        f"got different plans for oneflow and oneflow-graph [{name}]"
+    )
+    emitted = multilr.build(model(name), SPEC, backend="oneflow-graph")
+    assert len(emitted) == len(want["groups"]), (
+        f"got {len(emitted)} groups, should be {len(want['groups'])} [{name}]"
+    )
+    for g, (gname, n, lr, wd, frozen) in zip(emitted, want["groups"], strict=True):
+        assert g["lr"] == LR, f"got lr {g['lr']} in {gname!r}, should be the base {LR} [oneflow-graph]"
+        scale = 0.0 if frozen else lr / LR
+        assert close(g["lr_scale"], scale), (
+            f"got lr_scale {g['lr_scale']!r} in {gname!r}, should be {scale!r}"
+        )
+        assert len(g["params"]) == n and g["weight_decay"] == wd, (
+            f"got {len(g['params'])} tensors, wd {g['weight_decay']} in {gname!r}"
+        )
+        assert all(p.requires_grad is not frozen for p in g["params"]), (
+            f"got requires_grad == frozen in {gname!r}"
+        )
+    # the build froze exactly the plan's frozen tensors, and nothing else (restore for the other tests)
+    for pname, p in model(name).named_parameters():
+        assert p.requires_grad is (pname not in want["frozen"]), (
+            f"got requires_grad={p.requires_grad} on {pname}"
+        )
+        p.requires_grad = True
