@@ -14,13 +14,14 @@ A plugin registers a factory (a class or function taking no arguments) in the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from multilr._params import ParamInfo
 from multilr._plantypes import Plan
+from multilr.errors import BackendError
 
-__all__ = ["Backend", "Convention", "group_options"]
+__all__ = ["Backend", "Convention", "attach_params", "group_options"]
 
 #: How a target applies a group's scale. ``"lr"``: the scale is multiplied into each
 #: group's ``lr`` (torch, OneFlow eager, and every scheduler that scales from
@@ -91,3 +92,37 @@ def group_options(plan: Plan, convention: Convention) -> list[dict[str, Any]]:
         opts.update(hyper)
         out.append(opts)
     return out
+
+
+def attach_params(plan: Plan, convention: Convention, tensors: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Complete optimizer groups: :func:`group_options` plus each group's tensors.
+
+    A backend calls this from ``emit`` with its model's tensors by name, then, once it
+    returns, sets its framework's frozen flag on ``plan``'s frozen groups: every check
+    happens here, before the model is touched.
+
+    Args:
+        plan: The plan.
+        convention: The backend's convention.
+        tensors: Canonical parameter name -> the framework's tensor.
+
+    Raises:
+        BackendError: A planned parameter is missing from ``tensors`` (the model changed
+            after planning).
+
+    Example:
+        >>> from multilr import ParamInfo, Spec, plan
+        >>> p = plan([ParamInfo("w", (1,), "float32", "", (), True, "w")], Spec(lr=0.1))
+        >>> attach_params(p, "lr", {"w": "tensor-w"})
+        [{'params': ['tensor-w'], 'name': 'default', 'lr': 0.1, 'weight_decay': 0.0}]
+    """
+    groups = []
+    for group, opts in zip(plan.groups, group_options(plan, convention), strict=True):
+        missing = [n for n in group.params if n not in tensors]
+        if missing:
+            raise BackendError(
+                f"the model has no parameter {missing[0]!r} that the plan puts in group "
+                f"{group.name!r}; was the model changed after planning?"
+            )
+        groups.append({"params": [tensors[n] for n in group.params], **opts})
+    return groups

@@ -3,6 +3,7 @@ import pytest
 import multilr
 from multilr import BackendError, BackendNotFoundError, ParamInfo, Spec, build, get_backend, register_backend
 from multilr._registry import KNOWN_BACKENDS, _registered
+from multilr.backend import attach_params
 
 
 class ListBackend:
@@ -14,11 +15,7 @@ class ListBackend:
         return [ParamInfo(n, (1,), "float64", "", ("Param",), True, n) for n, _ in model]
 
     def emit(self, model, plan):
-        values = dict(model)
-        return [
-            {"params": [values[n] for n in g.params], **o}
-            for g, o in zip(plan.groups, multilr.group_options(plan, self.convention), strict=True)
-        ]
+        return attach_params(plan, self.convention, dict(model))
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from multilr import BackendError, ParamInfo, Plan, UnsupportedFeatureError, group_options
-from multilr.backend import Convention
+from multilr import BackendError, ParamInfo, Plan, UnsupportedFeatureError
+from multilr.backend import Convention, attach_params
 from multilr_oneflow._load import import_oneflow
 
 __all__ = ["EagerBackend", "GraphBackend"]
@@ -85,15 +85,7 @@ class _OneFlowBackend:
             name = f"{mpath}.{pname}" if mpath else pname
             tensors.setdefault(plan.aliases.get(name, name), p)
         self._check(tensors, plan)
-        groups = []
-        for group, opts in zip(plan.groups, group_options(plan, self.convention), strict=True):
-            missing = [n for n in group.params if n not in tensors]
-            if missing:
-                raise BackendError(
-                    f"the model has no parameter {missing[0]!r} that the plan puts in group "
-                    f"{group.name!r}; was the model changed after planning?"
-                )
-            groups.append({"params": [tensors[n] for n in group.params], **opts})
+        groups = attach_params(plan, self.convention, tensors)
         # Everything is validated; only now touch the model.
         for group in plan.groups:
             if group.frozen:

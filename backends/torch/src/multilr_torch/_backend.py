@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch.nn.parameter import is_lazy
 
-from multilr import BackendError, ParamInfo, Plan, group_options
-from multilr.backend import Convention
+from multilr import BackendError, ParamInfo, Plan
+from multilr.backend import Convention, attach_params
 
 __all__ = ["TorchBackend"]
 
@@ -72,15 +72,7 @@ class TorchBackend:
         tensors: dict[str, torch.nn.Parameter] = {}
         for name, p in module.named_parameters(remove_duplicate=False):
             tensors.setdefault(plan.aliases.get(name, name), p)
-        groups = []
-        for group, opts in zip(plan.groups, group_options(plan, self.convention), strict=True):
-            missing = [n for n in group.params if n not in tensors]
-            if missing:
-                raise BackendError(
-                    f"the model has no parameter {missing[0]!r} that the plan puts in group "
-                    f"{group.name!r}; was the model changed after planning?"
-                )
-            groups.append({"params": [tensors[n] for n in group.params], **opts})
+        groups = attach_params(plan, self.convention, tensors)
         # Everything is validated; only now touch the model.
         for group in plan.groups:
             if group.frozen:
