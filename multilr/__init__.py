@@ -20,7 +20,7 @@ from multilr import errors
 from multilr._build import ParamGroups, build, plan
 from multilr._params import ParamInfo
 from multilr._plantypes import Group, ParamPlan, Plan
-from multilr._registry import get_backend, list_backends, register_backend
+from multilr._registry import get_backend, infer_backend, list_backends, register_backend
 from multilr._rules import LayerDecay, Rule, Spread
 from multilr._select import Glob, ModuleType, Predicate, Prefix, Regex, Selector
 from multilr._spec import NO_DECAY_CLASSES, Spec
@@ -69,6 +69,7 @@ __all__ = [
     "errors",
     "get_backend",
     "group_options",
+    "infer_backend",
     "list_backends",
     "plan",
     "register_backend",

@@ -9,7 +9,7 @@ from typing import Any
 from multilr._params import ParamInfo
 from multilr._plan import resolve
 from multilr._plantypes import Plan
-from multilr._registry import get_backend
+from multilr._registry import get_backend, infer_backend
 from multilr._spec import Spec, as_spec
 from multilr.backend import Backend
 
@@ -35,14 +35,15 @@ class ParamGroups(list[dict[str, Any]]):
         self.backend = backend
 
 
-def plan(model: Any, spec: SpecLike, *, backend: str | Backend = "torch") -> Plan:
+def plan(model: Any, spec: SpecLike, *, backend: str | Backend | None = None) -> Plan:
     """Resolve a spec against a model without touching the model.
 
     Args:
         model: A framework model (read through ``backend``) or a list of
             :class:`~multilr.ParamInfo` (no framework needed).
         spec: A :class:`~multilr.Spec`, a mapping, or a ``.json``/``.yaml`` path.
-        backend: Backend name or instance used to read ``model``.
+        backend: Backend name or instance used to read ``model``; by default the
+            model's framework decides (``torch``, or ``oneflow`` for eager OneFlow).
 
     Returns:
         The plan; ``print(plan.table())`` shows who decided what.
@@ -57,10 +58,10 @@ def plan(model: Any, spec: SpecLike, *, backend: str | Backend = "torch") -> Pla
     spec = as_spec(spec)
     if isinstance(model, (list, tuple)) and all(isinstance(x, ParamInfo) for x in model):
         return resolve(model, spec)
-    return resolve(get_backend(backend).extract(model), spec)
+    return resolve(get_backend(backend or infer_backend(model)).extract(model), spec)
 
 
-def build(model: Any, spec: SpecLike, backend: str | Backend = "torch") -> ParamGroups:
+def build(model: Any, spec: SpecLike, backend: str | Backend | None = None) -> ParamGroups:
     """Plan a spec for ``model`` and emit optimizer groups for ``backend``.
 
     Nothing about the model changes unless the whole build succeeds; then the only
@@ -70,7 +71,8 @@ def build(model: Any, spec: SpecLike, backend: str | Backend = "torch") -> Param
         model: The model (``torch.nn.Module`` for ``"torch"``).
         spec: A :class:`~multilr.Spec`, a mapping, or a ``.json``/``.yaml`` path.
         backend: ``"torch"``, ``"oneflow"``, ``"oneflow-graph"``, another installed
-            backend's name, or a backend instance.
+            backend's name, or a backend instance. By default the model's framework
+            decides (``torch``, or ``oneflow`` eager); name ``"oneflow-graph"`` for nn.Graph.
 
     Returns:
         The groups, ready for the framework's optimizer; ``.plan`` holds the plan.
@@ -83,6 +85,6 @@ def build(model: Any, spec: SpecLike, backend: str | Backend = "torch") -> Param
         >>> [g["lr"] for g in opt.param_groups]
         [0.001, 0.01]
     """
-    be = get_backend(backend)
+    be = get_backend(backend or infer_backend(model))
     resolved = plan(model, spec, backend=be)
     return ParamGroups(be.emit(model, resolved), plan=resolved, backend=be.name)

@@ -63,8 +63,13 @@ def _dedup(infos: Iterable[ParamInfo]) -> tuple[list[_Tensor], dict[str, str]]:
     return tensors, aliases
 
 
-def _match_rules(spec: Spec, tensors: Sequence[_Tensor]) -> None:
+def _match_rules(spec: Spec, tensors: Sequence[_Tensor]) -> tuple[str, ...]:
+    """Record every rule's settings on the tensors it selects.
+
+    Returns the optional rules that selected nothing.
+    """
     rule_rates = spec.rule_rates()
+    unused: list[str] = []
     for rule in spec.rules:
         matches = rule.select.matches
         hit = 0
@@ -86,12 +91,15 @@ def _match_rules(spec: Spec, tensors: Sequence[_Tensor]) -> None:
                 t.wd.append((rule, rule.weight_decay))
             if rule.frozen is not None:
                 t.frozen.append((rule, rule.frozen))
-        if hit == 0 and not rule.optional:
+        if hit == 0 and rule.optional:
+            unused.append(rule.name)
+        elif hit == 0:
             sample = ", ".join(repr(t.name) for t in tensors[:5])
             raise CoverageError(
                 f"rule {rule.name!r} matches no parameter (names look like {sample}, ...); "
                 "fix its selector or mark it optional"
             )
+    return tuple(unused)
 
 
 def _pick(cands: Sequence[tuple[Rule, Any]], setting: str, pname: str) -> tuple[Rule, Any] | None:
@@ -176,7 +184,7 @@ def resolve(infos: Iterable[ParamInfo], spec: Spec) -> Plan:
     tensors, aliases = _dedup(infos)
     if not tensors:
         raise CoverageError("the model has no parameters to plan")
-    _match_rules(spec, tensors)
+    unused = _match_rules(spec, tensors)
     per_tensor = _apply_rates(spec, tensors, aliases)
     decay = spec.layer_decay
     depths: dict[str, int] = {}
@@ -263,10 +271,16 @@ def resolve(infos: Iterable[ParamInfo], spec: Spec) -> Plan:
                 requires_grad=info.requires_grad,
             )
         )
-    return _merge(spec, plans, aliases, max_depth)
+    return _merge(spec, plans, aliases, max_depth, unused)
 
 
-def _merge(spec: Spec, plans: list[ParamPlan], aliases: dict[str, str], max_depth: int | None) -> Plan:
+def _merge(
+    spec: Spec,
+    plans: list[ParamPlan],
+    aliases: dict[str, str],
+    max_depth: int | None,
+    unused: tuple[str, ...],
+) -> Plan:
     """Fewest groups: one per distinct (rate, weight decay, frozen), in first-seen order."""
     order: dict[tuple[float, float, bool], list[int]] = {}
     for i, p in enumerate(plans):
@@ -284,7 +298,14 @@ def _merge(spec: Spec, plans: list[ParamPlan], aliases: dict[str, str], max_dept
                 final[i] = _with_group(final[i], name)
         scale = plans[members[0]].scale
         groups.append(Group(name, tuple(plans[i].name for i in members), lr, scale, wd, frozen))
-    return Plan(spec=spec, params=tuple(final), groups=tuple(groups), aliases=aliases, max_depth=max_depth)
+    return Plan(
+        spec=spec,
+        params=tuple(final),
+        groups=tuple(groups),
+        aliases=aliases,
+        max_depth=max_depth,
+        unused_rules=unused,
+    )
 
 
 def _with_group(p: ParamPlan, group: str) -> ParamPlan:

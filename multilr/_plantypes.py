@@ -92,6 +92,7 @@ class Plan:
         groups: The merged groups.
         aliases: Alias name -> canonical name, for tied parameters.
         max_depth: Highest layer depth, or ``None`` without layer decay.
+        unused_rules: Optional rules that matched no parameter (shown by :meth:`table`).
     """
 
     spec: Spec
@@ -99,6 +100,7 @@ class Plan:
     groups: tuple[Group, ...]
     aliases: Mapping[str, str] = field(default_factory=dict)
     max_depth: int | None = None
+    unused_rules: tuple[str, ...] = ()
 
     @property
     def base_lr(self) -> float:
@@ -192,6 +194,7 @@ class Plan:
                 for p in self.params
             ],
             "aliases": dict(self.aliases),
+            "unused_rules": list(self.unused_rules),
         }
 
     def to_json(self, indent: int | None = 2) -> str:

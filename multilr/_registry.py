@@ -14,7 +14,7 @@ from multilr._check import did_you_mean
 from multilr.backend import Backend
 from multilr.errors import BackendError, BackendNotFoundError
 
-__all__ = ["get_backend", "list_backends", "register_backend"]
+__all__ = ["get_backend", "infer_backend", "list_backends", "register_backend"]
 
 GROUP = "multilr.backends"
 
@@ -67,6 +67,34 @@ def _not_found(name: str) -> BackendNotFoundError:
     return BackendNotFoundError(
         f"unknown backend {name!r}{did_you_mean(name, [*KNOWN_BACKENDS, *installed])}; "
         f"installed backends: {have}; known: {', '.join(KNOWN_BACKENDS)}"
+    )
+
+
+def infer_backend(model: Any) -> str:
+    """The backend name for a model's framework, from its class's modules (no import).
+
+    ``torch`` for a ``torch.nn.Module``, ``oneflow`` (eager) for a ``oneflow.nn.Module``.
+
+    Raises:
+        BackendNotFoundError: The framework is not one multilr knows; pass ``backend=``.
+
+    Example:
+        >>> infer_backend([1.0])
+        Traceback (most recent call last):
+        ...
+        multilr.errors.BackendNotFoundError: cannot tell which backend reads a list; pass backend=...
+    """
+    for cls in type(model).__mro__:
+        root = cls.__module__.partition(".")[0]
+        if root in ("torch", "oneflow"):
+            return root
+    return _raise_uninferable(model)
+
+
+def _raise_uninferable(model: Any) -> str:
+    have = ", ".join(list_backends()) or "none"
+    raise BackendNotFoundError(
+        f"cannot tell which backend reads a {type(model).__name__}; pass backend=...\ninstalled: {have}"
     )
 
 

@@ -117,11 +117,15 @@ def render_table(
     )
     if rich is None:
         rich = sys.stdout.isatty() and _has_rich()
+    # an optional rule that matched nothing would otherwise leave no trace
+    note = ""
+    if plan.unused_rules:
+        note = f"\noptional rules that matched nothing: {', '.join(plan.unused_rules)}"
     if rich:
-        return _rich(rows, groups, title)
+        return _rich(rows, groups, title) + note
     if not params:
-        return _plain(title, _GROUP_COLUMNS, groups)
-    return _plain(title, _PARAM_COLUMNS, rows) + "\n\n" + _plain("groups", _GROUP_COLUMNS, groups)
+        return _plain(title, _GROUP_COLUMNS, groups) + note
+    return _plain(title, _PARAM_COLUMNS, rows) + "\n\n" + _plain("groups", _GROUP_COLUMNS, groups) + note
 
 
 def _has_rich() -> bool:

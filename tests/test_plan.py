@@ -258,3 +258,13 @@ def test_plan_accepts_mapping_and_file(tmp_path):
     (tmp_path / "s.json").write_text('{"lr": 0.5}')
     assert plan(resnet_like(), tmp_path / "s.json").rates()["fc.bias"] == 0.5
     assert plan(resnet_like(), {"lr": 0.5}).rates()["fc.bias"] == 0.5
+
+
+def test_unused_optional_rules_are_reported():
+    spec = Spec(lr=1, rules=[Rule(Prefix("pool"), lr_mult=2, name="pool", optional=True)])
+    p = plan(resnet_like(), spec)
+    assert p.unused_rules == ("pool",)
+    assert p.table(rich=False).endswith("optional rules that matched nothing: pool")
+    assert "optional rules that matched nothing: pool" in p.summary(rich=False)
+    assert json.loads(p.to_json())["unused_rules"] == ["pool"]
+    assert "matched nothing" not in plan(resnet_like(), Spec(lr=1)).table(rich=False)

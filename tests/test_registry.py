@@ -98,3 +98,8 @@ def test_lr_scale_convention_never_prescales():
         assert "lr_scale" not in opts, f"an 'lr' target must not get lr_scale [{opts['name']}]"
     with pytest.raises(ValueError, match=r"convention must be"):
         multilr.group_options(p, "both")  # type: ignore[arg-type]
+
+
+def test_backend_cannot_be_inferred_for_unknown_objects():
+    with pytest.raises(BackendNotFoundError, match=r"cannot tell which backend reads a dict; pass backend="):
+        build({"w": 1.0}, Spec(lr=1))

@@ -98,3 +98,14 @@ def test_rule_on_alias_name_reaches_the_tensor(cases: Any) -> None:
     assert moved == pytest.approx(1.0, rel=1e-6), (
         f"got the tied tensor moved by {moved.ravel()[:3]}, should be 1.0 (once, x10)"
     )
+
+
+def test_oneflow_backend_inferred_from_the_model() -> None:
+    import oneflow as flow
+
+    import multilr
+
+    model = flow.nn.Linear(2, 2)
+    groups = multilr.build(model, multilr.Spec(lr=0.5))
+    assert groups.backend == "oneflow", f"got {groups.backend!r}, should be 'oneflow' (eager) [inferred]"
+    assert "lr_scale" not in groups[0], "inferred eager groups must not carry lr_scale"

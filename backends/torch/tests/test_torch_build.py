@@ -312,3 +312,14 @@ def test_user_frozen_params_do_not_shift_depths() -> None:
         f"got depth/lr {[got[n] for n in diff[:3]]} for {diff[:3]}, should be {[should[n] for n in diff[:3]]}"
     )
     assert full.max_depth == 9, f"got max_depth {full.max_depth}, should be 9 [stem, 8 blocks, fc]"
+
+
+def test_backend_inferred_from_a_torch_model():
+    import models
+
+    import multilr
+
+    model = models.mlp()
+    groups = multilr.build(model, multilr.Spec(lr=0.5))
+    assert groups.backend == "torch", f"got backend {groups.backend!r}, should be 'torch' [inferred]"
+    assert multilr.infer_backend(models.bert(layers=1)) == "torch", "a transformers model is a torch model"
