@@ -74,32 +74,31 @@ def _explicit(names: Sequence[str], depth_map: Mapping[str, int]) -> dict[str, i
 
 
 class _Tree:
-    """Module tree rebuilt from dotted names; children kept in first-seen order."""
+    """Module tree rebuilt from dotted names: full child paths in first-seen order."""
 
     def __init__(self, names: Sequence[str]) -> None:
-        self.children: dict[str, dict[str, None]] = {"": {}}
+        kids: dict[str, list[str]] = {"": []}
         for name in names:
             parent = ""
             for part in name.split("."):
                 path = f"{parent}.{part}" if parent else part
-                self.children[parent].setdefault(part, None)
-                self.children.setdefault(path, {})
+                if path not in kids:
+                    kids[path] = []
+                    kids[parent].append(path)
                 parent = path
+        self.kids = kids
         self._stack: dict[str, bool] = {}
         self._has_stack: dict[str, bool] = {}
-
-    def kids(self, path: str) -> list[str]:
-        return [f"{path}.{k}" if path else k for k in self.children[path]]
 
     def is_stack(self, path: str) -> bool:
         hit = self._stack.get(path)
         if hit is None:
-            keys = self.children[path]
+            kids, children = self.kids, self.kids[path]
             hit = (
-                len(keys) >= 2
-                and all(k.isdigit() for k in keys)
+                len(children) >= 2
+                and all(c.rpartition(".")[2].isdigit() for c in children)
                 # every element owns submodules, not just tensors: blocks, not layers
-                and all(any(self.children[g] for g in self.kids(c)) for c in self.kids(path))
+                and all(any(kids[g] for g in kids[c]) for c in children)
             )
             self._stack[path] = hit
         return hit
@@ -107,7 +106,7 @@ class _Tree:
     def has_stack(self, path: str) -> bool:
         hit = self._has_stack.get(path)
         if hit is None:
-            hit = self.is_stack(path) or any(self.has_stack(c) for c in self.kids(path))
+            hit = self.is_stack(path) or any(self.has_stack(c) for c in self.kids[path])
             self._has_stack[path] = hit
         return hit
 
@@ -115,7 +114,7 @@ class _Tree:
         """(unit path, is_block) in model order."""
         out: list[tuple[str, bool]] = []
         stack = self.is_stack(path)
-        for child in self.kids(path):
+        for child in self.kids[path]:
             if stack and not self.has_stack(child):
                 out.append((child, True))
             elif self.has_stack(child):

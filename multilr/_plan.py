@@ -13,7 +13,7 @@ decided them.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from multilr._check import did_you_mean
@@ -27,19 +27,19 @@ from multilr.errors import ConflictError, CoverageError, PlanError
 
 __all__ = ["resolve"]
 
-@dataclass
 class _Tensor:
     """One distinct tensor while planning: its infos under every name, and what matched."""
 
-    infos: list[ParamInfo]
-    rate: list[tuple[Rule, tuple[str, float]]]
-    wd: list[tuple[Rule, float]]
-    frozen: list[tuple[Rule, bool]]
-    touched: bool = False
+    __slots__ = ("frozen", "infos", "name", "rate", "touched", "wd")
 
-    @property
-    def name(self) -> str:
-        return self.infos[0].name
+    def __init__(self, info: ParamInfo) -> None:
+        self.infos = [info]
+        self.name = info.name
+        # what the rules set: (rule, value) per setting; most tensors get few entries
+        self.rate: list[tuple[Rule, tuple[str, float]]] = []
+        self.wd: list[tuple[Rule, float]] = []
+        self.frozen: list[tuple[Rule, bool]] = []
+        self.touched = False
 
 
 def _dedup(infos: Iterable[ParamInfo]) -> tuple[list[_Tensor], dict[str, str]]:
@@ -55,7 +55,7 @@ def _dedup(infos: Iterable[ParamInfo]) -> tuple[list[_Tensor], dict[str, str]]:
         seen_names.add(info.name)
         tensor = by_key.get(info.key)
         if tensor is None:
-            tensor = by_key[info.key] = _Tensor([info], [], [], [])
+            tensor = by_key[info.key] = _Tensor(info)
             tensors.append(tensor)
         else:
             tensor.infos.append(info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from multilr.backend import Convention, attach_params
 __all__ = ["TorchBackend"]
 
 _TYPE_NAMES: dict[type, tuple[str, ...]] = {}
+_DTYPES: dict[Any, str] = {}
 
 
 def _type_names(cls: type) -> tuple[str, ...]:
@@ -30,6 +32,25 @@ def _require_module(model: Any) -> torch.nn.Module:
     return model
 
 
+def _walk(module: torch.nn.Module, prefix: str = "") -> Iterator[tuple[str, torch.nn.Module, str, Any]]:
+    """(module path, module, attribute, parameter) for every parameter, ties included.
+
+    The same order as ``named_parameters(remove_duplicate=False)``, read straight from
+    each module's own tables: about three times faster than the public generators,
+    which matters for 2,000-tensor models.
+    """
+    for pname, p in module._parameters.items():
+        if p is not None:
+            yield prefix, module, pname, p
+    for cname, child in module._modules.items():
+        if child is not None:
+            yield from _walk(child, f"{prefix}.{cname}" if prefix else cname)
+
+
+def _name(mpath: str, pname: str) -> str:
+    return f"{mpath}.{pname}" if mpath else pname
+
+
 class TorchBackend:
     """The ``torch`` backend (convention ``"lr"``)."""
 
@@ -38,28 +59,28 @@ class TorchBackend:
 
     def extract(self, model: Any) -> list[ParamInfo]:
         """Every named parameter, tied ones under each name (key: tensor identity)."""
-        module = _require_module(model)
         out = []
-        for mpath, sub in module.named_modules(remove_duplicate=False):
-            types = _type_names(type(sub))
-            for pname, p in sub.named_parameters(recurse=False, remove_duplicate=False):
-                if is_lazy(p):
-                    # a lazy module has no shape until its first forward pass
-                    raise BackendError(
-                        f"parameter {f'{mpath}.{pname}' if mpath else pname!r} is uninitialized "
-                        "(lazy module); run one forward pass before multilr.build"
-                    )
-                out.append(
-                    ParamInfo(
-                        f"{mpath}.{pname}" if mpath else pname,
-                        tuple(p.shape),
-                        str(p.dtype).removeprefix("torch."),
-                        mpath,
-                        types,
-                        p.requires_grad,
-                        id(p),
-                    )
+        for mpath, sub, pname, p in _walk(_require_module(model)):
+            if is_lazy(p):
+                # a lazy module has no shape until its first forward pass
+                raise BackendError(
+                    f"parameter {_name(mpath, pname)!r} is uninitialized (lazy module); "
+                    "run one forward pass before multilr.build"
                 )
+            dtype = _DTYPES.get(p.dtype)
+            if dtype is None:  # str(dtype) is slow enough to show on 2,000 tensors
+                dtype = _DTYPES[p.dtype] = str(p.dtype).removeprefix("torch.")
+            out.append(
+                ParamInfo(
+                    _name(mpath, pname),
+                    tuple(p.shape),
+                    dtype,
+                    mpath,
+                    _type_names(type(sub)),
+                    p.requires_grad,
+                    id(p),
+                )
+            )
         return out
 
     def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
@@ -68,10 +89,11 @@ class TorchBackend:
         Raises:
             BackendError: The model's parameters no longer match the plan.
         """
-        module = _require_module(model)
-        tensors: dict[str, torch.nn.Parameter] = {}
-        for name, p in module.named_parameters(remove_duplicate=False):
-            tensors.setdefault(plan.aliases.get(name, name), p)
+        aliases = plan.aliases
+        tensors: dict[str, Any] = {}
+        for mpath, _, pname, p in _walk(_require_module(model)):
+            name = _name(mpath, pname)
+            tensors.setdefault(aliases.get(name, name), p)
         groups = attach_params(plan, self.convention, tensors)
         # Everything is validated; only now touch the model.
         for group in plan.groups:
