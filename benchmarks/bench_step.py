@@ -2,12 +2,14 @@
 
 A BERT-like model (``transformers.BertModel`` from a ``BertConfig``, random weights, no
 download) gets a random ``.grad`` on every parameter once (fixed seed). Then, for each
-optimizer implementation (``fused=True`` and ``foreach=True`` AdamW), three optimizers
+optimizer implementation (``fused=True`` and ``foreach=True`` AdamW), five optimizers
 over the *same* tensors are stepped in interleaved rounds, only ``opt.step()`` timed:
 
 * ``one group``: ``AdamW(model.parameters(), weight_decay=0.05)``, the baseline;
 * ``merged``: ``multilr.build`` with layer-wise decay 0.75 over the 12 layers plus
   ``no_decay=("bias", "norm")``, merged into one group per (rate, weight decay): 28 groups;
+* ``merged's groups, one setting``: the same 28 groups of tensors, all with the baseline's
+  rate and weight decay: the cost of the group count alone, whatever the rates;
 * ``per-tensor``: seed 001's per-tensor ``rates`` (a distinct rate for every tensor), so
   every tensor is its own group (199 groups): what merging saves;
 * ``one group, again``: a second baseline optimizer (A/A control): its ratio to the first
@@ -39,6 +41,7 @@ from multilr import LayerDecay, Spec
 
 STEP_GOAL = 1.05  # merged / one group, fused AdamW
 CONTROL = "one group, again"
+SAME = "merged's groups, one setting"
 NOISY = 0.02  # an A/A control further than this from 1.00x marks the run's verdict unreliable
 LR = 1e-4
 WD = 0.05
@@ -140,9 +143,13 @@ def per_tensor_spec(model: torch.nn.Module) -> Spec:
 
 def make_optimizers(model: torch.nn.Module, impl: str) -> list[tuple[str, torch.optim.Optimizer]]:
     kw: dict[str, Any] = {"fused": True} if impl == "fused" else {"foreach": True}
+    merged = multilr.build(model, merged_spec())
     return [
         ("one group", torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WD, **kw)),
-        ("merged", torch.optim.AdamW(multilr.build(model, merged_spec()), **kw)),
+        ("merged", torch.optim.AdamW(merged, **kw)),
+        # the merged groups' tensors with the baseline's lr and weight decay: what the group
+        # count alone costs, whatever the rates are
+        (SAME, torch.optim.AdamW([{"params": g["params"]} for g in merged], lr=LR, weight_decay=WD, **kw)),
         ("per-tensor", torch.optim.AdamW(multilr.build(model, per_tensor_spec(model)), **kw)),
         # A/A control: the baseline again, so the noise floor of every ratio is on the page
         (CONTROL, torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WD, **kw)),
@@ -230,7 +237,7 @@ def summary_rows(results: list[StepResult], quick: bool) -> list[tuple[str, str,
     for res in results:
         judged = res.model.goal or quick
         short = res.model.label.split(" (")[0]
-        for name in ("merged", "per-tensor", CONTROL):
+        for name in ("merged", SAME, "per-tensor", CONTROL):
             ratio = res.ratio(name)
             groups = res.by(name).groups
             what = f"step {res.impl}, {short}: {name} ({groups} group{'s' * (groups != 1)}) / one group"
