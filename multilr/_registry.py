@@ -88,10 +88,6 @@ def infer_backend(model: Any) -> str:
         root = cls.__module__.partition(".")[0]
         if root in ("torch", "oneflow"):
             return root
-    return _raise_uninferable(model)
-
-
-def _raise_uninferable(model: Any) -> str:
     have = ", ".join(list_backends()) or "none"
     raise BackendNotFoundError(
         f"cannot tell which backend reads a {type(model).__name__}; pass backend=...\ninstalled: {have}"

@@ -8,6 +8,7 @@ it goes.
 from __future__ import annotations
 
 import io
+import math
 import shutil
 import sys
 from collections.abc import Sequence
@@ -45,7 +46,7 @@ def _param_rows(plan: Plan, max_rows: int | None) -> list[tuple[str, ...]]:
 
 
 def _group_rows(plan: Plan) -> list[tuple[str, ...]]:
-    numel = {p.name: _numel(p.shape) for p in plan.params}
+    numel = {p.name: math.prod(p.shape) for p in plan.params}
     return [
         (
             str(i),
@@ -59,13 +60,6 @@ def _group_rows(plan: Plan) -> list[tuple[str, ...]]:
         )
         for i, g in enumerate(plan.groups)
     ]
-
-
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _plain(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -14,14 +14,14 @@ A plugin registers a factory (a class or function taking no arguments) in the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from multilr._params import ParamInfo
 from multilr._plantypes import Plan
 from multilr.errors import BackendError
 
-__all__ = ["Backend", "Convention", "attach_params", "group_options"]
+__all__ = ["Backend", "Convention", "attach_params", "class_names", "group_options", "walk_params"]
 
 #: How a target applies a group's scale. ``"lr"``: the scale is multiplied into each
 #: group's ``lr`` (torch, OneFlow eager, and every scheduler that scales from
@@ -126,3 +126,38 @@ def attach_params(plan: Plan, convention: Convention, tensors: Mapping[str, Any]
             )
         groups.append({"params": [tensors[n] for n in group.params], **opts})
     return groups
+
+
+def walk_params(module: Any, prefix: str = "") -> Iterator[tuple[str, str, Any, Any]]:
+    """(full name, module path, owning module, parameter) for every parameter, ties included.
+
+    Pre-order over each module's own ``_parameters`` and ``_modules`` tables, a layout
+    torch and OneFlow share: the order of torch's ``named_parameters(remove_duplicate=False)``,
+    about three times faster than the public generators, and it keeps tied names, which
+    OneFlow 0.9's ``named_parameters`` drops with no switch to keep them.
+    """
+    for pname, p in module._parameters.items():
+        if p is not None:
+            yield (f"{prefix}.{pname}" if prefix else pname), prefix, module, p
+    for cname, child in module._modules.items():
+        if child is not None:
+            yield from walk_params(child, f"{prefix}.{cname}" if prefix else cname)
+
+
+_CLASS_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def class_names(cls: type, base: type) -> tuple[str, ...]:
+    """``cls`` and its bases up to (not including) ``base``, most derived first; cached.
+
+    Example:
+        >>> class A: pass
+        >>> class B(A): pass
+        >>> class C(B): pass
+        >>> class_names(C, A)
+        ('C', 'B')
+    """
+    names = _CLASS_NAMES.get(cls)
+    if names is None:
+        names = _CLASS_NAMES[cls] = tuple(c.__name__ for c in cls.__mro__ if c not in (base, object))
+    return names

@@ -12,24 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from multilr import BackendError, ParamInfo, Plan, UnsupportedFeatureError
-from multilr.backend import Convention, attach_params
+from multilr.backend import Convention, attach_params, class_names, walk_params
 from multilr_oneflow._load import import_oneflow
 
 __all__ = ["EagerBackend", "GraphBackend"]
-
-
-def _walk(module: Any, prefix: str = "") -> Any:
-    """(module path, module, param name, param) for every parameter, ties included.
-
-    OneFlow 0.9's ``named_parameters`` always drops repeated tensors and has no
-    ``remove_duplicate`` switch, so tied names are found by walking the tree ourselves.
-    """
-    for pname, p in module._parameters.items():
-        if p is not None:
-            yield prefix.rstrip("."), module, pname, p
-    for cname, child in module._modules.items():
-        if child is not None:
-            yield from _walk(child, f"{prefix}{cname}.")
 
 
 class _OneFlowBackend:
@@ -38,32 +24,23 @@ class _OneFlowBackend:
 
     def __init__(self) -> None:
         self.flow = import_oneflow()
-        self._type_names: dict[type, tuple[str, ...]] = {}
 
     def _module(self, model: Any) -> Any:
         if not isinstance(model, self.flow.nn.Module):
             raise BackendError(f"backend {self.name!r} needs a oneflow.nn.Module, got {type(model).__name__}")
         return model
 
-    def _types(self, cls: type) -> tuple[str, ...]:
-        names = self._type_names.get(cls)
-        if names is None:
-            base = self.flow.nn.Module
-            names = tuple(c.__name__ for c in cls.__mro__ if c not in (base, object))
-            self._type_names[cls] = names
-        return names
-
     def extract(self, model: Any) -> list[ParamInfo]:
         """Every named parameter, tied ones under each name (key: tensor identity)."""
         out = []
-        for mpath, sub, pname, p in _walk(self._module(model)):
+        for name, mpath, sub, p in walk_params(self._module(model)):
             out.append(
                 ParamInfo(
-                    f"{mpath}.{pname}" if mpath else pname,
+                    name,
                     tuple(p.shape),
                     str(p.dtype).removeprefix("oneflow."),
                     mpath,
-                    self._types(type(sub)),
+                    class_names(type(sub), self.flow.nn.Module),
                     bool(p.requires_grad),
                     id(p),
                 )
@@ -81,8 +58,7 @@ class _OneFlowBackend:
             UnsupportedFeatureError: The target cannot run this model or plan.
         """
         tensors: dict[str, Any] = {}
-        for mpath, _, pname, p in _walk(self._module(model)):
-            name = f"{mpath}.{pname}" if mpath else pname
+        for name, _, _, p in walk_params(self._module(model)):
             tensors.setdefault(plan.aliases.get(name, name), p)
         self._check(tensors, plan)
         groups = attach_params(plan, self.convention, tensors)

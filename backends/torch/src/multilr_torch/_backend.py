@@ -2,53 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch.nn.parameter import is_lazy
 
 from multilr import BackendError, ParamInfo, Plan
-from multilr.backend import Convention, attach_params
+from multilr.backend import Convention, attach_params, class_names, walk_params
 
 __all__ = ["TorchBackend"]
 
-_TYPE_NAMES: dict[type, tuple[str, ...]] = {}
 _DTYPES: dict[Any, str] = {}
-
-
-def _type_names(cls: type) -> tuple[str, ...]:
-    """The class and its bases up to ``nn.Module``, most derived first (cached per class)."""
-    names = _TYPE_NAMES.get(cls)
-    if names is None:
-        names = tuple(c.__name__ for c in cls.__mro__ if c not in (torch.nn.Module, object))
-        _TYPE_NAMES[cls] = names
-    return names
 
 
 def _require_module(model: Any) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
         raise BackendError(f"backend 'torch' needs a torch.nn.Module, got {type(model).__name__}")
     return model
-
-
-def _walk(module: torch.nn.Module, prefix: str = "") -> Iterator[tuple[str, torch.nn.Module, str, Any]]:
-    """(module path, module, attribute, parameter) for every parameter, ties included.
-
-    The same order as ``named_parameters(remove_duplicate=False)``, read straight from
-    each module's own tables: about three times faster than the public generators,
-    which matters for 2,000-tensor models.
-    """
-    for pname, p in module._parameters.items():
-        if p is not None:
-            yield prefix, module, pname, p
-    for cname, child in module._modules.items():
-        if child is not None:
-            yield from _walk(child, f"{prefix}.{cname}" if prefix else cname)
-
-
-def _name(mpath: str, pname: str) -> str:
-    return f"{mpath}.{pname}" if mpath else pname
 
 
 class TorchBackend:
@@ -60,11 +30,11 @@ class TorchBackend:
     def extract(self, model: Any) -> list[ParamInfo]:
         """Every named parameter, tied ones under each name (key: tensor identity)."""
         out = []
-        for mpath, sub, pname, p in _walk(_require_module(model)):
+        for name, mpath, sub, p in walk_params(_require_module(model)):
             if is_lazy(p):
                 # a lazy module has no shape until its first forward pass
                 raise BackendError(
-                    f"parameter {_name(mpath, pname)!r} is uninitialized (lazy module); "
+                    f"parameter {name!r} is uninitialized (lazy module); "
                     "run one forward pass before multilr.build"
                 )
             dtype = _DTYPES.get(p.dtype)
@@ -72,11 +42,11 @@ class TorchBackend:
                 dtype = _DTYPES[p.dtype] = str(p.dtype).removeprefix("torch.")
             out.append(
                 ParamInfo(
-                    _name(mpath, pname),
+                    name,
                     tuple(p.shape),
                     dtype,
                     mpath,
-                    _type_names(type(sub)),
+                    class_names(type(sub), torch.nn.Module),
                     p.requires_grad,
                     id(p),
                 )
@@ -91,8 +61,7 @@ class TorchBackend:
         """
         aliases = plan.aliases
         tensors: dict[str, Any] = {}
-        for mpath, _, pname, p in _walk(_require_module(model)):
-            name = _name(mpath, pname)
+        for name, _, _, p in walk_params(_require_module(model)):
             tensors.setdefault(aliases.get(name, name), p)
         groups = attach_params(plan, self.convention, tensors)
         # Everything is validated; only now touch the model.
