@@ -1,0 +1,53 @@
+"""The conformance suite on ``oneflow`` (eager) and ``oneflow-graph``.
+
+Every shared case of :mod:`multilr.testing`, on both OneFlow backends, checked against
+the NumPy reference; where OneFlow genuinely differs from PyTorch's formulas, or nn.Graph
+cannot run a case, the cell is an expected failure with its reason (``_conformance.py``).
+With ``MULTILR_TRACES`` set, every cell is recorded for the cross-environment comparison.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import multilr_oneflow
+import pytest
+
+from multilr.testing import Cell, TorchLikeHarness, assert_conformance, conformance_cells
+
+
+def _load() -> ModuleType:
+    name = "multilr_oneflow_conformance"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_conformance.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+conf = _load()
+EAGER = TorchLikeHarness(multilr_oneflow.import_oneflow(), "oneflow")
+
+
+@pytest.fixture(scope="module")
+def graph() -> Iterator[Any]:
+    server = conf.GraphServer()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("cell", conformance_cells("oneflow", conf.EAGER_EXPECTED))
+def test_eager(cell: Cell) -> None:
+    assert_conformance(EAGER, cell)
+
+
+@pytest.mark.parametrize("cell", conformance_cells("oneflow-graph", conf.GRAPH_EXPECTED))
+def test_graph(cell: Cell, graph: Any) -> None:
+    assert_conformance(graph, cell)

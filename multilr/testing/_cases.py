@@ -1,0 +1,322 @@
+"""The shared conformance cases: model layout, seeded weights, fixed gradients, spec, optimizer, schedule.
+
+Every backend runs the same cases, so one case id means the same training everywhere.
+A case is data only: a harness builds the framework model from :data:`LAYOUT`, copies
+in :meth:`Case.initial`, feeds :meth:`Case.gradient` at each step and reads the
+parameters back. The reference plan comes from :meth:`Case.infos` without a framework.
+
+Case ids read ``optimizer-schedule-feature`` (``adamw-cosine_restarts-layer_decay``),
+with ``-float64`` appended for the double-precision cases; a backend's test ids put its
+name in front (``torch-adamw-cosine_restarts-layer_decay``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from multilr._params import ParamInfo
+from multilr._rules import LayerDecay, Rule
+from multilr._select import Prefix, Regex
+from multilr._spec import Spec
+from multilr.testing._schedules import SCHEDULES, Schedule
+
+__all__ = ["FEATURES", "LAYOUT", "OPTIMIZERS", "Case", "Module", "OptimizerSetup", "all_cases", "case_by_id"]
+
+STEPS = 6
+
+
+@dataclass(frozen=True)
+class Module:
+    """One leaf module of the case model.
+
+    Attributes:
+        path: Dotted module path (``blocks.0.fc``).
+        kind: ``linear`` (``weight (out, in)``, ``bias (out,)``), ``layernorm``
+            (``weight``, ``bias`` of ``(n,)``) or ``embedding`` (``weight (n, dim)``).
+        dims: ``(in, out)`` for linear, ``(n,)`` for layernorm, ``(n, dim)`` for embedding.
+    """
+
+    path: str
+    kind: str
+    dims: tuple[int, ...]
+
+    @property
+    def class_name(self) -> str:
+        """The class name PyTorch and OneFlow give this module."""
+        return {"linear": "Linear", "layernorm": "LayerNorm", "embedding": "Embedding"}[self.kind]
+
+    def tensors(self) -> list[tuple[str, tuple[int, ...]]]:
+        """``(name, shape)`` of its parameters, in the frameworks' registration order."""
+        if self.kind == "linear":
+            n_in, n_out = self.dims
+            return [(f"{self.path}.weight", (n_out, n_in)), (f"{self.path}.bias", (n_out,))]
+        if self.kind == "layernorm":
+            return [(f"{self.path}.weight", self.dims), (f"{self.path}.bias", self.dims)]
+        return [(f"{self.path}.weight", self.dims)]
+
+
+#: The case model: an embedding (depth 0), a stack ``blocks.0..2`` of Linear + LayerNorm
+#: (depths 1..3) and a linear head (depth 4): 15 tensors.
+LAYOUT: tuple[Module, ...] = (
+    Module("embed", "embedding", (6, 4)),
+    *(
+        m
+        for i in range(3)
+        for m in (Module(f"blocks.{i}.fc", "linear", (4, 4)), Module(f"blocks.{i}.norm", "layernorm", (4,)))
+    ),
+    Module("head", "linear", (4, 3)),
+)
+
+
+@dataclass(frozen=True)
+class OptimizerSetup:
+    """An optimizer of the cases.
+
+    Attributes:
+        kind: Reference kind and framework class: ``sgd``, ``adam``, ``adamw``, ``rmsprop``, ``adagrad``.
+        lr: Base rate.
+        weight_decay: Base weight decay (L2 for all but ``adamw``, where it is decoupled).
+        hyper: The other hyperparameters, set explicitly in every group.
+    """
+
+    kind: str
+    lr: float
+    weight_decay: float
+    hyper: Mapping[str, Any] = field(default_factory=dict)
+
+
+_SGD = {"momentum": 0.0, "dampening": 0.0, "nesterov": False}
+_ADAM = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False}
+
+#: The optimizers, by the name used in case ids. Rates are large enough that float32
+#: updates are well above rounding (the effective rate is read back from them).
+OPTIMIZERS: Mapping[str, OptimizerSetup] = {
+    "sgd": OptimizerSetup("sgd", 0.1, 0.0, _SGD),
+    "sgd_wd": OptimizerSetup("sgd", 0.1, 0.05, _SGD),
+    "momentum": OptimizerSetup("sgd", 0.05, 0.01, {**_SGD, "momentum": 0.9}),
+    "nesterov": OptimizerSetup("sgd", 0.05, 0.01, {**_SGD, "momentum": 0.9, "nesterov": True}),
+    "dampening": OptimizerSetup("sgd", 0.05, 0.0, {**_SGD, "momentum": 0.9, "dampening": 0.5}),
+    "adam": OptimizerSetup("adam", 0.01, 0.01, _ADAM),
+    "adamw": OptimizerSetup("adamw", 0.01, 0.05, _ADAM),
+    "amsgrad": OptimizerSetup("adamw", 0.01, 0.05, {**_ADAM, "amsgrad": True}),
+    # eps 1e-2 rather than 1e-8 so that where eps sits (inside or outside the square root) shows
+    "rmsprop": OptimizerSetup(
+        "rmsprop", 0.01, 0.01, {"alpha": 0.9, "eps": 1e-2, "momentum": 0.0, "centered": False}
+    ),
+    "adagrad": OptimizerSetup(
+        "adagrad", 0.05, 0.01, {"eps": 1e-10, "lr_decay": 0.0, "initial_accumulator_value": 0.0}
+    ),
+}
+
+
+def _names() -> list[str]:
+    return [name for m in LAYOUT for name, _ in m.tensors()]
+
+
+def _head_backbone(o: OptimizerSetup) -> Spec:
+    # seed 003: head at the base rate, the pretrained backbone at a tenth
+    return Spec(
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        hyper=o.hyper,
+        rules=(Rule(Regex(r"^(embed|blocks)\."), lr_mult=0.1, name="backbone"),),
+    )
+
+
+def _layer_decay(o: OptimizerSetup) -> Spec:
+    # seed 000: the rate times 0.7 per block, counted down from the head
+    return Spec(lr=o.lr, weight_decay=o.weight_decay, hyper=o.hyper, layer_decay=LayerDecay(0.7))
+
+
+def _per_tensor(o: OptimizerSetup) -> Spec:
+    # seed 001: every tensor its own rate
+    return Spec(
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        hyper=o.hyper,
+        rates={n: o.lr * 0.85**i for i, n in enumerate(_names())},
+    )
+
+
+def _frozen(o: OptimizerSetup) -> Spec:
+    # seed 004: freeze the early layers, train the rest, the head faster
+    return Spec(
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        hyper=o.hyper,
+        rules=(
+            Rule(Prefix("embed"), frozen=True, name="embed"),
+            Rule(Prefix("blocks.0"), frozen=True, name="first-block"),
+            Rule(Prefix("head"), lr_mult=5, name="head"),
+        ),
+    )
+
+
+def _no_decay(o: OptimizerSetup) -> Spec:
+    return Spec(
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        hyper=o.hyper,
+        no_decay=("bias", "norm", "embedding"),
+        rules=(Rule(Prefix("head"), lr_mult=3, name="head"),),
+    )
+
+
+def _mixed(o: OptimizerSetup) -> Spec:
+    # everything at once: what the schedule cases train
+    return Spec(
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        hyper=o.hyper,
+        no_decay=("bias", "norm"),
+        rules=(
+            Rule(Prefix("head"), lr_mult=5, name="head"),
+            Rule(Prefix("blocks.1.norm"), frozen=True, name="frozen-norm"),
+        ),
+        layer_decay=LayerDecay(0.7),
+        rates={"blocks.2.fc.bias": o.lr * 0.3},
+    )
+
+
+#: Spec shapes, by the name used in case ids.
+FEATURES: Mapping[str, Callable[[OptimizerSetup], Spec]] = {
+    "head_backbone": _head_backbone,
+    "layer_decay": _layer_decay,
+    "per_tensor": _per_tensor,
+    "frozen": _frozen,
+    "no_decay": _no_decay,
+    "mixed": _mixed,
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One conformance case.
+
+    Attributes:
+        optimizer: Key of :data:`OPTIMIZERS`.
+        schedule: Key of :data:`~multilr.testing.SCHEDULES`.
+        feature: Key of :data:`FEATURES`.
+        dtype: ``float32`` or ``float64``.
+        steps: Optimizer steps.
+        seed: Seed of the initial weights and the gradients.
+
+    Example:
+        >>> case = case_by_id("adamw-cosine_restarts-mixed")
+        >>> case.setup.kind, case.steps, len(case.initial())
+        ('adamw', 6, 15)
+    """
+
+    optimizer: str
+    schedule: str
+    feature: str
+    dtype: str = "float32"
+    steps: int = STEPS
+    seed: int = 0
+
+    @property
+    def id(self) -> str:
+        """``optimizer-schedule-feature`` (``-float64`` appended for double precision)."""
+        base = f"{self.optimizer}-{self.schedule}-{self.feature}"
+        return base if self.dtype == "float32" else f"{base}-{self.dtype}"
+
+    @property
+    def setup(self) -> OptimizerSetup:
+        """The optimizer set-up."""
+        return OPTIMIZERS[self.optimizer]
+
+    @property
+    def sched(self) -> Schedule:
+        """The schedule."""
+        return SCHEDULES[self.schedule]
+
+    @property
+    def spec(self) -> Spec:
+        """The spec (its ``hyper`` carries the optimizer's hyperparameters)."""
+        return FEATURES[self.feature](self.setup)
+
+    @property
+    def layout(self) -> tuple[Module, ...]:
+        """The model's leaf modules."""
+        return LAYOUT
+
+    def names(self) -> list[str]:
+        """Parameter names in model order."""
+        return _names()
+
+    def infos(self) -> list[ParamInfo]:
+        """What a backend's ``extract`` reports for the case model (for the reference plan)."""
+        return [
+            ParamInfo(name, shape, self.dtype, m.path, (m.class_name,), True, name)
+            for m in LAYOUT
+            for name, shape in m.tensors()
+        ]
+
+    def initial(self) -> dict[str, NDArray[np.float64]]:
+        """Seeded initial weights, rounded to the case's dtype, as float64."""
+        return _initial(self.seed, self.dtype)
+
+    def gradient(self, step: int) -> dict[str, NDArray[np.float64]]:
+        """The fixed gradient of every tensor at ``step``, rounded to the dtype, as float64.
+
+        Each element keeps one sign for the whole run and a size in [0.5, 1.5] that varies
+        per step, so momentum and Adam's moments stay away from zero and the rate read
+        back as ``-delta / direction`` is well conditioned everywhere.
+        """
+        return _gradient(self.seed, self.dtype, step)
+
+
+@cache
+def _initial(seed: int, dtype: str) -> dict[str, NDArray[np.float64]]:
+    rng = np.random.default_rng(seed)
+    shapes = [shape for m in LAYOUT for _, shape in m.tensors()]
+    return {
+        name: (0.5 * rng.standard_normal(shape)).astype(dtype).astype(np.float64)
+        for name, shape in zip(_names(), shapes, strict=True)
+    }
+
+
+@cache
+def _gradient(seed: int, dtype: str, step: int) -> dict[str, NDArray[np.float64]]:
+    out = {}
+    for i, (name, p) in enumerate(_initial(seed, dtype).items()):
+        sign = np.random.default_rng((seed, 1, i)).integers(0, 2, p.shape) * 2 - 1
+        size = np.random.default_rng((seed, 2, i, step)).random(p.shape) + 0.5
+        out[name] = (sign * size).astype(dtype).astype(np.float64)
+    return out
+
+
+@cache
+def all_cases() -> tuple[Case, ...]:
+    """Every shared case, in a fixed order.
+
+    * every optimizer x every feature, under the ``step`` schedule;
+    * every optimizer x every other schedule, on the ``mixed`` feature;
+    * every optimizer on ``cosine_restarts``/``mixed`` in float64.
+
+    Example:
+        >>> len(all_cases())
+        120
+    """
+    out = [Case(o, "step", f) for o in OPTIMIZERS for f in FEATURES]
+    out += [Case(o, s, "mixed") for o in OPTIMIZERS for s in SCHEDULES if s != "step"]
+    out += [Case(o, "cosine_restarts", "mixed", dtype="float64") for o in OPTIMIZERS]
+    return tuple(out)
+
+
+def case_by_id(case_id: str) -> Case:
+    """The shared case with this id.
+
+    Raises:
+        KeyError: No such case (the message lists a few ids).
+    """
+    for case in all_cases():
+        if case.id == case_id:
+            return case
+    raise KeyError(f"no conformance case {case_id!r}; e.g. {[c.id for c in all_cases()[:3]]}")

@@ -1,0 +1,125 @@
+"""Framework-neutral learning-rate schedules and the per-group factors they produce.
+
+A schedule multiplies each group's planned rate by a factor per step, so the rate of
+group ``g`` at step ``t`` (counted from 0) is ``plan rate of g x factor[t, g]``. Most
+schedules use one factor for every group, which keeps the groups' ratios: what the
+framework schedulers do when each group carries its own ``lr`` (and what a scheduler
+that writes one scalar into every group, or a ``OneCycleLR`` with a scalar ``max_lr``,
+gets wrong). Seed 002's per-group decay gives each group its own factor.
+
+A harness turns a :class:`Schedule` into its framework's scheduler (``kind`` and
+``params`` say which); the reference computes the factors from the formulas below,
+which are PyTorch's:
+
+* ``constant``: 1.
+* ``step``: ``StepLR(step_size, gamma)``: ``gamma ** (t // step_size)``.
+* ``cosine_restarts``: ``CosineAnnealingWarmRestarts(T_0, T_mult, eta_min=0)``.
+* ``one_cycle``: ``OneCycleLR(max_lr=<each group's rate>, total_steps, pct_start,
+  anneal_strategy="linear", div_factor, final_div_factor, three_phase=False)``: linear from
+  ``1/div`` up to 1 at step ``pct_start * total - 1``, then linear down to
+  ``1/(div * final_div)`` at step ``total - 1``.
+* ``inverse``: seed 001's ``lr / (t + 1)``, per group.
+* ``group_decay``: seed 002's per-group decay factor: ``f_g ** (t // every)``, ``f_g`` chosen by
+  the group's first parameter name prefix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from multilr._plantypes import Plan
+
+__all__ = ["SCHEDULES", "Schedule"]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A schedule by kind and parameters.
+
+    Attributes:
+        kind: ``constant``, ``step``, ``cosine_restarts``, ``one_cycle``, ``inverse`` or ``group_decay``.
+        params: The kind's parameters (see the module docstring).
+
+    Example:
+        >>> Schedule("step", {"step_size": 2, "gamma": 0.5}).factor(3)
+        0.5
+    """
+
+    kind: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def per_group(self) -> bool:
+        """Whether groups get different factors (no scalar scheduler can do it)."""
+        return self.kind == "group_decay"
+
+    def factor(self, step: int, group_factor: float = 1.0) -> float:
+        """The factor at ``step`` (``group_factor`` is ``f_g`` for ``group_decay``)."""
+        p = self.params
+        if self.kind == "constant":
+            return 1.0
+        if self.kind == "step":
+            return float(p["gamma"]) ** (step // int(p["step_size"]))
+        if self.kind == "cosine_restarts":
+            t_i, t_cur = int(p["T_0"]), step
+            while t_cur >= t_i:  # walk through the finished periods, each T_mult times longer
+                t_cur, t_i = t_cur - t_i, t_i * int(p["T_mult"])
+            return (1.0 + math.cos(math.pi * t_cur / t_i)) / 2.0
+        if self.kind == "one_cycle":
+            return _one_cycle(step, p)
+        if self.kind == "inverse":
+            return 1.0 / (step + 1)
+        if self.kind == "group_decay":
+            return group_factor ** (step // int(p["every"]))
+        raise ValueError(f"unknown schedule kind {self.kind!r}")
+
+    def group_factors(self, plan: Plan) -> list[float]:
+        """``f_g`` for every group of ``plan`` (1.0 for every schedule but ``group_decay``).
+
+        ``params["factors"]`` maps name prefixes to factors; a group takes the factor of
+        the first prefix its first parameter starts with, else ``params["default"]``.
+        """
+        if self.kind != "group_decay":
+            return [1.0] * len(plan.groups)
+        factors: Mapping[str, float] = self.params["factors"]
+        default = float(self.params["default"])
+        out = []
+        for group in plan.groups:
+            first = group.params[0]
+            out.append(next((float(f) for pre, f in factors.items() if first.startswith(pre)), default))
+        return out
+
+    def factors(self, plan: Plan, steps: int) -> NDArray[np.float64]:
+        """Factor per step and group: shape ``(steps, len(plan.groups))``."""
+        per_group = self.group_factors(plan)
+        return np.array([[self.factor(t, f) for f in per_group] for t in range(steps)], dtype=np.float64)
+
+
+def _one_cycle(step: int, p: Mapping[str, Any]) -> float:
+    total = int(p["total_steps"])
+    start, peak = 1.0 / float(p["div_factor"]), 1.0
+    end = start / float(p["final_div_factor"])
+    up_end = float(p["pct_start"]) * total - 1  # PyTorch's phase boundaries, as floats
+    if step <= up_end:
+        return start + (peak - start) * step / up_end
+    return peak + (end - peak) * (step - up_end) / (total - 1 - up_end)
+
+
+#: The schedules the shared cases use, by name. Every one but ``constant`` changes the
+#: rate at every step of the cases' six (seed 002 decays every 10 batches; here every step).
+SCHEDULES: Mapping[str, Schedule] = {
+    "constant": Schedule("constant"),
+    "step": Schedule("step", {"step_size": 1, "gamma": 0.7}),
+    "cosine_restarts": Schedule("cosine_restarts", {"T_0": 2, "T_mult": 2}),
+    "one_cycle": Schedule(
+        "one_cycle", {"total_steps": 6, "pct_start": 0.5, "div_factor": 4.0, "final_div_factor": 2.0}
+    ),
+    "inverse": Schedule("inverse"),
+    "group_decay": Schedule("group_decay", {"every": 1, "factors": {"head.": 0.6}, "default": 0.85}),
+}

@@ -1,0 +1,314 @@
+"""The conformance suite itself (framework-free): reference, schedules, checks, traces.
+
+Runs in both environments. The backends' own conformance runs are in
+``backends/*/tests/test_conformance*.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import multilr
+from multilr.testing import (
+    MISTAKES,
+    SCHEDULES,
+    Case,
+    Observation,
+    Reference,
+    ReferenceHarness,
+    Unsupported,
+    all_cases,
+    case_by_id,
+    check_backend,
+    check_cell,
+    compare,
+    conformance_cells,
+    record,
+)
+from multilr.testing.__main__ import main
+
+# -- the reference optimizers, against values worked out by hand ------------------------
+
+
+def _steps(kind: str, hyper: dict, grads: list[float], p: float = 1.0, wd: float = 0.0) -> list[float]:
+    ref = Reference(kind, hyper)
+    return [float(ref.direction("w", np.array([p]), np.array([g]), weight_decay=wd)[0]) for g in grads]
+
+
+def test_sgd_momentum_buffer_starts_at_the_gradient_then_dampens() -> None:
+    h = {"momentum": 0.9, "dampening": 0.5, "nesterov": False}
+    # b1 = g = 1; b2 = 0.9 * 1 + 0.5 * 2 = 1.9
+    assert _steps("sgd", h, [1.0, 2.0]) == pytest.approx([1.0, 1.9])
+
+
+def test_sgd_nesterov_and_l2_decay() -> None:
+    h = {"momentum": 0.9, "dampening": 0.0, "nesterov": True}
+    # d = g + wd * p = 1 + 0.1 * 2 = 1.2; b = 1.2; direction d + 0.9 b = 2.28
+    assert _steps("sgd", h, [1.0], p=2.0, wd=0.1) == pytest.approx([2.28])
+
+
+def test_adam_first_step_is_the_sign_and_adamw_adds_decoupled_decay() -> None:
+    h = {"betas": (0.9, 0.999), "eps": 0.0, "amsgrad": False}
+    assert _steps("adam", h, [-3.0]) == pytest.approx([-1.0])
+    assert _steps("adamw", h, [-3.0], p=2.0, wd=0.1) == pytest.approx([-1.0 + 0.2])
+    # Adam's L2 decay enters the gradient, so one step is still the sign
+    assert _steps("adam", h, [-3.0], p=2.0, wd=0.1) == pytest.approx([-1.0])
+
+
+def test_adam_second_step_and_amsgrad() -> None:
+    b1, b2 = 0.9, 0.999
+    g1, g2 = 2.0, 0.05  # small enough that v falls on the second step
+    m = (1 - b1) * (b1 * g1 + g2)
+    v = (1 - b2) * (b2 * g1 * g1 + g2 * g2)
+    plain = (m / (1 - b1**2)) / (math.sqrt(v) / math.sqrt(1 - b2**2))
+    h = {"betas": (b1, b2), "eps": 0.0, "amsgrad": False}
+    assert _steps("adam", h, [g1, g2])[1] == pytest.approx(plain)
+    vmax = (1 - b2) * g1 * g1  # amsgrad keeps the first step's larger v
+    assert vmax > v
+    ams = (m / (1 - b1**2)) / (math.sqrt(vmax) / math.sqrt(1 - b2**2))
+    assert _steps("adam", {**h, "amsgrad": True}, [g1, g2])[1] == pytest.approx(ams)
+
+
+def test_rmsprop_eps_outside_and_adagrad() -> None:
+    assert _steps("rmsprop", {"alpha": 0.9, "eps": 0.1}, [2.0]) == pytest.approx([2.0 / (math.sqrt(0.4) + 0.1)])
+    assert _steps("adagrad", {"eps": 0.0, "lr_decay": 0.5}, [2.0, 1.0]) == pytest.approx(
+        [1.0, 1.0 / math.sqrt(5.0) / 1.5]
+    )
+
+
+def test_unknown_reference_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="'lamb' unknown"):
+        Reference("lamb", {})
+
+
+# -- schedules --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "factors"),
+    [
+        ("constant", [1, 1, 1, 1, 1, 1]),
+        ("step", [0.7**t for t in range(6)]),
+        # T_0 = 2, T_mult = 2: periods [0, 2), [2, 6)
+        ("cosine_restarts", [1, 0.5, 1, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2]),
+        # 1/4 up to 1 at step 2, down to 1/8 at step 5 (torch OneCycleLR, linear)
+        ("one_cycle", [0.25, 0.625, 1.0, 1 - 0.875 / 3, 1 - 2 * 0.875 / 3, 0.125]),
+        ("inverse", [1, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 6]),
+    ],
+)
+def test_schedule_factors(name: str, factors: list[float]) -> None:
+    assert [SCHEDULES[name].factor(t) for t in range(6)] == pytest.approx(factors)
+
+
+def test_group_decay_gives_each_group_its_factor() -> None:
+    case = case_by_id("sgd-group_decay-mixed")
+    plan = multilr.plan(case.infos(), case.spec)
+    f = case.sched.factors(plan, 6)
+    head = [i for i, g in enumerate(plan.groups) if g.params[0].startswith("head.")]
+    other = [i for i in range(len(plan.groups)) if i not in head]
+    assert head and other
+    assert f[:, head[0]].tolist() == pytest.approx([0.6**t for t in range(6)])
+    assert f[:, other[0]].tolist() == pytest.approx([0.85**t for t in range(6)])
+
+
+# -- the cases --------------------------------------------------------------------------
+
+
+def test_cases_are_many_distinct_and_cover_the_issue() -> None:
+    cases = all_cases()
+    ids = [c.id for c in cases]
+    assert len(ids) == len(set(ids)) == 120
+    assert {c.optimizer for c in cases} >= {"sgd", "momentum", "nesterov", "adam", "adamw"}
+    assert {c.schedule for c in cases} == set(SCHEDULES)
+    assert {c.feature for c in cases} >= {"head_backbone", "layer_decay", "per_tensor", "frozen", "no_decay"}
+    for case in cases:  # every case's plan has at least two distinct trainable rates
+        plan = multilr.plan(case.infos(), case.spec)
+        assert len({plan.lr_of(g) for g in plan.groups if not g.frozen}) >= 2, case.id
+
+
+def test_case_data_is_seeded_and_rounded_to_its_dtype() -> None:
+    a, b = case_by_id("adam-step-mixed"), case_by_id("adam-cosine_restarts-mixed-float64")
+    w32, w64 = a.initial()["head.weight"], b.initial()["head.weight"]
+    assert np.array_equal(w32, w32.astype(np.float32).astype(np.float64))
+    assert not np.array_equal(w64, w64.astype(np.float32).astype(np.float64))
+    assert np.allclose(w32, w64, rtol=1e-6)
+    g0, g1 = a.gradient(0), a.gradient(1)
+    assert all(np.array_equal(np.sign(g0[n]), np.sign(g1[n])) for n in g0)
+    assert not np.array_equal(g0["head.weight"], g1["head.weight"])
+    with pytest.raises(KeyError, match="no conformance case 'nope'"):
+        case_by_id("nope")
+
+
+# -- the checks: the reference passes, the mistakes are caught --------------------------
+
+
+def test_the_reference_passes_every_case() -> None:
+    report = check_backend(ReferenceHarness())
+    assert report.ok, report.summary()
+    assert {r.status for r in report.results} == {"passed"}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+@pytest.mark.parametrize("family", ["sgd", "adam"])
+def test_every_mistake_is_caught(mistake: str, family: str) -> None:
+    cases = [c for c in all_cases() if c.setup.kind.startswith(family)]
+    report = check_backend(ReferenceHarness(mistake), cases=cases)
+    for result, case in zip(report.results, cases, strict=True):
+        # under SGD without weight decay, a scaled gradient is exactly a scaled rate
+        same = mistake == "scale_gradient" and case.setup.kind == "sgd" and case.setup.weight_decay == 0
+        assert result.status == ("passed" if same else "failed"), (case.id, result.describe())
+    assert sum(r.status == "failed" for r in report.results) >= len(cases) // 2
+
+
+class _Fixed:
+    """A harness that returns a prepared observation (or raises)."""
+
+    backend = "fixed"
+
+    def __init__(self, obs: Observation | Exception) -> None:
+        self.obs = obs
+
+    def run(self, case: Case) -> Observation:
+        if isinstance(self.obs, Exception):
+            raise self.obs
+        return self.obs
+
+
+def _reference_obs(case: Case) -> Observation:
+    return ReferenceHarness().run(case)
+
+
+def test_a_frozen_tensor_that_moves_fails() -> None:
+    case = case_by_id("sgd-step-frozen")
+    obs = _reference_obs(case)
+    snaps = [dict(s) for s in obs.params]
+    snaps[-1]["embed.weight"] = snaps[-1]["embed.weight"] + 1e-7
+    result = check_cell(_Fixed(Observation(snaps, obs.planned)), case)
+    assert result.status == "failed"
+    assert any("embed.weight is frozen but moved" in m for m in result.messages)
+
+
+def test_a_backend_plan_that_differs_fails() -> None:
+    case = case_by_id("adam-step-layer_decay")
+    obs = _reference_obs(case)
+    planned = dict(obs.planned)
+    lr, wd, frozen = planned["head.bias"]
+    planned["head.bias"] = (lr * 2, wd, frozen)
+    result = check_cell(_Fixed(Observation(obs.params, planned)), case)
+    assert result.status == "failed"
+    assert any(m.startswith("plan: head.bias got (lr") for m in result.messages)
+
+
+def test_a_trajectory_off_by_a_little_fails_its_tolerance() -> None:
+    case = case_by_id("adamw-step-mixed")
+    obs = _reference_obs(case)
+    snaps = [dict(s) for s in obs.params]
+    for s in snaps[1:]:  # a constant offset after the first step: rates look right, the path does not
+        s["head.weight"] = s["head.weight"] + 1e-3
+    result = check_cell(_Fixed(Observation(snaps, obs.planned)), case)
+    assert any("from the reference" in m for m in result.messages), result.describe()
+
+
+def test_statuses_unsupported_crash_xfail_xpass() -> None:
+    case = case_by_id("sgd-step-mixed")
+    assert check_cell(_Fixed(Unsupported("no LambdaLR")), case).status == "unsupported"
+    crashed = check_cell(_Fixed(RuntimeError("boom")), case)
+    assert crashed.status == "failed" and "raised RuntimeError: boom" in crashed.messages[0]
+    assert check_cell(_Fixed(Unsupported("x")), case, expected_failure="why").status == "xfail"
+    xpass = check_cell(ReferenceHarness(), case, expected_failure="why")
+    assert xpass.status == "xpass" and not xpass.ok
+    assert "listed as an expected failure (why) but passed" in xpass.messages[0]
+
+
+def test_conformance_cells_ids_and_expected_failure_validation() -> None:
+    cells = conformance_cells("mine", {"rmsprop-*": "eps inside"})
+    ids = [c.id for c in cells]
+    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 120
+    assert all(len(i.split("-")) in (4, 5) for i in ids)
+    reasons = {c.values[0].case.optimizer: c.values[0].expected_failure for c in cells}
+    assert reasons["rmsprop"] == "eps inside" and reasons["adam"] == ""
+    with pytest.raises(ValueError, match="'lamb-\\*' matches no case id"):
+        conformance_cells("mine", {"lamb-*": "no such optimizer"})
+    with pytest.raises(ValueError, match="needs a reason"):
+        conformance_cells("mine", {"rmsprop-*": " "})
+
+
+# -- traces across environments ---------------------------------------------------------
+
+
+def _write(tmp_path, harness, backend: str, cases=None, expected=None) -> None:
+    report = check_backend(harness, cases=cases, expected_failures=expected)
+    for r in report.results:
+        r.backend = backend
+        record(r, tmp_path)
+
+
+def test_compare_accepts_agreeing_backends_and_prints_the_matrix(tmp_path) -> None:
+    _write(tmp_path, ReferenceHarness(), "a")
+    _write(tmp_path, ReferenceHarness(), "b", expected={"*-inverse-*": "no LambdaLR"})
+    result = compare(tmp_path, ["a", "b"])
+    # b lists inverse as expected to fail but it passes: strict, so that is a problem
+    assert not result.ok and any("b-sgd-inverse-mixed: xpass" in p for p in result.problems)
+    for f in tmp_path.iterdir():
+        f.unlink()
+    _write(tmp_path, ReferenceHarness(), "a")
+    _write(tmp_path, ReferenceHarness(), "b")
+    result = compare(tmp_path, ["a", "b"])
+    assert result.ok, result.matrix()
+    text = result.matrix()
+    assert "a                    120                 0       0        0" in text
+    assert "a ~ b: 120 cells" in text and text.endswith("conformance: OK")
+
+
+def test_compare_fails_on_a_missing_backend_missing_cells_or_a_disagreement(tmp_path) -> None:
+    _write(tmp_path, ReferenceHarness(), "a")
+    _write(tmp_path, ReferenceHarness(), "b", cases=all_cases()[:100])
+    result = compare(tmp_path, ["a", "b", "c"])
+    assert "c: no traces" in " ".join(result.problems)
+    assert sum(p.endswith(": missing") for p in result.problems) == 20
+    assert result.matrix().endswith("conformance: FAILED")
+    # a disagreement between two passing backends: edit b's final parameters
+    path = next(tmp_path.glob("b.*.jsonl"))
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    lines[0]["final"]["head.bias"][0] += 0.01
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    result = compare(tmp_path, ["a", "b"])
+    assert any("final head.bias differs" in p for p in result.problems)
+
+
+def test_cli_compare_exit_codes(tmp_path, capsys) -> None:
+    _write(tmp_path, ReferenceHarness(), "a")
+    assert main(["compare", str(tmp_path), "--backends", "a"]) == 0
+    assert "conformance: OK" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path), "--backends", "a,b"]) == 1
+    assert "b: no traces" in capsys.readouterr().out
+    assert main(["cases"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 120
+
+
+def test_record_does_nothing_without_a_directory(monkeypatch) -> None:
+    monkeypatch.delenv("MULTILR_TRACES", raising=False)
+    assert record(check_cell(ReferenceHarness(), all_cases()[0])) is None
+
+
+def test_importing_the_suite_loads_no_framework_and_no_pytest() -> None:
+    code = (
+        "import sys, multilr.testing; "
+        "print(sorted(m for m in ('torch', 'oneflow', 'pytest') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_case_is_frozen() -> None:
+    case = all_cases()[0]
+    with pytest.raises(AttributeError):
+        case.dtype = "float64"  # type: ignore[misc]
+    assert replace(case, dtype="float64").id.endswith("-float64")
