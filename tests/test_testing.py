@@ -83,6 +83,16 @@ def test_rmsprop_eps_outside_and_adagrad() -> None:
     )
 
 
+def test_adadelta_accumulates_directions_not_rate_times_direction() -> None:
+    rho, eps = 0.5, 0.01
+    sq1 = (1 - rho) * 4.0
+    d1 = math.sqrt(eps) / math.sqrt(sq1 + eps) * 2.0
+    acc1 = (1 - rho) * d1 * d1
+    sq2 = rho * sq1 + (1 - rho) * 1.0
+    d2 = math.sqrt(acc1 + eps) / math.sqrt(sq2 + eps) * 1.0
+    assert _steps("adadelta", {"rho": rho, "eps": eps}, [2.0, 1.0]) == pytest.approx([d1, d2])
+
+
 def test_unknown_reference_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="'lamb' unknown"):
         Reference("lamb", {})
@@ -124,7 +134,7 @@ def test_group_decay_gives_each_group_its_factor() -> None:
 def test_cases_are_many_distinct_and_cover_the_issue() -> None:
     cases = all_cases()
     ids = [c.id for c in cases]
-    assert len(ids) == len(set(ids)) == 120
+    assert len(ids) == len(set(ids)) == 132
     assert {c.optimizer for c in cases} >= {"sgd", "momentum", "nesterov", "adam", "adamw"}
     assert {c.schedule for c in cases} == set(SCHEDULES)
     assert {c.feature for c in cases} >= {"head_backbone", "layer_decay", "per_tensor", "frozen", "no_decay"}
@@ -230,7 +240,7 @@ def test_statuses_unsupported_crash_xfail_xpass() -> None:
 def test_conformance_cells_ids_and_expected_failure_validation() -> None:
     cells = conformance_cells("mine", {"rmsprop-*": "eps inside"})
     ids = [c.id for c in cells]
-    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 120
+    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 132
     assert all(len(i.split("-")) in (4, 5) for i in ids)
     reasons = {c.values[0].case.optimizer: c.values[0].expected_failure for c in cells}
     assert reasons["rmsprop"] == "eps inside" and reasons["adam"] == ""
@@ -263,8 +273,8 @@ def test_compare_accepts_agreeing_backends_and_prints_the_matrix(tmp_path) -> No
     result = compare(tmp_path, ["a", "b"])
     assert result.ok, result.matrix()
     text = result.matrix()
-    assert "a                    120                 0       0        0" in text
-    assert "a ~ b: 120 cells" in text and text.endswith("conformance: OK")
+    assert "a                    132                 0       0        0" in text
+    assert "a ~ b: 132 cells" in text and text.endswith("conformance: OK")
 
 
 def test_compare_fails_on_a_missing_backend_missing_cells_or_a_disagreement(tmp_path) -> None:
@@ -272,7 +282,7 @@ def test_compare_fails_on_a_missing_backend_missing_cells_or_a_disagreement(tmp_
     _write(tmp_path, ReferenceHarness(), "b", cases=all_cases()[:100])
     result = compare(tmp_path, ["a", "b", "c"])
     assert "c: no traces" in " ".join(result.problems)
-    assert sum(p.endswith(": missing") for p in result.problems) == 20
+    assert sum(p.endswith(": missing") for p in result.problems) == len(all_cases()) - 100
     assert result.matrix().endswith("conformance: FAILED")
     # a disagreement between two passing backends: edit b's final parameters
     path = next(tmp_path.glob("b.*.jsonl"))
@@ -290,7 +300,7 @@ def test_cli_compare_exit_codes(tmp_path, capsys) -> None:
     assert main(["compare", str(tmp_path), "--backends", "a,b"]) == 1
     assert "b: no traces" in capsys.readouterr().out
     assert main(["cases"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 120
+    assert len(capsys.readouterr().out.splitlines()) == 132
 
 
 def test_record_does_nothing_without_a_directory(monkeypatch) -> None:

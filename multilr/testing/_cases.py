@@ -79,7 +79,8 @@ class OptimizerSetup:
     """An optimizer of the cases.
 
     Attributes:
-        kind: Reference kind and framework class: ``sgd``, ``adam``, ``adamw``, ``rmsprop``, ``adagrad``.
+        kind: Reference kind and framework class: ``sgd``, ``adam``, ``adamw``, ``rmsprop``,
+            ``adagrad``, ``adadelta``.
         lr: Base rate.
         weight_decay: Base weight decay (L2 for all but ``adamw``, where it is decoupled).
         hyper: The other hyperparameters, set explicitly in every group.
@@ -112,6 +113,8 @@ OPTIMIZERS: Mapping[str, OptimizerSetup] = {
     "adagrad": OptimizerSetup(
         "adagrad", 0.05, 0.01, {"eps": 1e-10, "lr_decay": 0.0, "initial_accumulator_value": 0.0}
     ),
+    # eps 1e-3: Adadelta's first updates are about sqrt(eps) x the rate
+    "adadelta": OptimizerSetup("adadelta", 1.0, 0.01, {"rho": 0.9, "eps": 1e-3}),
 }
 
 
@@ -302,7 +305,7 @@ def all_cases() -> tuple[Case, ...]:
 
     Example:
         >>> len(all_cases())
-        120
+        132
     """
     out = [Case(o, "step", f) for o in OPTIMIZERS for f in FEATURES]
     out += [Case(o, s, "mixed") for o in OPTIMIZERS for s in SCHEDULES if s != "step"]

@@ -60,11 +60,13 @@ TOLERANCES: Mapping[tuple[str, str], tuple[float, float]] = {
     ("adamw", "float32"): (1e-3, 2e-5),
     ("rmsprop", "float32"): (5e-4, 2e-6),
     ("adagrad", "float32"): (5e-4, 2e-6),
+    ("adadelta", "float32"): (5e-4, 2e-6),
     ("sgd", "float64"): (1e-6, 3e-7),
     ("adam", "float64"): (1e-4, 1e-5),
     ("adamw", "float64"): (1e-4, 1e-5),
     ("rmsprop", "float64"): (1e-6, 3e-7),
     ("adagrad", "float64"): (1e-6, 3e-7),
+    ("adadelta", "float64"): (1e-6, 3e-7),
 }
 
 #: Machine epsilon per dtype: the rounding of a stored parameter, allowed on top of the

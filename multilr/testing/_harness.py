@@ -30,6 +30,7 @@ OPTIMIZER_CLASSES: Mapping[str, str] = {
     "adamw": "AdamW",
     "rmsprop": "RMSprop",
     "adagrad": "Adagrad",
+    "adadelta": "Adadelta",
 }
 
 

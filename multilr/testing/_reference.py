@@ -20,6 +20,8 @@ The reference follows PyTorch 2.x's formulas (``torch.optim``, ``foreach=False``
 * ``rmsprop`` (no momentum, not centred): ``v = alpha v + (1 - alpha) g^2``,
   direction ``g / (sqrt(v) + eps)`` with eps *outside* the square root.
 * ``adagrad``: ``s = s + g^2``, direction ``g / (sqrt(s) + eps) / (1 + (t - 1) lr_decay)``.
+* ``adadelta``: ``s = rho s + (1 - rho) g^2``, direction ``d = sqrt(a + eps) / sqrt(s + eps) * g``,
+  then ``a = rho a + (1 - rho) d^2`` (``a`` accumulates directions, not rate x direction).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ OPTIMIZER_KINDS: Mapping[str, tuple[str, ...]] = {
     "adamw": ("betas", "eps", "amsgrad"),
     "rmsprop": ("alpha", "eps"),
     "adagrad": ("eps", "lr_decay"),
+    "adadelta": ("rho", "eps"),
 }
 
 
@@ -135,6 +138,15 @@ def _adagrad(h: Mapping[str, Any], s: dict[str, Any], p: Array, g: Array, wd: fl
     return out
 
 
+def _adadelta(h: Mapping[str, Any], s: dict[str, Any], p: Array, g: Array, wd: float) -> Array:
+    g = g + wd * p
+    rho, eps = float(h.get("rho", 0.9)), float(h.get("eps", 1e-6))
+    s["sq"] = rho * s.get("sq", 0.0) + (1.0 - rho) * g * g
+    out: Array = np.sqrt(s.get("acc", 0.0) + eps) / np.sqrt(s["sq"] + eps) * g
+    s["acc"] = rho * s.get("acc", 0.0) + (1.0 - rho) * out * out
+    return out
+
+
 _Step = Callable[[Mapping[str, Any], dict[str, Any], Array, Array, float], Array]
 
 _STEPS: Mapping[str, _Step] = {
@@ -143,6 +155,7 @@ _STEPS: Mapping[str, _Step] = {
     "adamw": lambda h, s, p, g, wd: _adam(h, s, p, g, wd, decoupled=True),
     "rmsprop": _rmsprop,
     "adagrad": _adagrad,
+    "adadelta": _adadelta,
 }
 
 

@@ -18,7 +18,14 @@ from typing import Any
 import multilr_oneflow
 import pytest
 
-from multilr.testing import Cell, TorchLikeHarness, assert_conformance, conformance_cells
+from multilr.testing import (
+    Cell,
+    TorchLikeHarness,
+    all_cases,
+    assert_conformance,
+    check_backend,
+    conformance_cells,
+)
 
 
 def _load() -> ModuleType:
@@ -51,3 +58,15 @@ def test_eager(cell: Cell) -> None:
 @pytest.mark.parametrize("cell", conformance_cells("oneflow-graph", conf.GRAPH_EXPECTED))
 def test_graph(cell: Cell, graph: Any) -> None:
     assert_conformance(graph, cell)
+
+
+@pytest.mark.parametrize("family", ["sgd", "adam"])
+def test_graph_groups_in_eager_mode_are_caught(family: str) -> None:
+    """A real mistake: ``oneflow-graph`` groups (base ``lr`` + ``lr_scale``) given to an eager
+    optimizer, which ignores ``lr_scale``: every scale is dropped, and every cell must fail."""
+    wrong = TorchLikeHarness(multilr_oneflow.import_oneflow(), "oneflow-graph", name="graph-groups-in-eager")
+    cases = [c for c in all_cases() if c.setup.kind.startswith(family) and c.dtype == "float32"]
+    cases = [c for c in cases if c.optimizer not in conf.EAGER_EXPECTED_OPTIMIZERS][::3]
+    report = check_backend(wrong, cases=cases)
+    assert cases and all(r.status == "failed" for r in report.results), report.summary()
+    assert all(any("trained at rate" in m for m in r.messages) for r in report.results)
