@@ -119,7 +119,7 @@ class SGDR(Schedule):
     """Cosine with warm restarts (Loshchilov & Hutter; fastai, timm).
 
     Period ``i`` lasts ``period * period_mult**i`` steps and runs half a cosine from
-    ``cycle_mult**i`` down to ``final``. With ``cycle_mult = 1`` this is PyTorch's
+    ``cycle_mult**i`` to ``final`` (as timm's ``cycle_decay`` and OneFlow's ``decay_rate``). With ``cycle_mult = 1`` this is PyTorch's
     ``CosineAnnealingWarmRestarts(T_0=period, T_mult=period_mult)`` (``eta_min`` per group).
     """
 
@@ -139,7 +139,7 @@ class SGDR(Schedule):
         while t >= length:
             t, length, cycle = t - length, length * self.period_mult, cycle + 1
         peak = self.cycle_mult**cycle
-        return _cos(peak, min(self.final, peak), t / length)
+        return _cos(peak, self.final, t / length)
 
 
 @dataclass(frozen=True)

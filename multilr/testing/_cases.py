@@ -24,7 +24,7 @@ from multilr._params import ParamInfo
 from multilr._rules import LayerDecay, Rule
 from multilr._select import Prefix, Regex
 from multilr._spec import Spec
-from multilr.testing._schedules import SCHEDULES, Schedule
+from multilr.testing._schedules import FRAMEWORK_SCHEDULES, SCHEDULES, Schedule
 
 __all__ = ["FEATURES", "LAYOUT", "OPTIMIZERS", "Case", "Module", "OptimizerSetup", "all_cases", "case_by_id"]
 
@@ -300,16 +300,19 @@ def all_cases() -> tuple[Case, ...]:
     """Every shared case, in a fixed order.
 
     * every optimizer x every feature, under the ``step`` schedule;
-    * every optimizer x every other schedule, on the ``mixed`` feature;
-    * every optimizer on ``cosine_restarts``/``mixed`` in float64.
+    * every optimizer x every other framework schedule, on the ``mixed`` feature;
+    * every optimizer on ``cosine_restarts``/``mixed`` in float64;
+    * multilr's schedules (``ml_*``) with SGD + weight decay, momentum, Adam and AdamW on ``mixed``.
 
     Example:
         >>> len(all_cases())
-        132
+        152
     """
     out = [Case(o, "step", f) for o in OPTIMIZERS for f in FEATURES]
-    out += [Case(o, s, "mixed") for o in OPTIMIZERS for s in SCHEDULES if s != "step"]
+    out += [Case(o, s, "mixed") for o in OPTIMIZERS for s in FRAMEWORK_SCHEDULES if s != "step"]
     out += [Case(o, "cosine_restarts", "mixed", dtype="float64") for o in OPTIMIZERS]
+    ml = [s for s in SCHEDULES if s not in FRAMEWORK_SCHEDULES]
+    out += [Case(o, s, "mixed") for s in ml for o in ("sgd_wd", "momentum", "adam", "adamw")]
     return tuple(out)
 
 

@@ -116,6 +116,8 @@ class TorchLikeHarness:
         if kind == "group_decay":  # seed 002: each group decays by its own factor every few steps
             every = int(p["every"])
             return sch.LambdaLR(opt, [_power(f, every) for f in factors])
+        if kind == "multilr":  # a multilr schedule is a LambdaLR function: every group x its factor
+            return sch.LambdaLR(opt, p["schedule"])
         raise Unsupported(f"schedule kind {kind!r}")
 
     def _one_cycle(self, case: Case, opt: Any) -> Any:

@@ -21,6 +21,9 @@ which are PyTorch's:
 * ``inverse``: seed 001's ``lr / (t + 1)``, per group.
 * ``group_decay``: seed 002's per-group decay factor: ``f_g ** (t // every)``, ``f_g`` chosen by
   the group's first parameter name prefix.
+* ``multilr``: a :mod:`multilr.schedules` schedule (``params["schedule"]``): on PyTorch and
+  OneFlow eager it runs as ``LambdaLR``, in OneFlow's nn.Graph through
+  ``multilr_oneflow.graph_scheduler``.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from multilr import schedules as ml
 from multilr._plantypes import Plan
 
-__all__ = ["SCHEDULES", "Schedule"]
+__all__ = ["FRAMEWORK_SCHEDULES", "SCHEDULES", "Schedule"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class Schedule:
             return 1.0 / (step + 1)
         if self.kind == "group_decay":
             return group_factor ** (step // int(p["every"]))
+        if self.kind == "multilr":
+            return p["schedule"].factor(step)  # type: ignore[no-any-return]
         raise ValueError(f"unknown schedule kind {self.kind!r}")
 
     def group_factors(self, plan: Plan) -> list[float]:
@@ -122,4 +128,16 @@ SCHEDULES: Mapping[str, Schedule] = {
     ),
     "inverse": Schedule("inverse"),
     "group_decay": Schedule("group_decay", {"every": 1, "factors": {"head.": 0.6}, "default": 0.85}),
+    # multilr's own schedules (issue 5): exact built-in forms in the graph ...
+    "ml_warmup_cosine": Schedule(
+        "multilr", {"schedule": ml.Warmup(ml.Cosine(4, final=0.1), steps=2, start=0.25)}
+    ),
+    "ml_sgdr": Schedule("multilr", {"schedule": ml.SGDR(2, period_mult=2, cycle_mult=0.7, final=0.1)}),
+    # ... and tabulated there (no built-in form): a rising cosine, cyclical rates, seed 001's function
+    "ml_one_cycle": Schedule("multilr", {"schedule": ml.OneCycle(6, pct_start=0.5, div=4, final_div=2)}),
+    "ml_cyclical": Schedule("multilr", {"schedule": ml.Cyclical(0.3, 1.0, step_up=2, mode="triangular2")}),
+    "ml_function": Schedule("multilr", {"schedule": ml.Function(lambda t: 1.0 / (t + 1), name="1/(i+1)")}),
 }
+
+#: The framework schedulers' cases (every optimizer) and multilr's (a few optimizers).
+FRAMEWORK_SCHEDULES = tuple(k for k, v in SCHEDULES.items() if v.kind != "multilr")

@@ -62,6 +62,13 @@ class GraphHarness(TorchLikeHarness):
     def __init__(self) -> None:
         super().__init__(_flow(), "oneflow-graph")
 
+    def make_scheduler(self, case: Case, opt: Any, factors: list[float]) -> Any:
+        if case.sched.kind == "multilr":  # nn.Graph cannot run LambdaLR: compile the schedule
+            import multilr_oneflow
+
+            return multilr_oneflow.graph_scheduler(opt, case.sched.params["schedule"], total_steps=case.steps)
+        return super().make_scheduler(case, opt, factors)
+
     def train(self, case: Case, model: Any, groups: Any) -> list[dict[str, Any]]:
         import multilr_oneflow
 
