@@ -18,6 +18,7 @@ Importing multilr loads no framework; backends load when first named.
 
 from multilr import errors
 from multilr._build import ParamGroups, build, plan
+from multilr._control import Controller
 from multilr._params import ParamInfo
 from multilr._plantypes import Group, ParamPlan, Plan
 from multilr._registry import get_backend, infer_backend, list_backends, register_backend
@@ -44,6 +45,7 @@ __all__ = [
     "BackendError",
     "BackendNotFoundError",
     "ConflictError",
+    "Controller",
     "CoverageError",
     "Glob",
     "Group",

@@ -119,8 +119,9 @@ class SGDR(Schedule):
     """Cosine with warm restarts (Loshchilov & Hutter; fastai, timm).
 
     Period ``i`` lasts ``period * period_mult**i`` steps and runs half a cosine from
-    ``cycle_mult**i`` to ``final`` (as timm's ``cycle_decay`` and OneFlow's ``decay_rate``). With ``cycle_mult = 1`` this is PyTorch's
-    ``CosineAnnealingWarmRestarts(T_0=period, T_mult=period_mult)`` (``eta_min`` per group).
+    ``cycle_mult**i`` to ``final`` (as timm's ``cycle_decay`` and OneFlow's ``decay_rate``).
+    With ``cycle_mult = 1`` this is PyTorch's ``CosineAnnealingWarmRestarts(T_0=period,
+    T_mult=period_mult)`` (``eta_min`` per group).
     """
 
     period: int

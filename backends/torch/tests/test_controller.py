@@ -1,0 +1,137 @@
+"""multilr.Controller on real torch: schedule x multiplier per group, freezing that stops every update."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import multilr
+from multilr import Controller, LayerDecay, MultiLRError, Prefix, Rule, Spec, SpecError
+from multilr.schedules import Function, Step
+
+
+class Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = torch.nn.Linear(3, 4)
+        self.blocks = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.Linear(4, 4)) for _ in range(2))
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for b in self.blocks:
+            x = b(x).relu()
+        return self.head(x)
+
+
+HEAD = "head/depth3"  # the head rule and its layer-decay depth name the group
+SPEC = Spec(
+    lr=0.1,
+    weight_decay=0.1,
+    rules=[Rule(Prefix("head"), lr_mult=10, name="head")],
+    layer_decay=LayerDecay(0.5),
+)
+
+
+def _setup(schedule=None):
+    model = Net()
+    groups = multilr.build(model, SPEC, backend="torch")
+    opt = torch.optim.AdamW(groups)
+    return model, groups, opt, Controller(opt, groups, schedule=schedule)
+
+
+def _train_step(model, opt, ctl) -> None:
+    opt.zero_grad()
+    model(torch.ones(5, 3)).square().sum().backward()
+    opt.step()
+    ctl.step()
+
+
+def test_rates_are_plan_x_multiplier_x_schedule() -> None:
+    model, groups, opt, ctl = _setup(Step(1, 0.5))
+    planned = {g.name: g.lr for g in groups.plan.groups}
+    assert ctl.rates() == pytest.approx(planned)
+    _train_step(model, opt, ctl)
+    ctl.set_scale(HEAD, 3.0)
+    want = {n: lr * 0.5 * (3.0 if n == HEAD else 1.0) for n, lr in planned.items()}
+    assert ctl.rates() == pytest.approx(want)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx(list(want.values()))
+
+
+def test_frozen_groups_do_not_move_at_all_and_unfreeze_resumes() -> None:
+    model, groups, opt, ctl = _setup()
+    _train_step(model, opt, ctl)  # AdamW now has moments for every tensor
+    frozen = [n for n in ctl.groups if n != HEAD][:2]
+    ctl.freeze(*frozen)
+    tensors = {n: p for n, p in model.named_parameters()}
+    members = [n for g in groups.plan.groups if g.name in frozen for n in g.params]
+    before = {n: tensors[n].detach().clone() for n in members}
+    for _ in range(3):  # momentum and decoupled weight decay would move them if anything did
+        _train_step(model, opt, ctl)
+    for n in members:
+        assert torch.equal(tensors[n], before[n]), n
+        assert not tensors[n].requires_grad
+    assert set(ctl.frozen()) == set(frozen)
+    ctl.unfreeze(*frozen, multiplier=0.1)
+    _train_step(model, opt, ctl)
+    assert all(not torch.equal(tensors[n], before[n]) for n in members)
+    assert ctl.rates()[frozen[0]] == pytest.approx(groups.plan.group(frozen[0]).lr * 0.1)
+
+
+def test_freeze_to_uses_layer_decay_depths() -> None:
+    _, groups, _, ctl = _setup()
+    ctl.freeze_to(-1)  # only the top depth (the head) trains
+    assert ctl.frozen() == [n for n in ctl.groups if n != HEAD]
+    ctl.freeze_to(1)  # the stem (depth 0) frozen, the rest trains
+    stem = {g.name for g in groups.plan.groups if all(p.startswith("stem.") for p in g.params)}
+    assert set(ctl.frozen()) == stem
+
+
+def test_freeze_to_refuses_a_group_across_the_cut() -> None:
+    model = Net()
+    groups = multilr.build(model, Spec(lr=0.1), backend="torch")  # one group for everything
+    ctl = Controller(torch.optim.SGD(groups), groups)
+    with pytest.raises(MultiLRError, match=r"group 'default' holds depths 0\.\.3, on both sides of depth 2"):
+        ctl.freeze_to(2)
+    assert ctl.frozen() == []
+
+
+def test_bad_calls_change_nothing() -> None:
+    _, groups, opt, ctl = _setup()
+    rates = ctl.rates()
+    with pytest.raises(SpecError, match=r"unknown group 'haed/depth3' \(did you mean 'head/depth3'\?\)"):
+        ctl.freeze("haed/depth3")
+    with pytest.raises(MultiLRError, match=r"cannot unfreeze \['head/depth3'\]: not frozen"):
+        ctl.unfreeze(HEAD)
+    with pytest.raises(SpecError, match="must be >= 0"):
+        ctl.set_scale(HEAD, -1)
+    assert ctl.rates() == rates and ctl.frozen() == []
+    bad = Controller(opt, groups, schedule=Function(lambda t: 1.0 - t, name="negative at 2"))
+    bad.step()
+    with pytest.raises(SpecError, match=r"gives factor -1\.0 at step 2"):
+        bad.step()
+    assert bad.step_count == 1 and bad.rates()[HEAD] == 0.0
+
+
+def test_state_dict_round_trip() -> None:
+    model, groups, opt, ctl = _setup(Step(1, 0.5))
+    ctl.freeze(ctl.groups[0])
+    ctl.set_scale(HEAD, 2.0)
+    _train_step(model, opt, ctl)
+    state = ctl.state_dict()
+    other = Controller(opt, groups, schedule=Step(1, 0.5))
+    other.load_state_dict(state)
+    assert other.rates() == ctl.rates() and other.frozen() == ctl.frozen() and other.step_count == 1
+    with pytest.raises(SpecError, match=r"unknown groups \['nope'\]"):
+        other.load_state_dict({**state, "frozen": ["nope"]})
+    assert other.rates() == ctl.rates()
+
+
+def test_groups_that_do_not_match_the_plan_are_refused() -> None:
+    model = Net()
+    groups = multilr.build(model, SPEC, backend="torch")
+    opt = torch.optim.SGD(groups)
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1})
+    with pytest.raises(MultiLRError, match="no add_param_group"):
+        Controller(opt, groups)

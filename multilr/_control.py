@@ -1,0 +1,247 @@
+"""The runtime controller: schedule, rescale, freeze and unfreeze groups while training.
+
+One object owns every group's rate from the first step: ``rate(g, t) = planned rate of g
+x runtime multiplier of g x schedule factor(t)``, and 0 while ``g`` is frozen. Every
+change (a new multiplier, a freeze, an unfreeze, the next step) rewrites all of
+``optimizer.param_groups[i]["lr"]`` from that formula, so nothing can leave one group at
+a stale rate or collapse the ratios, and the optimizer's group list never grows: no
+``add_param_group`` (which breaks schedulers and checkpoints: pytorch 62475, Lightning
+8720). Frozen means ``requires_grad=False``, no gradient, and rate 0: no update at all,
+neither weight decay nor momentum (the optimizers skip a tensor without gradient).
+
+Works on the optimizer groups of every backend with per-group ``lr`` (``torch``,
+``oneflow`` eager): it only reads and writes the groups' dicts and the tensors'
+``requires_grad``. OneFlow's nn.Graph compiles the rates at its first call, so the
+controller refuses ``oneflow-graph`` groups; there a schedule goes through
+``multilr_oneflow.graph_scheduler``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from multilr._check import number
+from multilr._depth import infer_depths
+from multilr._plantypes import Plan
+from multilr.errors import MultiLRError, SpecError, UnsupportedFeatureError
+from multilr.schedules import Constant, Schedule
+
+__all__ = ["Controller"]
+
+
+class Controller:
+    """Owns the rates of an optimizer built from multilr groups.
+
+    Args:
+        optimizer: The optimizer, built from ``multilr.build(...)`` groups (same order).
+        plan: The plan (``groups.plan``), or the ``ParamGroups`` themselves.
+        schedule: Factor per step applied to every group (default: constant 1). Use it
+            instead of a framework scheduler: a framework scheduler keeps ratios too, but
+            does not know about freezing and multipliers changed at run time.
+
+    Raises:
+        UnsupportedFeatureError: The groups carry ``lr_scale`` (``oneflow-graph``).
+        MultiLRError: The optimizer's groups do not match the plan's.
+
+    Example:
+        >>> import torch, multilr
+        >>> from multilr.schedules import Step
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+        >>> spec = {"lr": 0.1, "rules": [{"prefix": "1", "lr_mult": 10, "name": "head"}]}
+        >>> groups = multilr.build(model, spec)
+        >>> opt = torch.optim.SGD(groups)
+        >>> ctl = multilr.Controller(opt, groups, schedule=Step(1, 0.5))
+        >>> ctl.groups
+        ['default', 'head']
+        >>> ctl.freeze("default")
+        >>> ctl.step()
+        >>> ctl.rates()
+        {'default': 0.0, 'head': 0.5}
+    """
+
+    def __init__(self, optimizer: Any, plan: Plan | Any, schedule: Schedule | None = None) -> None:
+        plan = plan if isinstance(plan, Plan) else getattr(plan, "plan", None)
+        if not isinstance(plan, Plan):
+            raise MultiLRError("Controller needs the plan (groups.plan) or the groups multilr.build returned")
+        pgs = optimizer.param_groups
+        if any("lr_scale" in g for g in pgs):
+            raise UnsupportedFeatureError(
+                "these groups carry lr_scale (backend='oneflow-graph'): nn.Graph compiles the rates at its "
+                "first call, so they cannot be changed at run time; schedule them with "
+                "multilr_oneflow.graph_scheduler(optimizer, schedule), or train in eager mode "
+                "(backend='oneflow')"
+            )
+        if len(pgs) != len(plan.groups):
+            raise MultiLRError(
+                f"the optimizer has {len(pgs)} param groups, the plan {len(plan.groups)}: build the "
+                "optimizer from exactly the groups multilr.build returned (no add_param_group)"
+            )
+        for i, (pg, g) in enumerate(zip(pgs, plan.groups, strict=True)):
+            name = pg["name"] if "name" in pg else g.name  # noqa: SIM401 - OneFlow's ParamGroup has no .get
+            if name != g.name or len(_params(pg)) != len(g.params):
+                raise MultiLRError(
+                    f"optimizer group {i} ({name!r}, {len(_params(pg))} tensors) is not plan "
+                    f"group {g.name!r} ({len(g.params)} tensors): keep multilr's groups in their order"
+                )
+        self.optimizer = optimizer
+        self.plan = plan
+        self.schedule = schedule if schedule is not None else Constant()
+        self.groups: list[str] = [g.name for g in plan.groups]
+        self._mult = [1.0] * len(self.groups)
+        self._frozen = [g.frozen for g in plan.groups]
+        self._step = 0
+        self._apply()
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def step_count(self) -> int:
+        """Optimizer steps taken (the schedule's current step)."""
+        return self._step
+
+    def rates(self) -> dict[str, float]:
+        """Each group's rate for the next optimizer step."""
+        return {
+            name: float(pg["lr"]) for name, pg in zip(self.groups, self.optimizer.param_groups, strict=True)
+        }
+
+    def frozen(self) -> list[str]:
+        """Names of the frozen groups."""
+        return [n for n, f in zip(self.groups, self._frozen, strict=True) if f]
+
+    # -- changing ------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Advance the schedule by one step (call after ``optimizer.step()``)."""
+        self._apply(self._step + 1)  # raises before anything changes on a bad factor
+        self._step += 1
+
+    def set_scale(self, group: str, multiplier: float) -> None:
+        """Multiply ``group``'s planned rate by ``multiplier`` from now on (1 = as planned).
+
+        Raises:
+            SpecError: Unknown group, or a negative or non-finite multiplier.
+        """
+        i = self._index(group)
+        self._mult[i] = number(multiplier, f"multiplier of group {group!r}")
+        self._apply()  # the schedule's factor at this step was already valid
+
+    def freeze(self, *groups: str) -> None:
+        """Freeze groups: no gradient, no update at all, until :meth:`unfreeze`."""
+        self._set_frozen(groups, True)
+
+    def unfreeze(self, *groups: str, multiplier: float | None = None) -> None:
+        """Unfreeze groups, optionally at ``multiplier`` x their planned rate.
+
+        Raises:
+            MultiLRError: A group is not frozen (nothing is changed).
+        """
+        idx = [self._index(g) for g in groups]
+        not_frozen = [self.groups[i] for i in idx if not self._frozen[i]]
+        if not_frozen:
+            raise MultiLRError(f"cannot unfreeze {not_frozen}: not frozen (frozen now: {self.frozen()})")
+        if multiplier is not None:
+            m = number(multiplier, "unfreeze multiplier")
+            for i in idx:
+                self._mult[i] = m
+        self._set_frozen(groups, False)
+
+    def freeze_to(self, n: int) -> None:
+        """Freeze every group below depth ``n`` and unfreeze the rest (fastai's ``freeze_to``).
+
+        Depths are the plan's layer-decay depths, or else the model's block structure
+        (stem 0, blocks 1..N, head N+1). ``n < 0`` counts from the top: ``freeze_to(-1)``
+        trains only the top depth.
+
+        Raises:
+            MultiLRError: A group holds tensors on both sides of ``n`` (the message names
+                it; declare layer decay or stages in the spec so that depths get groups).
+        """
+        depths = self._depths()
+        top = max(depths.values())
+        cut = n + top + 1 if n < 0 else n
+        freeze, thaw = [], []
+        for name, g in zip(self.groups, self.plan.groups, strict=True):
+            ds = {depths[p] for p in g.params}
+            if max(ds) < cut:
+                freeze.append(name)
+            elif min(ds) >= cut:
+                thaw.append(name)
+            else:
+                raise MultiLRError(
+                    f"freeze_to({n}): group {name!r} holds depths {min(ds)}..{max(ds)}, on both sides of "
+                    f"depth {cut}; "
+                    "declare layer decay (or stages) in the spec so that each depth has its own groups"
+                )
+        for i, name in enumerate(self.groups):
+            self._frozen[i] = name in freeze
+        self._apply()
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Step, multipliers and frozen groups, by group name."""
+        return {
+            "step": self._step,
+            "multipliers": dict(zip(self.groups, self._mult, strict=True)),
+            "frozen": self.frozen(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (validated first: nothing changes on bad input).
+
+        Raises:
+            SpecError: Unknown group names or bad values.
+        """
+        mult = dict(state["multipliers"])
+        unknown = sorted((set(mult) | set(state["frozen"])) - set(self.groups))
+        if unknown:
+            raise SpecError(f"controller state names unknown groups {unknown}; groups: {self.groups}")
+        values = [number(mult.get(n, 1.0), f"multiplier of group {n!r}") for n in self.groups]
+        step = int(state["step"])
+        if step < 0:
+            raise SpecError(f"controller state step must be >= 0, got {step}")
+        self._mult, self._step = values, step
+        self._frozen = [n in state["frozen"] for n in self.groups]
+        self._apply()
+
+    # -- inside --------------------------------------------------------------------------
+
+    def _index(self, group: str) -> int:
+        try:
+            return self.groups.index(group)
+        except ValueError:
+            from multilr._check import did_you_mean
+
+            raise SpecError(
+                f"unknown group {group!r}{did_you_mean(group, self.groups)}; groups: {self.groups}"
+            ) from None
+
+    def _set_frozen(self, groups: Iterable[str], value: bool) -> None:
+        idx = [self._index(g) for g in groups]  # all names checked before anything changes
+        for i in idx:
+            self._frozen[i] = value
+        self._apply()
+
+    def _depths(self) -> dict[str, int]:
+        if self.plan.max_depth is not None:
+            return {p.name: p.depth for p in self.plan.params if p.depth is not None}
+        return infer_depths([p.name for p in self.plan.params], "blocks")
+
+    def _apply(self, step: int | None = None) -> None:
+        factor = self.schedule.factor(self._step if step is None else step)  # may raise: nothing written yet
+        for pg, g, mult, frozen in zip(
+            self.optimizer.param_groups, self.plan.groups, self._mult, self._frozen, strict=True
+        ):
+            pg["lr"] = 0.0 if frozen else g.lr * mult * factor
+            for p in _params(pg):
+                if frozen:
+                    p.grad = None  # a leftover gradient would still move it in some optimizers
+                if bool(p.requires_grad) == frozen:
+                    p.requires_grad_(not frozen)
+
+
+def _params(group: Any) -> list[Any]:
+    """A group's tensors: torch's dict ``["params"]``, OneFlow's ``ParamGroup.parameters``."""
+    return list(group["params"] if "params" in group else group.parameters)  # noqa: SIM401 - as above
