@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from multilr._params import ParamInfo
 from multilr._plan import resolve
 from multilr._plantypes import Plan
 from multilr._registry import get_backend, infer_backend
 from multilr._spec import Spec, as_spec
-from multilr.backend import Backend
+from multilr.backend import Backend, TableBackend
 
 __all__ = ["ParamGroups", "build", "plan"]
 
@@ -56,16 +56,21 @@ def plan(model: Any, spec: SpecLike, *, backend: str | Backend | None = None) ->
         [('prefix:stem/frozen', True), ('default', False)]
     """
     spec = as_spec(spec)
-    if isinstance(model, (list, tuple)) and all(isinstance(x, ParamInfo) for x in model):
+    if _is_infos(model):
         return resolve(model, spec)
-    return resolve(get_backend(backend or infer_backend(model)).extract(model), spec)
+    be = get_backend(backend or infer_backend(model))
+    if _reads_once(be):
+        return resolve(cast(TableBackend, be).extract_table(model), spec)
+    return resolve(be.extract(model), spec)
 
 
 def build(model: Any, spec: SpecLike, backend: str | Backend | None = None) -> ParamGroups:
     """Plan a spec for ``model`` and emit optimizer groups for ``backend``.
 
     Nothing about the model changes unless the whole build succeeds; then the only
-    change is ``requires_grad=False`` on parameters a rule marks frozen.
+    change is ``requires_grad=False`` on parameters a rule marks frozen. A backend
+    with table methods (torch's) reads the model once: the planner's table and the
+    emitted tensors come from the same walk.
 
     Args:
         model: The model (``torch.nn.Module`` for ``"torch"``).
@@ -86,5 +91,32 @@ def build(model: Any, spec: SpecLike, backend: str | Backend | None = None) -> P
         [0.001, 0.01]
     """
     be = get_backend(backend or infer_backend(model))
+    if _reads_once(be) and not _is_infos(model):
+        # one walk of the model: emit takes the tensors the planner's table came with
+        reader, checked = cast(TableBackend, be), as_spec(spec)  # the spec first, as plan() does
+        table = reader.extract_table(model)
+        resolved = resolve(table, checked)
+        return ParamGroups(reader.emit_table(table, resolved), plan=resolved, backend=be.name)
     resolved = plan(model, spec, backend=be)
     return ParamGroups(be.emit(model, resolved), plan=resolved, backend=be.name)
+
+
+def _is_infos(model: Any) -> bool:
+    """A list of :class:`~multilr.ParamInfo`: planned as is, no framework needed."""
+    return isinstance(model, (list, tuple)) and all(isinstance(x, ParamInfo) for x in model)
+
+
+_TABLE_PATH = ("extract", "emit", "extract_table", "emit_table")
+
+
+def _reads_once(be: Backend) -> bool:
+    """Whether ``be``'s table methods may stand in for its ``extract`` and ``emit``.
+
+    Only when all four come from one class: a subclass that overrides ``emit`` (to
+    change the groups) or ``extract`` (to hide parameters) is called as written.
+    """
+    if not isinstance(be, TableBackend) or any(m in getattr(be, "__dict__", ()) for m in _TABLE_PATH):
+        return False
+    mro = type(be).__mro__
+    owners = {next((cls for cls in mro if m in vars(cls)), None) for m in _TABLE_PATH}
+    return len(owners) == 1 and None not in owners

@@ -1,12 +1,14 @@
-"""What the planner knows about one parameter: plain data a backend extracts."""
+"""What the planner knows about the parameters: plain data a backend extracts."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 
-__all__ = ["ParamInfo"]
+__all__ = ["ParamInfo", "ParamTable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +56,103 @@ class ParamInfo:
     def leaf(self) -> str:
         """The attribute name on the owning module (``"weight"``, ``"bias"``)."""
         return self.name.rpartition(".")[2]
+
+
+class ParamTable:
+    """What a backend extracts, as columns: entry ``i`` of each list is one named parameter.
+
+    The planner reads these columns directly, so a build never creates a
+    :class:`ParamInfo` object per tensor (about 1.5-3 us each, and each one more object
+    for Python's garbage collector): 2,000 tensors cost a few list appends instead.
+    Selectors that need whole records (a :class:`~multilr.Predicate`, a third-party
+    selector) get them from :meth:`infos`, made once on first use.
+
+    Args:
+        names, shapes, modules, module_types, requires_grad, keys: One list per
+            :class:`ParamInfo` field, in model order, tied names included. A shape may
+            be any tuple subclass (``torch.Size``: no copy while planning); records made
+            from the table get plain tuples.
+        dtypes: The dtype column, or a function that makes it when first read (the
+            planner never reads it; only :meth:`infos` does).
+        tensors: The framework's tensors, aligned with ``names``, when a backend read
+            them (so ``emit`` need not walk the model again); ``None`` otherwise.
+
+    Example:
+        >>> t = ParamTable.from_infos([ParamInfo("fc.bias", (10,), "float32", "fc", ("Linear",), True, 1)])
+        >>> len(t), t.names, t.dtypes, t.infos()[0].leaf
+        (1, ['fc.bias'], ['float32'], 'bias')
+    """
+
+    __slots__ = (
+        "_dtypes",
+        "_infos",
+        "keys",
+        "module_types",
+        "modules",
+        "names",
+        "requires_grad",
+        "shapes",
+        "tensors",
+    )
+
+    def __init__(
+        self,
+        names: list[str],
+        shapes: list[tuple[int, ...]],
+        dtypes: list[str] | Callable[[], list[str]],
+        modules: list[str],
+        module_types: list[tuple[str, ...]],
+        requires_grad: list[bool],
+        keys: list[Hashable],
+        tensors: list[Any] | None = None,
+    ) -> None:
+        self.names = names
+        self.shapes = shapes
+        self._dtypes = dtypes
+        self.modules = modules
+        self.module_types = module_types
+        self.requires_grad = requires_grad
+        self.keys = keys
+        self.tensors = tensors
+        self._infos: list[ParamInfo] | None = None
+
+    @classmethod
+    def from_infos(cls, infos: Sequence[ParamInfo]) -> ParamTable:
+        """The columns of a list of :class:`ParamInfo`; :meth:`infos` gives back the same objects."""
+        columns: list[list[Any]] = [[] for _ in range(7)]
+        if infos:
+            columns = list(map(list, zip(*map(_FIELDS, infos), strict=True)))
+        names, shapes, dtypes, modules, module_types, requires_grad, keys = columns
+        table = cls(names, shapes, dtypes, modules, module_types, requires_grad, keys)
+        table._infos = list(infos)
+        return table
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def dtypes(self) -> list[str]:
+        """The dtype column."""
+        if callable(self._dtypes):
+            self._dtypes = self._dtypes()
+        return self._dtypes
+
+    def infos(self) -> list[ParamInfo]:
+        """One :class:`ParamInfo` per entry, made on first call and kept."""
+        if self._infos is None:
+            self._infos = list(
+                map(
+                    ParamInfo,
+                    self.names,
+                    map(tuple, self.shapes),
+                    self.dtypes,
+                    self.modules,
+                    self.module_types,
+                    self.requires_grad,
+                    self.keys,
+                )
+            )
+        return self._infos
+
+
+_FIELDS = attrgetter("name", "shape", "dtype", "module", "module_types", "requires_grad", "key")

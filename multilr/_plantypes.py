@@ -2,18 +2,27 @@
 
 Plain frozen data with no framework in it. Backends read a :class:`Plan` to emit
 optimizer groups; people read it through :meth:`Plan.table` and :meth:`Plan.to_json`.
+
+A plan made by the planner holds its decisions in compact columns and makes the
+:class:`ParamPlan` and :class:`Group` records on first access of ``params`` or
+``groups``: a build needs neither (2,000 of them cost more than the rest of the
+planning), and a backend reads the groups as :data:`GroupRow` tuples
+(``Plan._group_rows``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from multilr._spec import Spec
 
-__all__ = ["Group", "ParamPlan", "Plan"]
+__all__ = ["Decided", "Group", "GroupRow", "ParamPlan", "Plan"]
+
+#: A group as a plain tuple: the fields of :class:`Group`, in order.
+GroupRow = tuple[str, tuple[str, ...], float, float, float, bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,18 @@ class Group:
         return 0.0 if self.frozen else self.scale
 
 
+class Decided(Protocol):
+    """What a plan made by the planner keeps instead of its records, until they are asked for."""
+
+    def params(self) -> tuple[ParamPlan, ...]:
+        """One record per distinct tensor, in model order."""
+        ...
+
+    def group_rows(self) -> Iterable[GroupRow]:
+        """The merged groups, in order."""
+        ...
+
+
 @dataclass(frozen=True)
 class Plan:
     """A spec resolved against one model's parameters.
@@ -101,6 +122,59 @@ class Plan:
     aliases: Mapping[str, str] = field(default_factory=dict)
     max_depth: int | None = None
     unused_rules: tuple[str, ...] = ()
+
+    @classmethod
+    def _deferred(
+        cls,
+        spec: Spec,
+        decided: Decided,
+        aliases: Mapping[str, str],
+        max_depth: int | None,
+        unused_rules: tuple[str, ...],
+    ) -> Plan:
+        """A plan whose ``params`` and ``groups`` are made from ``decided`` when first read.
+
+        Equal, field for field, to ``Plan(spec, decided.params(), groups, aliases, ...)``;
+        what the planner returns.
+        """
+        plan = object.__new__(cls)
+        for name, value in (
+            ("spec", spec),
+            ("aliases", aliases),
+            ("max_depth", max_depth),
+            ("unused_rules", unused_rules),
+            ("_decided", decided),
+        ):
+            object.__setattr__(plan, name, value)
+        return plan
+
+    if not TYPE_CHECKING:  # hidden from type checkers, which would accept any attribute
+
+        def __getattr__(self, name: str) -> Any:
+            # Python calls this only for an attribute it did not find: here ``params`` or
+            # ``groups`` of a deferred plan, made once and stored like any field.
+            decided = self.__dict__.get("_decided")
+            if decided is not None and name in ("params", "groups"):
+                if name == "params":
+                    value = decided.params()
+                else:
+                    value = tuple(Group(*row) for row in decided.group_rows())
+                object.__setattr__(self, name, value)
+                return value
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _group_rows(self) -> Iterable[GroupRow]:
+        """The groups as :data:`GroupRow` tuples, without making :class:`Group` records.
+
+        Example:
+            >>> from multilr import ParamInfo, Spec, plan
+            >>> list(plan([ParamInfo("w", (1,), "float32", "", (), True, "w")], Spec(lr=0.1))._group_rows())
+            [('default', ('w',), 0.1, 1.0, 0.0, False)]
+        """
+        decided: Decided | None = self.__dict__.get("_decided")
+        if decided is not None and "groups" not in self.__dict__:
+            return decided.group_rows()
+        return [(g.name, g.params, g.lr, g.scale, g.weight_decay, g.frozen) for g in self.groups]
 
     @property
     def base_lr(self) -> float:

@@ -12,9 +12,11 @@ import fnmatch
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import ge
 from typing import Any, Protocol, runtime_checkable
 
-from multilr._params import ParamInfo
+from multilr._params import ParamInfo, ParamTable
 from multilr.errors import SpecError
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "Prefix",
     "Regex",
     "Selector",
+    "matching",
+    "per_class",
     "selector_from_dict",
 ]
 
@@ -161,9 +165,13 @@ class ModuleType:
         object.__setattr__(self, "names", tuple(names))
 
     def matches(self, info: ParamInfo) -> bool:
+        return self._matches_types(info.module_types)
+
+    def _matches_types(self, module_types: tuple[str, ...]) -> bool:
+        """Whether a module with these class names (most derived first) is selected."""
         for want in self.names:
             alias = MODULE_TYPE_ALIASES.get(want)
-            for cls in info.module_types:
+            for cls in module_types:
                 if (alias.search(cls) if alias is not None else cls == want):
                     return True
         return False
@@ -200,6 +208,70 @@ class Predicate:
             f"selector {self.describe()!r} is a Python function and has no mapping form; "
             "use glob, regex, prefix or module_type in a spec file"
         )
+
+
+def matching(selector: Selector, table: ParamTable) -> list[int]:
+    """Indices of the entries of ``table`` that ``selector`` selects, in order.
+
+    The built-in selectors run over the table's columns (a regex or ``startswith`` per
+    name, ``ModuleType`` once per distinct class tuple), with no :class:`ParamInfo` made;
+    any other selector, subclasses included, gets ``matches(info)`` per entry.
+
+    Example:
+        >>> infos = [ParamInfo(n, (1,), "f", "", (), True, n) for n in ("a.w", "ab.w", "a")]
+        >>> table = ParamTable.from_infos(infos)
+        >>> matching(Prefix("a"), table), matching(Glob("a*"), table)
+        ([0, 2], [0, 1, 2])
+    """
+    names = table.names
+    everything = range(len(names))
+    if type(selector) is Glob:
+        return _glob_matching(selector, names)
+    if type(selector) is Regex:
+        return list(compress(everything, map(selector._re.search, names)))
+    if type(selector) is Prefix:
+        path = selector.path
+        hits = list(compress(everything, map(str.startswith, names, repeat(path + "."))))
+        if path in names:  # the path names a parameter itself
+            hits = sorted([*hits, *(i for i, name in enumerate(names) if name == path)])
+        return hits
+    if type(selector) is ModuleType:
+        return list(compress(everything, per_class(table.module_types, selector._matches_types)))
+    return [i for i, info in enumerate(table.infos()) if selector.matches(info)]
+
+
+def _glob_matching(glob: Glob, names: list[str]) -> list[int]:
+    """:func:`matching` for a glob; ``head*tail`` (one ``*``, the usual rule) without regex.
+
+    ``*`` matches any text, so a one-star glob matches exactly the names that start with
+    its head, end with its tail and are long enough for both: three ``str`` tests in C
+    instead of a backtracking regex per name.
+    """
+    parts = glob.pattern.split("*")
+    if len(parts) != 2 or "?" in glob.pattern or "[" in glob.pattern:
+        return list(compress(range(len(names)), map(glob._re.match, names)))
+    head, tail = parts
+    hits = list(compress(range(len(names)), map(str.startswith, names, repeat(head))))
+    survivors = list(map(names.__getitem__, hits))
+    hits = list(compress(hits, map(str.endswith, survivors, repeat(tail))))
+    if head and tail:  # "ab*ba" must not match "aba"
+        lengths = map(len, map(names.__getitem__, hits))
+        hits = list(compress(hits, map(ge, lengths, repeat(len(head) + len(tail)))))
+    return hits
+
+
+def per_class(module_types: list[tuple[str, ...]], test: Callable[[tuple[str, ...]], bool]) -> list[bool]:
+    """``test`` of each entry's class names, run once per distinct tuple.
+
+    A model has a few dozen module classes for thousands of parameters.
+
+    Example:
+        >>> norm, linear = ("LayerNorm",), ("Linear",)
+        >>> per_class([norm, linear, norm], lambda types: "LayerNorm" in types)
+        [True, False, True]
+    """
+    verdict = {types: test(types) for types in dict.fromkeys(module_types)}
+    return list(map(verdict.__getitem__, module_types))
 
 
 def _check_pattern(value: object, kind: str) -> None:

@@ -10,18 +10,33 @@ A plugin registers a factory (a class or function taking no arguments) in the
 
     [project.entry-points."multilr.backends"]
     mybackend = "my_package:MyBackend"
+
+A backend that also implements :class:`TableBackend` lets ``build`` read the model
+once: its table (columns plus the tensors) serves both the planner and ``emit``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
-from multilr._params import ParamInfo
+from multilr._params import ParamInfo, ParamTable
 from multilr._plantypes import Plan
 from multilr.errors import BackendError
 
-__all__ = ["Backend", "Convention", "attach_params", "class_names", "group_options", "walk_params"]
+__all__ = [
+    "Backend",
+    "Convention",
+    "ModuleWalk",
+    "ParamTable",
+    "TableBackend",
+    "attach_params",
+    "class_names",
+    "collect_params",
+    "frozen_params",
+    "group_options",
+    "walk_params",
+]
 
 #: How a target applies a group's scale. ``"lr"``: the scale is multiplied into each
 #: group's ``lr`` (torch, OneFlow eager, and every scheduler that scales from
@@ -59,6 +74,26 @@ class Backend(Protocol):
         ...
 
 
+@runtime_checkable
+class TableBackend(Backend, Protocol):
+    """A backend that reads a model once for both planning and emitting.
+
+    ``build`` calls these two instead of ``extract`` and ``emit`` when all four come
+    from one class (a subclass that overrides only ``emit`` is called as written): the
+    model is walked once, and emit takes its tensors from the table of that walk, a
+    moment later in the same call. ``plan``, ``extract`` and ``emit`` called on their own
+    each read the model afresh.
+    """
+
+    def extract_table(self, model: Any) -> ParamTable:
+        """What ``extract`` gives, as columns, with ``tensors`` filled in."""
+        ...
+
+    def emit_table(self, table: ParamTable, plan: Plan) -> list[dict[str, Any]]:
+        """What ``emit`` gives for the model ``table`` was just read from."""
+        ...
+
+
 def group_options(plan: Plan, convention: Convention) -> list[dict[str, Any]]:
     """Every group's settings except its tensors, in plan order, all keys explicit.
 
@@ -77,28 +112,35 @@ def group_options(plan: Plan, convention: Convention) -> list[dict[str, Any]]:
         >>> [(o["lr"], o["lr_scale"]) for o in group_options(p, "lr_scale")]
         [(0.1, 1.0), (0.1, 0.5)]
     """
+    hyper, base = _checked(plan, convention)
+    if convention == "lr":
+        out = [
+            {"name": name, "lr": 0.0 if frozen else lr, "weight_decay": wd}
+            for name, _, lr, _, wd, frozen in plan._group_rows()
+        ]
+    else:
+        out = [
+            {"name": name, "lr": base, "lr_scale": 0.0 if frozen else scale, "weight_decay": wd}
+            for name, _, _, scale, wd, frozen in plan._group_rows()
+        ]
+    if hyper:
+        for opts in out:
+            opts.update(hyper)
+    return out
+
+
+def _checked(plan: Plan, convention: Convention) -> tuple[dict[str, Any], float]:
+    """The spec's ``hyper`` and base rate, once ``convention`` is known to be valid."""
     if convention not in ("lr", "lr_scale"):
         raise ValueError(f"convention must be 'lr' or 'lr_scale', got {convention!r}")
-    hyper = dict(plan.spec.hyper)
-    out = []
-    for g in plan.groups:
-        opts: dict[str, Any] = {"name": g.name}
-        if convention == "lr":
-            opts["lr"] = plan.lr_of(g)
-        else:
-            opts["lr"] = plan.base_lr
-            opts["lr_scale"] = g.effective_scale
-        opts["weight_decay"] = g.weight_decay
-        opts.update(hyper)
-        out.append(opts)
-    return out
+    return dict(plan.spec.hyper), plan.base_lr
 
 
 def attach_params(plan: Plan, convention: Convention, tensors: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Complete optimizer groups: :func:`group_options` plus each group's tensors.
 
     A backend calls this from ``emit`` with its model's tensors by name, then, once it
-    returns, sets its framework's frozen flag on ``plan``'s frozen groups: every check
+    returns, sets its framework's frozen flag on :func:`frozen_params`: every check
     happens here, before the model is touched.
 
     Args:
@@ -116,16 +158,111 @@ def attach_params(plan: Plan, convention: Convention, tensors: Mapping[str, Any]
         >>> attach_params(p, "lr", {"w": "tensor-w"})
         [{'params': ['tensor-w'], 'name': 'default', 'lr': 0.1, 'weight_decay': 0.0}]
     """
-    groups = []
-    for group, opts in zip(plan.groups, group_options(plan, convention), strict=True):
-        missing = [n for n in group.params if n not in tensors]
-        if missing:
-            raise BackendError(
-                f"the model has no parameter {missing[0]!r} that the plan puts in group "
-                f"{group.name!r}; was the model changed after planning?"
-            )
-        groups.append({"params": [tensors[n] for n in group.params], **opts})
+    # One dict per group, written out whole: the same keys, in the same order, as
+    # ``{"params": [...], **group_options(plan, convention)[i]}``, without the second dict.
+    hyper, base = _checked(plan, convention)
+    get = tensors.__getitem__
+    try:
+        if convention == "lr":
+            groups = [
+                {
+                    "params": list(map(get, params)),
+                    "name": name,
+                    "lr": 0.0 if frozen else lr,
+                    "weight_decay": wd,
+                }
+                for name, params, lr, _, wd, frozen in plan._group_rows()
+            ]
+        else:
+            groups = [
+                {
+                    "params": list(map(get, params)),
+                    "name": name,
+                    "lr": base,
+                    "lr_scale": 0.0 if frozen else scale,
+                    "weight_decay": wd,
+                }
+                for name, params, _, scale, wd, frozen in plan._group_rows()
+            ]
+    except KeyError:
+        for name, params, *_ in plan._group_rows():  # the first group, in order, that misses one
+            missing = [n for n in params if n not in tensors]
+            if missing:
+                raise BackendError(
+                    f"the model has no parameter {missing[0]!r} that the plan puts in group "
+                    f"{name!r}; was the model changed after planning?"
+                ) from None
+        raise
+    if hyper:
+        for group in groups:
+            group.update(hyper)
     return groups
+
+
+def frozen_params(plan: Plan) -> list[str]:
+    """Canonical names of the parameters in frozen groups, in plan order.
+
+    Example:
+        >>> from multilr import ParamInfo, Rule, Spec, plan
+        >>> p = plan([ParamInfo(n, (1,), "float32", "", (), True, n) for n in ("a", "b")],
+        ...          Spec(lr=0.1, rules=[Rule("b", frozen=True)]))
+        >>> frozen_params(p)
+        ['b']
+    """
+    return [n for _, params, _, _, _, frozen in plan._group_rows() if frozen for n in params]
+
+
+class ModuleWalk(NamedTuple):
+    """Every parameter of a module tree, as columns (see :func:`collect_params`)."""
+
+    names: list[str]
+    modules: list[str]
+    module_types: list[tuple[str, ...]]
+    tensors: list[Any]
+
+
+def collect_params(root: Any, base: type) -> ModuleWalk:
+    """Every parameter of ``root``, ties included, in :func:`walk_params` order, as columns.
+
+    The same pre-order walk over ``_parameters`` and ``_modules`` as :func:`walk_params`,
+    without a generator frame per module, and with each owning module's
+    :func:`class_names` looked up once per module rather than once per parameter:
+    about a fifth less time on 2,000 tensors, half of ``named_parameters()``.
+
+    Args:
+        root: A torch or OneFlow module.
+        base: The framework's module base class, left out of the class names.
+
+    Example:
+        >>> class Mod:  # what torch and OneFlow modules keep
+        ...     def __init__(self, params=(), **children):
+        ...         self._parameters, self._modules = dict(params), children
+        >>> walk = collect_params(Mod([("w", "W")], fc=Mod([("b", "B")])), object)
+        >>> walk.names, walk.modules, walk.module_types, walk.tensors
+        (['w', 'fc.b'], ['', 'fc'], [('Mod',), ('Mod',)], ['W', 'B'])
+    """
+    walk = ModuleWalk([], [], [], [])
+    names, modules, types, tensors = walk
+    known = _CLASS_NAMES
+
+    def visit(module: Any, prefix: str) -> None:
+        params = module._parameters
+        if params:
+            cls = type(module)
+            classes = known.get(cls) or class_names(cls, base)
+            path = prefix[:-1]  # the module's own path: its prefix without the dot
+            for pname, p in params.items():
+                if p is not None:
+                    names.append(prefix + pname)
+                    modules.append(path)
+                    types.append(classes)
+                    tensors.append(p)
+        for cname, child in module._modules.items():
+            if child is not None:
+                visit(child, f"{prefix}{cname}.")
+
+    visit(root, "")
+    return walk
 
 
 def walk_params(module: Any, prefix: str = "") -> Iterator[tuple[str, str, Any, Any]]:

@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import torch
-from torch.nn.parameter import is_lazy
+from torch.nn.parameter import UninitializedTensorMixin, is_lazy  # type: ignore[attr-defined]
 
 from multilr import BackendError, ParamInfo, Plan
-from multilr.backend import Convention, attach_params, class_names, walk_params
+from multilr.backend import Convention, ParamTable, attach_params, collect_params, frozen_params
 
 __all__ = ["TorchBackend"]
 
 _DTYPES: dict[Any, str] = {}
+_SHAPE = attrgetter("shape")
+_DTYPE = attrgetter("dtype")
+_REQUIRES_GRAD = attrgetter("requires_grad")
 
 
 def _require_module(model: Any) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
         raise BackendError(f"backend 'torch' needs a torch.nn.Module, got {type(model).__name__}")
     return model
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = _DTYPES.get(dtype)
+    if name is None:  # str(dtype) is slow enough to show on 2,000 tensors
+        name = _DTYPES[dtype] = str(dtype).removeprefix("torch.")
+    return name
 
 
 class TorchBackend:
@@ -29,29 +41,33 @@ class TorchBackend:
 
     def extract(self, model: Any) -> list[ParamInfo]:
         """Every named parameter, tied ones under each name (key: tensor identity)."""
-        out = []
-        for name, mpath, sub, p in walk_params(_require_module(model)):
-            if is_lazy(p):
-                # a lazy module has no shape until its first forward pass
-                raise BackendError(
-                    f"parameter {name!r} is uninitialized (lazy module); "
-                    "run one forward pass before multilr.build"
-                )
-            dtype = _DTYPES.get(p.dtype)
-            if dtype is None:  # str(dtype) is slow enough to show on 2,000 tensors
-                dtype = _DTYPES[p.dtype] = str(p.dtype).removeprefix("torch.")
-            out.append(
-                ParamInfo(
-                    name,
-                    tuple(p.shape),
-                    dtype,
-                    mpath,
-                    class_names(type(sub), torch.nn.Module),
-                    p.requires_grad,
-                    id(p),
-                )
+        return self.extract_table(model).infos()
+
+    def extract_table(self, model: Any) -> ParamTable:
+        """:meth:`extract` as columns, with the tensors: one walk of the model.
+
+        Each attribute is read for all tensors at once (``map`` with ``attrgetter``),
+        which keeps the per-tensor Python work to the walk itself.
+        """
+        names, modules, module_types, tensors = collect_params(_require_module(model), torch.nn.Module)
+        # is_lazy is an isinstance check: asked once per tensor class, not once per tensor
+        if any(issubclass(cls, UninitializedTensorMixin) for cls in set(map(type, tensors))):
+            name = next(n for n, p in zip(names, tensors, strict=True) if is_lazy(p))
+            # a lazy module has no shape until its first forward pass
+            raise BackendError(
+                f"parameter {name!r} is uninitialized (lazy module); "
+                "run one forward pass before multilr.build"
             )
-        return out
+        return ParamTable(
+            names,
+            list(map(_SHAPE, tensors)),  # torch.Size, a tuple; records get plain tuples
+            lambda: list(map(_dtype_name, map(_DTYPE, tensors))),  # made only if ParamInfos are
+            modules,
+            module_types,
+            list(map(_REQUIRES_GRAD, tensors)),
+            list(map(id, tensors)),
+            tensors,
+        )
 
     def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
         """``{'params', 'name', 'lr', 'weight_decay', **hyper}`` per group.
@@ -59,14 +75,25 @@ class TorchBackend:
         Raises:
             BackendError: The model's parameters no longer match the plan.
         """
+        walk = collect_params(_require_module(model), torch.nn.Module)
+        return self._emit(plan, walk.names, walk.tensors)
+
+    def emit_table(self, table: ParamTable, plan: Plan) -> list[dict[str, Any]]:
+        """:meth:`emit` with the tensors of the table :meth:`extract_table` just read."""
+        if table.tensors is None:
+            raise BackendError("emit_table needs a table from extract_table (one with tensors)")
+        return self._emit(plan, table.names, table.tensors)
+
+    def _emit(self, plan: Plan, names: Sequence[str], tensors: Sequence[Any]) -> list[dict[str, Any]]:
         aliases = plan.aliases
-        tensors: dict[str, Any] = {}
-        for name, _, _, p in walk_params(_require_module(model)):
-            tensors.setdefault(aliases.get(name, name), p)
-        groups = attach_params(plan, self.convention, tensors)
+        by_name: dict[str, Any] = {}
+        if aliases:
+            for name, p in zip(names, tensors, strict=True):
+                by_name.setdefault(aliases.get(name, name), p)
+        else:
+            by_name = dict(zip(names, tensors, strict=True))
+        groups = attach_params(plan, self.convention, by_name)
         # Everything is validated; only now touch the model.
-        for group in plan.groups:
-            if group.frozen:
-                for n in group.params:
-                    tensors[n].requires_grad_(False)
+        for name in frozen_params(plan):
+            by_name[name].requires_grad_(False)
         return groups

@@ -1,0 +1,136 @@
+"""``"blocks"`` depth against the definition, on many module trees.
+
+``multilr._depth`` finds stacks through name *shapes* and cuts units with ``map`` over
+``str`` methods; ``_by_definition`` below is the plain tree walk the module docstring
+describes (the implementation before that speed-up). Both must agree on every tree:
+nested stacks, numbered paths inside opened modules, digits other than ASCII, names in
+any order, repeated names.
+"""
+
+import random
+
+import pytest
+
+from multilr._depth import infer_depths
+
+
+def _by_definition(names):
+    kids = {"": []}
+    for name in names:
+        parent = ""
+        for part in name.split("."):
+            path = f"{parent}.{part}" if parent else part
+            if path not in kids:
+                kids[path] = []
+                kids[parent].append(path)
+            parent = path
+
+    def is_stack(path):
+        children = kids[path]
+        return (
+            len(children) >= 2
+            and all(c.rpartition(".")[2].isdigit() for c in children)
+            and all(any(kids[g] for g in kids[c]) for c in children)
+        )
+
+    def has_stack(path):
+        return is_stack(path) or any(has_stack(c) for c in kids[path])
+
+    def units(path):
+        out = []
+        for child in kids[path]:
+            if is_stack(path) and not has_stack(child):
+                out.append((child, True))
+            elif has_stack(child):
+                out.extend(units(child))
+            else:
+                out.append((child, False))
+        return out
+
+    cut = units("")
+    n_blocks = sum(1 for _, is_block in cut if is_block)
+    if n_blocks == 0:
+        order = {}
+        return {n: order.setdefault(n.partition(".")[0], len(order)) for n in names}
+    unit_depth, depth = {}, 0
+    for path, is_block in cut:
+        if is_block:
+            depth += 1
+        elif depth == n_blocks:
+            unit_depth[path] = n_blocks + 1
+            continue
+        unit_depth[path] = depth
+    out = {}
+    for name in names:
+        path = name
+        while path not in unit_depth:
+            path = path.rpartition(".")[0]
+        out[name] = unit_depth[path]
+    return out
+
+
+_PARTS = ["stem", "blocks", "layers", "layer1", "conv0", "norm", "head", "mlp", "attn", "down", "٣", "²", "a b"]
+
+
+def _random_names(rng):
+    names = []
+
+    def module(prefix, depth):
+        roll = rng.random() if depth < 5 else 1.0
+        if roll < 0.4:
+            children = [str(i) for i in rng.sample(range(12), rng.randint(1, 5))]
+            if rng.random() < 0.1:
+                children.append(rng.choice(["norm", "٣", "²"]))
+        elif roll < 0.85:
+            children = rng.sample(_PARTS, rng.randint(0, 3))
+        else:
+            children = []
+        leaves = [leaf for leaf in rng.sample(["weight", "bias", "0", "1", "g"], rng.choice([0, 0, 1, 2]))
+                  if leaf not in children]
+        items = [(True, leaf) for leaf in leaves] + [(False, c) for c in children]
+        if rng.random() < 0.3:
+            rng.shuffle(items)
+        for is_leaf, part in items:
+            if is_leaf:
+                names.append(prefix + part)
+            else:
+                module(f"{prefix}{part}.", depth + 1)
+
+    module("", 0)
+    if rng.random() < 0.15:
+        rng.shuffle(names)
+    if names and rng.random() < 0.05:
+        names.append(rng.choice(names))
+    return names
+
+
+@pytest.mark.parametrize("seed", range(0, 3000, 1000))
+def test_blocks_depth_matches_the_definition(seed):
+    for s in range(seed, seed + 1000):
+        names = _random_names(random.Random(s))
+        assert list(infer_depths(names, "blocks").items()) == list(_by_definition(names).items()), (
+            f"seed {s}: {names}"
+        )
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        # stages of blocks whose stage elements are opened: numbered opened paths
+        ["patch.w", "layers.0.blocks.0.mlp.w", "layers.0.blocks.1.mlp.w", "layers.0.down.w",
+         "layers.1.blocks.0.mlp.w", "layers.1.blocks.1.mlp.w", "layers.1.cls", "norm.w"],
+        # the model itself is a stack; a parameter at the root
+        ["0.fc.w", "1.fc.w", "2.fc.w"],
+        ["cls", "0.fc.w", "1.fc.w"],
+        # a parameter directly on an opened module, before and after the blocks
+        ["enc.pos", "enc.layer.0.fc.w", "enc.layer.1.fc.w", "enc.cls", "head.w"],
+        # a name that is also a module path: one node, as in the tree walk
+        ["a.0", "a.0.x.w", "a.1.x.w"],
+        # digits other than ASCII, and numbered children that own only tensors
+        ["b.٣.m.w", "b.٤.m.w", "p.0.w", "p.1.w"],
+        # numbered elements out of order, interleaved with another module
+        ["blocks.1.fc.w", "stem.w", "blocks.0.fc.w", "blocks.1.fc.b", "head.w"],
+    ],
+)
+def test_blocks_depth_edge_cases_match_the_definition(names):
+    assert list(infer_depths(names, "blocks").items()) == list(_by_definition(names).items())
