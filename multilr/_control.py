@@ -114,7 +114,7 @@ class Controller:
 
     def step(self) -> None:
         """Advance the schedule by one step (call after ``optimizer.step()``)."""
-        self._apply(self._step + 1)  # raises before anything changes on a bad factor
+        self._apply(self._step + 1, tensors=False)  # raises before anything changes on a bad factor
         self._step += 1
 
     def set_scale(self, group: str, multiplier: float) -> None:
@@ -125,7 +125,7 @@ class Controller:
         """
         i = self._index(group)
         self._mult[i] = number(multiplier, f"multiplier of group {group!r}")
-        self._apply()  # the schedule's factor at this step was already valid
+        self._apply(tensors=False)  # the schedule's factor at this step was already valid
 
     def freeze(self, *groups: str) -> None:
         """Freeze groups: no gradient, no update at all, until :meth:`unfreeze`."""
@@ -229,12 +229,19 @@ class Controller:
             return {p.name: p.depth for p in self.plan.params if p.depth is not None}
         return infer_depths([p.name for p in self.plan.params], "blocks")
 
-    def _apply(self, step: int | None = None) -> None:
+    def _apply(self, step: int | None = None, *, tensors: bool = True) -> None:
+        """Write every group's rate; with ``tensors``, also the tensors' frozen state.
+
+        ``step()`` and ``set_scale`` change no frozen flag, so they skip the walk over
+        every tensor (``step()`` runs once per training step).
+        """
         factor = self.schedule.factor(self._step if step is None else step)  # may raise: nothing written yet
         for pg, g, mult, frozen in zip(
             self.optimizer.param_groups, self.plan.groups, self._mult, self._frozen, strict=True
         ):
             pg["lr"] = 0.0 if frozen else g.lr * mult * factor
+            if not tensors:
+                continue
             for p in _params(pg):
                 if frozen:
                     p.grad = None  # a leftover gradient would still move it in some optimizers

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -126,11 +125,3 @@ def check_steps(value: Any, where: str, *, minimum: int = 1) -> int:
     if int(value) < minimum:
         raise SpecError(f"{where} must be >= {minimum}, got {value!r}")
     return int(value)
-
-
-def check_all(values: Iterable[tuple[str, Any]], owner: str) -> None:
-    """Refuse non-finite or negative numbers among ``(name, value)`` pairs."""
-    from multilr._check import number
-
-    for name, value in values:
-        number(value, f"{owner}.{name}")

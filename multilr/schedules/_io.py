@@ -99,9 +99,8 @@ def schedule_from_dict(data: Mapping[str, Any] | Schedule, where: str = "schedul
         kwargs["parts"] = tuple(
             schedule_from_dict(p, f"{where}.parts[{i}]") for i, p in enumerate(kwargs["parts"])
         )
-    for key in ("milestones",):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
+    if "milestones" in kwargs:
+        kwargs["milestones"] = tuple(kwargs["milestones"])
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing

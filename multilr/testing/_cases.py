@@ -322,7 +322,12 @@ def case_by_id(case_id: str) -> Case:
     Raises:
         KeyError: No such case (the message lists a few ids).
     """
-    for case in all_cases():
-        if case.id == case_id:
-            return case
-    raise KeyError(f"no conformance case {case_id!r}; e.g. {[c.id for c in all_cases()[:3]]}")
+    try:
+        return _by_id()[case_id]
+    except KeyError:
+        raise KeyError(f"no conformance case {case_id!r}; e.g. {[c.id for c in all_cases()[:3]]}") from None
+
+
+@cache
+def _by_id() -> dict[str, Case]:
+    return {c.id: c for c in all_cases()}

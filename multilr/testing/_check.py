@@ -17,7 +17,7 @@ the least-squares ``r = -<delta, u> / <u, u>``. Three things must hold:
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -176,10 +176,24 @@ class CellResult:
         }
 
 
-def reference_run(case: Case, plan: Plan) -> tuple[list[dict[str, Array]], list[dict[str, float]]]:
-    """The float64 reference trajectory and the expected rate per tensor per step."""
+#: ``(name, rate, gradient) -> (rate, gradient)``: what a (deliberately wrong) backend
+#: trains a tensor with instead of its rate and gradient.
+Adjust = Callable[[str, float, Array], tuple[float, Array]]
+
+
+def reference_run(
+    case: Case, plan: Plan, adjust: Adjust | None = None
+) -> tuple[list[dict[str, Array]], list[dict[str, float]]]:
+    """The float64 reference trajectory and the expected rate per tensor per step.
+
+    Args:
+        case: The case.
+        plan: Its plan.
+        adjust: Changes each trainable tensor's rate and gradient before its step (the
+            :class:`~multilr.testing.ReferenceHarness` mistakes); the expected rates stay.
+    """
     rates = expected_rates(case, plan)
-    wd = {n: g.weight_decay for g in plan.groups for n in g.params}
+    wd = _weight_decays(plan)
     ref = Reference(case.setup.kind, case.setup.hyper)
     p = dict(case.initial())
     out = [dict(p)]
@@ -190,12 +204,17 @@ def reference_run(case: Case, plan: Plan) -> tuple[list[dict[str, Array]], list[
             if rates[t][name] == 0.0:
                 nxt[name] = value  # frozen: no state, no update
                 continue
-            nxt[name] = value - rates[t][name] * ref.direction(
-                name, value, grads[name], weight_decay=wd[name]
-            )
+            rate, grad = rates[t][name], grads[name]
+            if adjust is not None:
+                rate, grad = adjust(name, rate, grad)
+            nxt[name] = value - rate * ref.direction(name, value, grad, weight_decay=wd[name])
         p = nxt
         out.append(dict(p))
     return out, rates
+
+
+def _weight_decays(plan: Plan) -> dict[str, float]:
+    return {n: g.weight_decay for g in plan.groups for n in g.params}
 
 
 def expected_rates(case: Case, plan: Plan) -> list[dict[str, float]]:
@@ -255,7 +274,7 @@ def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
     if missing:
         return [*msgs, f"parameters missing from the snapshots: {sorted(missing)}"]
     ref_traj, rates = reference_run(case, plan)
-    wd = {n: g.weight_decay for g in plan.groups for n in g.params}
+    wd = _weight_decays(plan)
     shadow = Reference(case.setup.kind, case.setup.hyper)
     rtol, tol = tolerance(case)
     eps = EPS[case.dtype]

@@ -18,8 +18,7 @@ from multilr._build import build
 from multilr._build import plan as make_plan
 from multilr.backend import Backend
 from multilr.testing._cases import Case, Module
-from multilr.testing._check import Array, Observation, Unsupported, planned, reference_run
-from multilr.testing._reference import Reference
+from multilr.testing._check import Adjust, Array, Observation, Unsupported, planned, reference_run
 
 __all__ = ["MISTAKES", "ReferenceHarness", "TorchLikeHarness"]
 
@@ -220,30 +219,11 @@ class ReferenceHarness:
     def run(self, case: Case) -> Observation:
         """Train the case with the reference optimizer (and the mistake, if any)."""
         plan = make_plan(case.infos(), case.spec)
-        if self.mistake is None:
-            traj, _ = reference_run(case, plan)
-            return Observation(traj, planned(plan))
-        _, rates = reference_run(case, plan)
-        scale: dict[str, float] = {}
-        wd: dict[str, float] = {}
-        for group in plan.groups:
-            for n in group.params:
-                scale[n], wd[n] = group.scale, group.weight_decay
-        ref = Reference(case.setup.kind, case.setup.hyper)
-        p = dict(case.initial())
-        traj = [dict(p)]
-        for t in range(case.steps):
-            grads = case.gradient(t)
-            for name, value in list(p.items()):
-                rate, g = rates[t][name], grads[name]
-                if rate == 0.0:
-                    continue
-                if self.mistake == "scale_gradient":
-                    rate, g = rate / scale[name], g * scale[name]
-                elif self.mistake == "scale_twice":
-                    rate = rate * scale[name]
-                else:
-                    rate = rate / scale[name]
-                p[name] = value - rate * ref.direction(name, value, g, weight_decay=wd[name])
-            traj.append(dict(p))
+        scale = {n: g.scale for g in plan.groups for n in g.params}
+        mistakes: dict[str, Adjust] = {
+            "scale_gradient": lambda n, rate, g: (rate / scale[n], g * scale[n]),  # base rate, g x scale
+            "scale_twice": lambda n, rate, g: (rate * scale[n], g),
+            "drop_scale": lambda n, rate, g: (rate / scale[n], g),
+        }
+        traj, _ = reference_run(case, plan, mistakes[self.mistake] if self.mistake else None)
         return Observation(traj, planned(plan))

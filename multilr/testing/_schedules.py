@@ -8,8 +8,8 @@ that writes one scalar into every group, or a ``OneCycleLR`` with a scalar ``max
 gets wrong). Seed 002's per-group decay gives each group its own factor.
 
 A harness turns a :class:`Schedule` into its framework's scheduler (``kind`` and
-``params`` say which); the reference computes the factors from the formulas below,
-which are PyTorch's:
+``params`` say which); the reference takes the factors of the matching
+:mod:`multilr.schedules` shape (:meth:`Schedule.shape`), whose formulas are PyTorch's:
 
 * ``constant``: 1.
 * ``step``: ``StepLR(step_size, gamma)``: ``gamma ** (t // step_size)``.
@@ -28,7 +28,6 @@ which are PyTorch's:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,32 +57,40 @@ class Schedule:
     kind: str
     params: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def per_group(self) -> bool:
-        """Whether groups get different factors (no scalar scheduler can do it)."""
-        return self.kind == "group_decay"
-
     def factor(self, step: int, group_factor: float = 1.0) -> float:
         """The factor at ``step`` (``group_factor`` is ``f_g`` for ``group_decay``)."""
+        if self.kind == "group_decay":
+            return float(group_factor ** (step // int(self.params["every"])))
+        return self.shape().factor(step)
+
+    def shape(self) -> ml.Schedule:
+        """The same factors as a :mod:`multilr.schedules` shape (all kinds but ``group_decay``).
+
+        Those shapes are checked against PyTorch's schedulers step by step
+        (``backends/torch/tests/test_schedule_shapes.py``), so the reference does not
+        repeat their formulas.
+        """
         p = self.params
         if self.kind == "constant":
-            return 1.0
+            return ml.Constant()
         if self.kind == "step":
-            return float(p["gamma"]) ** (step // int(p["step_size"]))
+            return ml.Step(int(p["step_size"]), float(p["gamma"]))
         if self.kind == "cosine_restarts":
-            t_i, t_cur = int(p["T_0"]), step
-            while t_cur >= t_i:  # walk through the finished periods, each T_mult times longer
-                t_cur, t_i = t_cur - t_i, t_i * int(p["T_mult"])
-            return (1.0 + math.cos(math.pi * t_cur / t_i)) / 2.0
+            return ml.SGDR(int(p["T_0"]), int(p["T_mult"]))
         if self.kind == "one_cycle":
-            return _one_cycle(step, p)
+            return ml.OneCycle(
+                int(p["total_steps"]),
+                pct_start=float(p["pct_start"]),
+                div=float(p["div_factor"]),
+                final_div=float(p["final_div_factor"]),
+                anneal="linear",
+            )
         if self.kind == "inverse":
-            return 1.0 / (step + 1)
-        if self.kind == "group_decay":
-            return group_factor ** (step // int(p["every"]))
+            return ml.Function(lambda t: 1.0 / (t + 1), name="1/(t+1)")
         if self.kind == "multilr":
-            return p["schedule"].factor(step)  # type: ignore[no-any-return]
-        raise ValueError(f"unknown schedule kind {self.kind!r}")
+            shape: ml.Schedule = p["schedule"]
+            return shape
+        raise ValueError(f"schedule kind {self.kind!r} has no single shape")
 
     def group_factors(self, plan: Plan) -> list[float]:
         """``f_g`` for every group of ``plan`` (1.0 for every schedule but ``group_decay``).
@@ -105,16 +112,6 @@ class Schedule:
         """Factor per step and group: shape ``(steps, len(plan.groups))``."""
         per_group = self.group_factors(plan)
         return np.array([[self.factor(t, f) for f in per_group] for t in range(steps)], dtype=np.float64)
-
-
-def _one_cycle(step: int, p: Mapping[str, Any]) -> float:
-    total = int(p["total_steps"])
-    start, peak = 1.0 / float(p["div_factor"]), 1.0
-    end = start / float(p["final_div_factor"])
-    up_end = float(p["pct_start"]) * total - 1  # PyTorch's phase boundaries, as floats
-    if step <= up_end:
-        return start + (peak - start) * step / up_end
-    return peak + (end - peak) * (step - up_end) / (total - 1 - up_end)
 
 
 #: The schedules the shared cases use, by name. Every one but ``constant`` changes the

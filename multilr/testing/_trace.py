@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from multilr.testing._cases import all_cases, case_by_id
+from multilr.testing._cases import OPTIMIZERS, all_cases, case_by_id
 from multilr.testing._check import CellResult, tolerance
 
 __all__ = ["TRACE_ENV", "Comparison", "compare", "load_traces", "record"]
@@ -98,7 +98,7 @@ class Comparison:
             c = self.counts.get(b, Counter())
             failed = sum(c[s] for s in _FAILED)
             lines.append(f"{b:<16}{c['passed']:>8}{c['xfail']:>18}{failed:>8}{c['missing']:>9}")
-        optimizers = sorted({case.optimizer for case in all_cases()}, key=_optimizer_order)
+        optimizers = list(OPTIMIZERS)
         lines += ["", "per optimizer (passed/expected-failure/failed):"]
         lines.append(f"{'optimizer':<12}" + "".join(f"{b:>16}" for b in self.backends))
         for o in optimizers:
@@ -123,13 +123,6 @@ class Comparison:
                 lines.append(f"  ... and {len(self.problems) - 40} more")
         lines += ["", "conformance: OK" if self.ok else "conformance: FAILED"]
         return "\n".join(lines)
-
-
-_ORDER = {o: i for i, o in enumerate(dict.fromkeys(c.optimizer for c in all_cases()))}
-
-
-def _optimizer_order(name: str) -> int:
-    return _ORDER.get(name, len(_ORDER))
 
 
 def compare(directory: str | os.PathLike[str], backends: Iterable[str]) -> Comparison:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from multilr import UnsupportedFeatureError
 from multilr.testing import Case, Observation, TorchLikeHarness, Unsupported, case_by_id
 
 #: Where OneFlow differs from PyTorch's formulas (the reference), measured in
@@ -127,15 +128,10 @@ def serve() -> None:
             continue
         try:
             out: dict[str, Any] = {"observation": _encode(harness.run(case_by_id(case_id)))}
-        except Unsupported as exc:
+        except (Unsupported, UnsupportedFeatureError) as exc:
             out = {"unsupported": str(exc)}
         except Exception as exc:  # reported to the parent, which decides
-            import multilr
-
-            if isinstance(exc, multilr.UnsupportedFeatureError):
-                out = {"unsupported": str(exc)}
-            else:
-                out = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            out = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         print("RESULT " + json.dumps(out), flush=True)
 
 

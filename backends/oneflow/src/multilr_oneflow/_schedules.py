@@ -16,7 +16,6 @@ it, those are refused with an alternative named.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -208,7 +207,7 @@ def _tabulate(s: Schedule, total: int) -> list[_Segment]:
     out: list[_Segment] = []
     start = 0
     for t in range(1, total + 1):
-        if t == total or not math.isclose(values[t], values[start], rel_tol=0.0, abs_tol=0.0):
+        if t == total or values[t] != values[start]:
             out.append(_constant(values[start], t - start))
             start = t
     out[-1] = _constant(values[-1])  # the last value holds after the run
