@@ -19,12 +19,14 @@ Importing multilr loads no framework; backends load when first named.
 from multilr import errors
 from multilr._build import ParamGroups, build, plan
 from multilr._control import Controller
+from multilr._history import RateHistory
 from multilr._params import ParamInfo
 from multilr._plantypes import Group, ParamPlan, Plan
 from multilr._registry import get_backend, infer_backend, list_backends, register_backend
 from multilr._rules import LayerDecay, Rule, Spread
 from multilr._select import Glob, ModuleType, Predicate, Prefix, Regex, Selector
 from multilr._spec import NO_DECAY_CLASSES, Spec
+from multilr._timeline import planned_rates
 from multilr.backend import Backend, group_options
 from multilr.errors import (
     BackendError,
@@ -58,6 +60,7 @@ __all__ = [
     "Plan",
     "PlanError",
     "Predicate",
+    "RateHistory",
     "Prefix",
     "Regex",
     "Rule",
@@ -74,5 +77,6 @@ __all__ = [
     "infer_backend",
     "list_backends",
     "plan",
+    "planned_rates",
     "register_backend",
 ]
