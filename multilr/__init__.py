@@ -26,6 +26,7 @@ from multilr._registry import get_backend, infer_backend, list_backends, registe
 from multilr._rules import LayerDecay, Rule, Spread
 from multilr._select import Glob, ModuleType, Predicate, Prefix, Regex, Selector
 from multilr._spec import NO_DECAY_CLASSES, Spec
+from multilr._stages import Stage
 from multilr._timeline import planned_rates
 from multilr.backend import Backend, group_options
 from multilr.errors import (
@@ -67,6 +68,7 @@ __all__ = [
     "Selector",
     "Spec",
     "SpecError",
+    "Stage",
     "Spread",
     "UnsupportedFeatureError",
     "__version__",

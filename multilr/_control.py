@@ -24,8 +24,9 @@ from typing import Any
 from multilr._check import number
 from multilr._depth import infer_depths
 from multilr._plantypes import Plan
+from multilr._timeline import Program
 from multilr.errors import MultiLRError, SpecError, UnsupportedFeatureError
-from multilr.schedules import Constant, Schedule
+from multilr.schedules import Schedule
 
 __all__ = ["Controller"]
 
@@ -36,13 +37,20 @@ class Controller:
     Args:
         optimizer: The optimizer, built from ``multilr.build(...)`` groups (same order).
         plan: The plan (``groups.plan``), or the ``ParamGroups`` themselves.
-        schedule: Factor per step applied to every group (default: constant 1). Use it
-            instead of a framework scheduler: a framework scheduler keeps ratios too, but
-            does not know about freezing and multipliers changed at run time.
+        schedule: Factor per step applied to every group (default: the spec's
+            ``schedule``, else constant 1). Use it instead of a framework scheduler: a
+            framework scheduler keeps ratios too, but does not know about freezing,
+            stages, groups' own schedules and multipliers changed at run time.
+        steps_per_epoch: Optimizer steps per epoch, for spec stages given in epochs.
+
+    The spec's runtime parts apply by themselves: a rule's ``schedule`` multiplies its
+    groups' rates, and each of the spec's ``stages`` unfreezes its groups (at
+    ``lr_mult`` x their planned rate) when :meth:`step` reaches its step.
 
     Raises:
         UnsupportedFeatureError: The groups carry ``lr_scale`` (``oneflow-graph``).
         MultiLRError: The optimizer's groups do not match the plan's.
+        SpecError: A stage is given in epochs and ``steps_per_epoch`` is not.
 
     Example:
         >>> import torch, multilr
@@ -60,7 +68,14 @@ class Controller:
         {'default': 0.0, 'head': 0.5}
     """
 
-    def __init__(self, optimizer: Any, plan: Plan | Any, schedule: Schedule | None = None) -> None:
+    def __init__(
+        self,
+        optimizer: Any,
+        plan: Plan | Any,
+        schedule: Schedule | None = None,
+        *,
+        steps_per_epoch: int | None = None,
+    ) -> None:
         plan = plan if isinstance(plan, Plan) else getattr(plan, "plan", None)
         if not isinstance(plan, Plan):
             raise MultiLRError("Controller needs the plan (groups.plan) or the groups multilr.build returned")
@@ -86,12 +101,12 @@ class Controller:
                 )
         self.optimizer = optimizer
         self.plan = plan
-        self.schedule = schedule if schedule is not None else Constant()
+        self._program = Program(plan, schedule, steps_per_epoch=steps_per_epoch)
+        self.schedule = self._program.schedule
         self.groups: list[str] = [g.name for g in plan.groups]
-        self._mult = [1.0] * len(self.groups)
-        self._frozen = [g.frozen for g in plan.groups]
+        self._mult, self._frozen, self._done = self._program.initial()
         self._step = 0
-        self._apply()
+        self._transition(0, self._mult, self._frozen, self._done, everything=True)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -113,9 +128,8 @@ class Controller:
     # -- changing ------------------------------------------------------------------------
 
     def step(self) -> None:
-        """Advance the schedule by one step (call after ``optimizer.step()``)."""
-        self._apply(self._step + 1, tensors=False)  # raises before anything changes on a bad factor
-        self._step += 1
+        """Advance by one step (call after ``optimizer.step()``): schedules, then due stages."""
+        self._transition(self._step + 1, list(self._mult), list(self._frozen), set(self._done))
 
     def set_scale(self, group: str, multiplier: float) -> None:
         """Multiply ``group``'s planned rate by ``multiplier`` from now on (1 = as planned).
@@ -124,8 +138,9 @@ class Controller:
             SpecError: Unknown group, or a negative or non-finite multiplier.
         """
         i = self._index(group)
-        self._mult[i] = number(multiplier, f"multiplier of group {group!r}")
-        self._apply(tensors=False)  # the schedule's factor at this step was already valid
+        mult = list(self._mult)
+        mult[i] = number(multiplier, f"multiplier of group {group!r}")
+        self._transition(self._step, mult, self._frozen, self._done)
 
     def freeze(self, *groups: str) -> None:
         """Freeze groups: no gradient, no update at all, until :meth:`unfreeze`."""
@@ -141,11 +156,14 @@ class Controller:
         not_frozen = [self.groups[i] for i in idx if not self._frozen[i]]
         if not_frozen:
             raise MultiLRError(f"cannot unfreeze {not_frozen}: not frozen (frozen now: {self.frozen()})")
+        mult, frozen = list(self._mult), list(self._frozen)
         if multiplier is not None:
             m = number(multiplier, "unfreeze multiplier")
             for i in idx:
-                self._mult[i] = m
-        self._set_frozen(groups, False)
+                mult[i] = m
+        for i in idx:
+            frozen[i] = False
+        self._transition(self._step, mult, frozen, self._done)
 
     def freeze_to(self, n: int) -> None:
         """Freeze every group below depth ``n`` and unfreeze the rest (fastai's ``freeze_to``).
@@ -174,18 +192,17 @@ class Controller:
                     f"depth {cut}; "
                     "declare layer decay (or stages) in the spec so that each depth has its own groups"
                 )
-        for i, name in enumerate(self.groups):
-            self._frozen[i] = name in freeze
-        self._apply()
+        self._transition(self._step, self._mult, [name in freeze for name in self.groups], self._done)
 
     # -- checkpoints ---------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Step, multipliers and frozen groups, by group name."""
+        """Step, multipliers, frozen groups and the stages already applied, by name."""
         return {
             "step": self._step,
             "multipliers": dict(zip(self.groups, self._mult, strict=True)),
             "frozen": self.frozen(),
+            "stages_done": sorted(self._done),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -202,9 +219,20 @@ class Controller:
         step = int(state["step"])
         if step < 0:
             raise SpecError(f"controller state step must be >= 0, got {step}")
-        self._mult, self._step = values, step
-        self._frozen = [n in state["frozen"] for n in self.groups]
-        self._apply()
+        done = set(state.get("stages_done", ()))
+        stages = self._program.stages
+        if done - set(stages):
+            raise SpecError(f"controller state names unknown stages {sorted(done - set(stages))}")
+        frozen = [n in state["frozen"] for n in self.groups]
+        # the stages are already in the saved flags; none is applied again
+        self._transition(
+            step,
+            values,
+            frozen,
+            done | {s for s, v in stages.items() if v[0] <= step},
+            everything=True,
+            stages=False,
+        )
 
     # -- inside --------------------------------------------------------------------------
 
@@ -220,33 +248,48 @@ class Controller:
 
     def _set_frozen(self, groups: Iterable[str], value: bool) -> None:
         idx = [self._index(g) for g in groups]  # all names checked before anything changes
+        frozen = list(self._frozen)
         for i in idx:
-            self._frozen[i] = value
-        self._apply()
+            frozen[i] = value
+        self._transition(self._step, self._mult, frozen, self._done)
 
     def _depths(self) -> dict[str, int]:
         if self.plan.max_depth is not None:
             return {p.name: p.depth for p in self.plan.params if p.depth is not None}
         return infer_depths([p.name for p in self.plan.params], "blocks")
 
-    def _apply(self, step: int | None = None, *, tensors: bool = True) -> None:
-        """Write every group's rate; with ``tensors``, also the tensors' frozen state.
+    def _transition(
+        self,
+        step: int,
+        mult: list[float],
+        frozen: list[bool],
+        done: set[str],
+        *,
+        everything: bool = False,
+        stages: bool = True,
+    ) -> None:
+        """Move to ``step`` with these multipliers and flags, applying the stages due by then.
 
-        ``step()`` and ``set_scale`` change no frozen flag, so they skip the walk over
-        every tensor (``step()`` runs once per training step).
+        Every rate is computed first, so a bad factor raises before anything changes;
+        then the state, the groups' ``lr`` and the tensors of the groups whose frozen
+        flag changed (of every group, with ``everything``) are written.
         """
-        factor = self.schedule.factor(self._step if step is None else step)  # may raise: nothing written yet
-        for pg, g, mult, frozen in zip(
-            self.optimizer.param_groups, self.plan.groups, self._mult, self._frozen, strict=True
-        ):
-            pg["lr"] = 0.0 if frozen else g.lr * mult * factor
-            if not tensors:
-                continue
-            for p in _params(pg):
-                if frozen:
+        if stages:
+            mult, frozen, done = self._program.due(step, (mult, frozen, done))
+        rates = self._program.rates(step, mult, frozen)  # may raise: nothing written yet
+        changed = (
+            range(len(frozen)) if everything else [i for i, f in enumerate(frozen) if f != self._frozen[i]]
+        )
+        self._step, self._mult, self._frozen, self._done = step, mult, frozen, done
+        for pg, rate in zip(self.optimizer.param_groups, rates, strict=True):
+            pg["lr"] = rate
+        pgs = self.optimizer.param_groups
+        for i in changed:
+            for p in _params(pgs[i]):
+                if frozen[i]:
                     p.grad = None  # a leftover gradient would still move it in some optimizers
-                if bool(p.requires_grad) == frozen:
-                    p.requires_grad_(not frozen)
+                if bool(p.requires_grad) == frozen[i]:
+                    p.requires_grad_(not frozen[i])
 
 
 def _params(group: Any) -> list[Any]:

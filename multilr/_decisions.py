@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 from multilr._plantypes import GroupRow, ParamPlan
 from multilr._rules import Rule
+from multilr._stages import Stage
+from multilr.schedules import Schedule
 
 __all__ = ["Decisions", "GroupColumns", "RateWin", "SettingWin"]
 
@@ -44,6 +46,10 @@ class Decisions:
         no_decay: The no-decay class of each tensor (``""``: none), or ``None`` when the
             spec has no classes.
         frozen_rule: Position -> the rule that froze it.
+        schedule_rule: Position -> the rule whose own schedule applies to it.
+        stages: The spec's stages.
+        stage: Position -> index of the stage that unfreezes it (frozen until then).
+        group_firsts: The first tensor of each group.
         decay: The layer-decay factor, or ``None`` without layer decay.
         max_depth: The highest depth, or ``None`` without layer decay.
         group_of: Index of each tensor's group in :attr:`groups`.
@@ -56,6 +62,7 @@ class Decisions:
         "depth",
         "frozen",
         "frozen_rule",
+        "group_firsts",
         "group_of",
         "groups",
         "lr",
@@ -66,7 +73,10 @@ class Decisions:
         "rates",
         "requires_grad",
         "scale",
+        "schedule_rule",
         "shapes",
+        "stage",
+        "stages",
         "wd_rule",
         "weight_decay",
     )
@@ -93,6 +103,10 @@ class Decisions:
         self.wd_rule: dict[int, SettingWin] = {}
         self.no_decay: list[str] | None = None
         self.frozen_rule: dict[int, SettingWin] = {}
+        self.schedule_rule: dict[int, tuple[Rule, Schedule]] = {}
+        self.stages: tuple[Stage, ...] = ()
+        self.stage: dict[int, int] = {}
+        self.group_firsts: list[int] = []
         self.decay: float | None = None
         self.max_depth: int | None = None
         self.group_of: list[int] = []
@@ -124,11 +138,38 @@ class Decisions:
                     labels.append(wd_win[0].name)
             elif no_decay is not None and no_decay[t]:
                 labels.append("no_decay")
-            if frozen[t]:
+            sched = self.schedule_rule.get(t)
+            if sched is not None and sched[0].name not in labels:
+                labels.append(sched[0].name)
+            k = self.stage.get(t)
+            if k is not None:  # frozen until its stage, not for good
+                win = frozen_rule.get(t)
+                if win is not None and win[0].name not in labels:
+                    labels.insert(0, win[0].name)
+                labels.append(self.stages[k].name)
+            elif frozen[t]:
                 source = frozen_rule[t][0].name
                 labels = [source, *(label for label in labels if label != source), "frozen"]
             out.append("/".join(labels) or "default")
         return out
+
+    def group_runtime(self) -> list[tuple[Schedule | None, str | None]]:
+        """Each group's own schedule and the stage that unfreezes it (``None``: none)."""
+        sched, stage, stages = self.schedule_rule, self.stage, self.stages
+        return [
+            (
+                sched[t][1] if t in sched else None,
+                stages[stage[t]].name if t in stage else None,
+            )
+            for t in self.group_firsts
+        ]
+
+    def frozen_source(self, t: int) -> str:
+        """Why tensor ``t`` is frozen (``""``: it is not)."""
+        k = self.stage.get(t)
+        if k is not None:
+            return f"{self.stages[k].name} (until {self.stages[k].when})"
+        return self.frozen_rule[t][0].name if self.frozen[t] else ""
 
     def rate_source(self, t: int) -> str:
         """Why tensor ``t`` has its rate, with the layer-decay factor when one applies."""
@@ -143,6 +184,12 @@ class Decisions:
         depth = self.depth[t]
         if depth is not None and self.decay is not None and self.max_depth is not None:
             source += f" x {self.decay:g}^{self.max_depth - depth} (depth {depth}/{self.max_depth})"
+        sched = self.schedule_rule.get(t)
+        if sched is not None:
+            source += f", then {sched[0].name}'s {sched[1].describe()}"
+        k = self.stage.get(t)
+        if k is not None and self.stages[k].lr_mult != 1.0:
+            source += f", x {self.stages[k].lr_mult:g} from {self.stages[k].name}"
         return source
 
     def wd_source(self, t: int) -> str:
@@ -168,7 +215,7 @@ class Decisions:
                 depth=self.depth[t],
                 rate_source=self.rate_source(t),
                 wd_source=self.wd_source(t),
-                frozen_source=self.frozen_rule[t][0].name if self.frozen[t] else "",
+                frozen_source=self.frozen_source(t),
                 aliases=self.aliases[t] if self.aliases is not None else (),
                 shape=tuple(self.shapes[t]),
                 requires_grad=self.requires_grad[t],

@@ -33,7 +33,9 @@ from multilr._plantypes import Plan
 from multilr._rules import LayerDecay, Rule
 from multilr._select import ModuleType, matching, per_class
 from multilr._spec import Spec
+from multilr._stages import stage_of
 from multilr.errors import ConflictError, CoverageError, PlanError
+from multilr.schedules import Schedule
 
 __all__ = ["resolve"]
 
@@ -118,17 +120,24 @@ def _as_table(infos: Iterable[ParamInfo]) -> ParamTable:
 class _Hits:
     """Which rule sets which setting of which tensor: the winner so far, and any rivals."""
 
-    __slots__ = ("frozen", "frozen_rivals", "rate", "rate_rivals", "touched", "wd", "wd_rivals")
+    __slots__ = (
+        "frozen", "frozen_rivals", "rate", "rate_rivals", "sched", "sched_rivals", "selected", "touched",
+        "wd", "wd_rivals",
+    )
 
     def __init__(self) -> None:
         self.rate: dict[int, RateWin] = {}
         self.wd: dict[int, SettingWin] = {}
         self.frozen: dict[int, SettingWin] = {}
+        self.sched: dict[int, tuple[Rule, Schedule]] = {}
         # position -> every (rule, value) for it, in rule order, once a second rule sets it
         self.rate_rivals: dict[int, list[RateWin]] = {}
         self.wd_rivals: dict[int, list[SettingWin]] = {}
         self.frozen_rivals: dict[int, list[SettingWin]] = {}
+        self.sched_rivals: dict[int, list[tuple[Rule, Schedule]]] = {}
         self.touched: set[int] = set()
+        # rule name -> the positions it selected, kept only for rules a stage names
+        self.selected: dict[str, list[int]] = {}
 
 
 def _record(wins: dict[int, Any], rivals: dict[int, list[Any]], hits: list[int], win: Any) -> None:
@@ -144,6 +153,7 @@ def _match_rules(spec: Spec, table: ParamTable, tensors: _Tensors) -> tuple[_Hit
     Returns the hits and the optional rules that selected nothing.
     """
     rule_rates = spec.rule_rates()
+    staged = {name for stage in spec.stages for name in stage.unfreeze}
     hits = _Hits()
     unused: list[str] = []
     for rule in spec.rules:
@@ -171,6 +181,10 @@ def _match_rules(spec: Spec, table: ParamTable, tensors: _Tensors) -> tuple[_Hit
             _record(hits.wd, hits.wd_rivals, selected, (rule, rule.weight_decay))
         if rule.frozen is not None:
             _record(hits.frozen, hits.frozen_rivals, selected, (rule, rule.frozen))
+        if rule.schedule is not None:
+            _record(hits.sched, hits.sched_rivals, selected, (rule, rule.schedule))
+        if rule.name in staged:
+            hits.selected[rule.name] = selected
     return hits, tuple(unused)
 
 
@@ -192,12 +206,16 @@ def _pick(cands: Sequence[tuple[Rule, Any]], setting: str, pname: str) -> tuple[
 def _show(value: Any, setting: str) -> str:
     if isinstance(value, tuple):
         return f"{value[0]}={value[1]:g}"
+    if isinstance(value, Schedule):
+        return value.describe()
     return f"{setting}={value}"
 
 
 def _settle(hits: _Hits, names: Sequence[str]) -> None:
     """Pick the winner wherever two rules set one setting; conflicts raise in model order."""
-    contested = hits.rate_rivals.keys() | hits.wd_rivals.keys() | hits.frozen_rivals.keys()
+    contested = (
+        hits.rate_rivals.keys() | hits.wd_rivals.keys() | hits.frozen_rivals.keys() | hits.sched_rivals.keys()
+    )
     for t in sorted(contested):
         if t in hits.rate_rivals:
             hits.rate[t] = _pick(hits.rate_rivals[t], "rate", names[t])
@@ -205,6 +223,8 @@ def _settle(hits: _Hits, names: Sequence[str]) -> None:
             hits.wd[t] = _pick(hits.wd_rivals[t], "weight_decay", names[t])
         if t in hits.frozen_rivals:
             hits.frozen[t] = _pick(hits.frozen_rivals[t], "frozen", names[t])
+        if t in hits.sched_rivals:
+            hits.sched[t] = _pick(hits.sched_rivals[t], "schedule", names[t])
 
 
 def _apply_rates(spec: Spec, tensors: _Tensors) -> dict[int, float]:
@@ -299,14 +319,22 @@ def _rates_and_scales(
 
 
 def _merge(decided: Decisions) -> None:
-    """Fewest groups: one per distinct (rate, weight decay, frozen), in first-seen order."""
-    index: dict[tuple[float, float, bool], int] = {}
-    group_of = decided.group_of = [
-        index.setdefault(key, len(index))
-        for key in zip(decided.lr, decided.weight_decay, decided.frozen, strict=True)
-    ]
+    """Fewest groups: one per distinct (rate, weight decay, frozen[, schedule, stage]), first seen first.
+
+    A rule's schedule and a stage keep their tensors apart from equal-rate others: the
+    Controller changes those groups' rates on their own.
+    """
+    index: dict[tuple[Any, ...], int] = {}
+    columns: list[Sequence[Any]] = [decided.lr, decided.weight_decay, decided.frozen]
+    n = len(decided.names)
+    if decided.schedule_rule:
+        sched = decided.schedule_rule
+        columns.append([sched[t][1] if t in sched else None for t in range(n)])
+    if decided.stage:
+        columns.append([decided.stage.get(t, -1) for t in range(n)])
+    group_of = decided.group_of = [index.setdefault(key, len(index)) for key in zip(*columns, strict=True)]
     names = decided.names
-    n, count = len(names), len(index)
+    count = len(index)
     firsts: Sequence[int] = range(n)  # each group's first tensor
     if count == n:  # every tensor its own group
         members: list[tuple[str, ...]] = [(name,) for name in names]
@@ -331,6 +359,7 @@ def _merge(decided: Decisions) -> None:
         lr, scale, wd = (list(map(column.__getitem__, firsts)) for column in (lr, scale, wd))
         frozen = list(map(frozen.__getitem__, firsts))
     decided.groups = GroupColumns(_unique(decided.group_names(firsts)), members, lr, scale, wd, frozen)
+    decided.group_firsts = list(firsts)
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -401,9 +430,16 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec) -> Plan:
     _settle(hits, names)
     decided.rate_rule = hits.rate
     decided.wd_rule = hits.wd
+    decided.schedule_rule = hits.sched
     decided.frozen_rule = {t: win for t, win in hits.frozen.items() if win[1]}
     for t in decided.frozen_rule:
         decided.frozen[t] = True
+    if spec.stages:
+        # a staged tensor is frozen until its stage, whatever a rule says
+        decided.stages = spec.stages
+        decided.stage = stage_of(spec.stages, hits.selected, lambda: depths or depth_list(names, "blocks"))
+        for t in decided.stage:
+            decided.frozen[t] = True
     _rates_and_scales(spec, decided, depths, decayed)
 
     default = spec.weight_decay

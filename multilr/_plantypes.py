@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from multilr._spec import Spec
+from multilr.schedules import Schedule
 
 __all__ = ["Decided", "Group", "GroupRow", "ParamPlan", "Plan"]
 
@@ -71,7 +72,9 @@ class Group:
         lr: Learning rate once trainable (kept while frozen, for unfreezing).
         scale: ``lr`` divided by the spec's base rate.
         weight_decay: Weight decay.
-        frozen: Whether the group is frozen.
+        frozen: Whether the group is frozen (at the first step, for a staged group).
+        schedule: The group's own schedule (a rule's ``schedule``), on top of the spec's.
+        stage: Name of the spec stage that unfreezes the group, or ``None``.
     """
 
     name: str
@@ -80,6 +83,8 @@ class Group:
     scale: float
     weight_decay: float
     frozen: bool
+    schedule: Schedule | None = None
+    stage: str | None = None
 
     @property
     def effective_scale(self) -> float:
@@ -96,6 +101,10 @@ class Decided(Protocol):
 
     def group_rows(self) -> Iterable[GroupRow]:
         """The merged groups, in order."""
+        ...
+
+    def group_runtime(self) -> list[tuple[Schedule | None, str | None]]:
+        """Each group's own schedule and unfreezing stage."""
         ...
 
 
@@ -158,7 +167,10 @@ class Plan:
                 if name == "params":
                     value = decided.params()
                 else:
-                    value = tuple(Group(*row) for row in decided.group_rows())
+                    value = tuple(
+                        Group(*row, *extra)
+                        for row, extra in zip(decided.group_rows(), decided.group_runtime(), strict=True)
+                    )
                 object.__setattr__(self, name, value)
                 return value
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -247,6 +259,8 @@ class Plan:
                     "weight_decay": g.weight_decay,
                     "frozen": g.frozen,
                     "params": list(g.params),
+                    **({"schedule": _schedule_json(g.schedule)} if g.schedule is not None else {}),
+                    **({"stage": g.stage} if g.stage is not None else {}),
                 }
                 for g in self.groups
             ],
@@ -277,3 +291,10 @@ class Plan:
 
     def __str__(self) -> str:
         return self.table(rich=False)
+
+
+def _schedule_json(schedule: Schedule) -> Any:
+    """The mapping form, or the description of a schedule that has none (a Python function)."""
+    from multilr.schedules import Function
+
+    return schedule.describe() if isinstance(schedule, Function) else schedule.to_dict()

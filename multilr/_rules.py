@@ -14,6 +14,7 @@ from typing import Any, Literal, Union
 from multilr._check import check_keys, number
 from multilr._select import Glob, Selector, selector_from_dict
 from multilr.errors import SpecError
+from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
 
 __all__ = ["DepthMode", "LayerDecay", "Rule", "Spread"]
 
@@ -22,7 +23,7 @@ __all__ = ["DepthMode", "LayerDecay", "Rule", "Spread"]
 #: or an explicit mapping of glob pattern -> depth.
 DepthMode = Union[Literal["blocks", "top", "tensor"], Mapping[str, int]]
 
-_RULE_KEYS = ("name", "lr_mult", "lr", "weight_decay", "frozen", "optional", "priority")
+_RULE_KEYS = ("name", "lr_mult", "lr", "weight_decay", "frozen", "schedule", "optional", "priority")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Rule:
     """Settings for the parameters one selector picks.
 
     A rule may set the rate (``lr_mult``, a multiplier of the base rate, or ``lr``, an
-    absolute rate), the ``weight_decay``, or ``frozen``. Settings it leaves as ``None``
+    absolute rate), the ``weight_decay``, ``frozen``, or a ``schedule`` of its own that
+    multiplies the spec's schedule for these parameters. Settings it leaves as ``None``
     come from other rules or the spec's defaults. When two rules set the same setting
     of one parameter, the higher ``priority`` wins; equal priorities with different
     values are a :class:`~multilr.errors.ConflictError`.
@@ -42,6 +44,9 @@ class Rule:
         lr: Absolute rate; wins over layer-wise decay for these parameters.
         weight_decay: Weight decay; wins over the ``no_decay`` classes.
         frozen: ``True`` freezes the parameters (no update at all).
+        schedule: A factor per step for these parameters only, on top of the spec's
+            schedule (seed 002's per-group decay: ``Step(10, 0.9)``); applied by
+            :class:`~multilr.Controller`. A mapping form (``{"kind": "step", ...}``) is accepted.
         optional: Allow the rule to match nothing.
         priority: Tie-breaker between rules that set the same setting.
 
@@ -56,6 +61,7 @@ class Rule:
     lr: float | None = None
     weight_decay: float | None = None
     frozen: bool | None = None
+    schedule: Schedule | None = None
     optional: bool = False
     priority: int = 0
 
@@ -84,8 +90,12 @@ class Rule:
                 raise SpecError(f"{where}: {flag} must be true or false, got {value!r}")
         if isinstance(self.priority, bool) or not isinstance(self.priority, int):
             raise SpecError(f"{where}: priority must be an integer, got {self.priority!r}")
-        if self.lr_mult is None and self.lr is None and self.weight_decay is None and self.frozen is None:
-            raise SpecError(f"{where}: sets nothing; give lr_mult, lr, weight_decay or frozen")
+        if self.schedule is not None:
+            sched: Any = self.schedule
+            object.__setattr__(self, "schedule", schedule_from_dict(sched, f"{where}: schedule"))
+        settings = (self.lr_mult, self.lr, self.weight_decay, self.frozen, self.schedule)
+        if all(s is None for s in settings):
+            raise SpecError(f"{where}: sets nothing; give lr_mult, lr, weight_decay, frozen or schedule")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "rule") -> Rule:
@@ -113,6 +123,8 @@ class Rule:
         for key in ("lr_mult", "lr", "weight_decay", "frozen"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.schedule is not None:
+            out["schedule"] = schedule_to_dict(self.schedule)
         if self.optional:
             out["optional"] = True
         if self.priority:

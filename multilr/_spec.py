@@ -7,6 +7,7 @@ particular model; :func:`multilr.plan` resolves it against one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -18,7 +19,9 @@ from typing import Any, Literal
 
 from multilr._check import check_keys, did_you_mean, number
 from multilr._rules import LayerDecay, Rule, Spread
+from multilr._stages import Stage
 from multilr.errors import SpecError
+from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
 
 __all__ = ["NO_DECAY_CLASSES", "Spec"]
 
@@ -32,6 +35,7 @@ _RESERVED_HYPER = ("params", "lr", "weight_decay", "name", "lr_scale", "initial_
 
 _SPEC_KEYS = (
     "lr", "weight_decay", "hyper", "rules", "layer_decay", "spread", "rates", "no_decay", "unmatched",
+    "schedule", "stages",
 )
 
 
@@ -67,6 +71,11 @@ class Spec:
         no_decay: Weight-decay classes set to 0: any of :data:`NO_DECAY_CLASSES`.
         unmatched: ``"default"`` puts parameters no rule, rate or decay reaches in the
             default group at the base rate; ``"error"`` refuses them.
+        schedule: The factor per step that drives every group (see :mod:`multilr.schedules`);
+            :class:`~multilr.Controller` uses it unless given another. A rule's own
+            ``schedule`` multiplies it for that rule's parameters.
+        stages: Staged unfreezing (see :class:`~multilr.Stage`): the parameters a stage
+            reaches are frozen until it.
 
     Precedence, per parameter and per setting:
         * rate: ``rates`` entry > a rule's ``lr`` or ``lr_mult`` (higher ``priority`` first;
@@ -90,6 +99,8 @@ class Spec:
     rates: Mapping[str, float] = field(default_factory=dict)
     no_decay: tuple[str, ...] = ()
     unmatched: Literal["default", "error"] = "default"
+    schedule: Schedule | None = None
+    stages: tuple[Stage, ...] = ()
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -145,6 +156,34 @@ class Spec:
         set_(self, "no_decay", no_decay)
         if self.unmatched not in ("default", "error"):
             raise SpecError(f"unmatched must be 'default' or 'error', got {self.unmatched!r}")
+        if self.schedule is not None:
+            set_(self, "schedule", schedule_from_dict(self.schedule, "schedule"))
+        set_(self, "stages", self._checked_stages(names))
+
+    def _checked_stages(self, rule_names: list[str]) -> tuple[Stage, ...]:
+        """Stages with their names filled in; every rule they name must exist."""
+        stages = tuple(self.stages)
+        out = []
+        for i, stage in enumerate(stages):
+            if isinstance(stage, Mapping):
+                stage = Stage.from_dict(stage, f"stages[{i}]")
+            if not isinstance(stage, Stage):
+                raise SpecError(f"stages[{i}] must be a Stage, got {type(stage).__name__} {stage!r}")
+            for rule in stage.unfreeze:
+                if rule not in rule_names:
+                    known = ", ".join(rule_names) or "(none)"
+                    raise SpecError(
+                        f"stages[{i}] unfreezes {rule!r}, which names no rule"
+                        f"{did_you_mean(rule, rule_names)}; rules: {known}"
+                    )
+            if not stage.name:
+                stage = dataclasses.replace(stage, name=f"stage{i}")
+            out.append(stage)
+        labels = [s.name for s in out]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise SpecError(f"stages: two stages are named {label!r}; give them distinct names")
+        return tuple(out)
 
     def rule_rates(self) -> Mapping[str, float]:
         """Absolute rate a spread gives each rule it names (empty without a spread)."""
@@ -183,6 +222,12 @@ class Spec:
         if not isinstance(no_decay, (str, list, tuple)):
             raise SpecError(f"no_decay must be a list of classes, got {no_decay!r}")
         kwargs["no_decay"] = no_decay
+        if data.get("schedule") is not None:
+            kwargs["schedule"] = schedule_from_dict(data["schedule"], "schedule")
+        stages = data.get("stages") or []
+        if not isinstance(stages, Sequence) or isinstance(stages, str):
+            raise SpecError(f"stages must be a list of mappings, got {stages!r}")
+        kwargs["stages"] = tuple(Stage.from_dict(st, f"stages[{i}]") for i, st in enumerate(stages))
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +247,10 @@ class Spec:
             out["no_decay"] = list(self.no_decay)
         if self.unmatched != "default":
             out["unmatched"] = self.unmatched
+        if self.schedule is not None:
+            out["schedule"] = schedule_to_dict(self.schedule)
+        if self.stages:
+            out["stages"] = [st.to_dict() for st in self.stages]
         return out
 
     # -- files ----------------------------------------------------------------------

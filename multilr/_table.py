@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from multilr._plantypes import Plan
+    from multilr._plantypes import Group, Plan
 
 __all__ = ["render_table"]
 
@@ -56,10 +56,18 @@ def _group_rows(plan: Plan) -> list[tuple[str, ...]]:
             _fmt(plan.lr_of(g)),
             _fmt(g.scale),
             _fmt(g.weight_decay),
-            "yes" if g.frozen else "",
+            _frozen_cell(plan, g),
         )
         for i, g in enumerate(plan.groups)
     ]
+
+
+def _frozen_cell(plan: Plan, group: Group) -> str:
+    """``yes``, ``until step N`` for a group a stage unfreezes, or empty."""
+    if group.stage is not None:
+        stage = next(s for s in plan.spec.stages if s.name == group.stage)
+        return f"until {stage.when}"
+    return "yes" if group.frozen else ""
 
 
 def _plain(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

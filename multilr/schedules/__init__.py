@@ -7,7 +7,7 @@ that factor. On PyTorch and OneFlow eager a schedule *is* a ``LambdaLR`` functio
     sched = torch.optim.lr_scheduler.LambdaLR(opt, OneCycle(total=1000))
 
 (every group peaks at its own planned rate). Shapes: :class:`Constant`, :class:`Step`,
-:class:`MultiStep`, :class:`Exponential`, :class:`Cosine`, :class:`SGDR`,
+:class:`MultiStep`, :class:`Exponential`, :class:`Inverse`, :class:`Cosine`, :class:`SGDR`,
 :class:`OneCycle`, :class:`Cyclical`, :class:`Polynomial`, :class:`Warmup` (in front of
 any other), :class:`Chain` (one after another) and :class:`Function` (any function of
 the step). Each has a mapping form for YAML/JSON specs (:func:`schedule_from_dict`).
@@ -22,6 +22,7 @@ from multilr.schedules._shapes import (
     Cyclical,
     Exponential,
     Function,
+    Inverse,
     MultiStep,
     OneCycle,
     Polynomial,
@@ -38,6 +39,7 @@ __all__ = [
     "Cyclical",
     "Exponential",
     "Function",
+    "Inverse",
     "MultiStep",
     "OneCycle",
     "Polynomial",

@@ -22,6 +22,7 @@ __all__ = [
     "Cyclical",
     "Exponential",
     "Function",
+    "Inverse",
     "MultiStep",
     "OneCycle",
     "Polynomial",
@@ -87,6 +88,26 @@ class Exponential(Schedule):
 
     def _factor(self, step: int) -> float:
         return float(self.gamma**step)
+
+
+@dataclass(frozen=True)
+class Inverse(Schedule):
+    """``(1 + gamma * step) ** -power`` (Caffe's ``inv`` policy; seed 001's ``lr / (i + 1)``).
+
+    Example:
+        >>> Inverse().factors(4)
+        [1.0, 0.5, 0.3333333333333333, 0.25]
+    """
+
+    gamma: float = 1.0
+    power: float = 1.0
+
+    def __post_init__(self) -> None:
+        number(self.gamma, "Inverse.gamma")
+        number(self.power, "Inverse.power")
+
+    def _factor(self, step: int) -> float:
+        return float((1.0 + self.gamma * step) ** -self.power)
 
 
 def _cos(start: float, end: float, pct: float) -> float:

@@ -88,6 +88,24 @@ class GraphBackend(_OneFlowBackend):
     convention: Convention = "lr_scale"
 
     def _check(self, tensors: dict[str, Any], plan: Plan) -> None:
+        # nn.Graph runs one scheduler on one shared base rate and compiles requires_grad and
+        # lr_scale at its first call: nothing can change one group's rate, or unfreeze a
+        # tensor, later. Refuse the spec's runtime parts here rather than ignore them.
+        if plan.spec.stages:
+            st = plan.spec.stages[0]
+            raise UnsupportedFeatureError(
+                f"spec stage {st.name!r} unfreezes parameters at {st.when}, and nn.Graph compiles "
+                "requires_grad and the rates at its first call (a new graph would lose the optimizer "
+                "state); train the stages in eager mode (backend='oneflow'), or build one graph per stage "
+                "from a spec without stages"
+            )
+        own = [g for g in plan.groups if g.schedule is not None]
+        if own:
+            raise UnsupportedFeatureError(
+                f"group {own[0].name!r} has its own schedule ({own[0].schedule.describe()}) from a spec "
+                "rule, and nn.Graph runs one scheduler on one base rate for all groups; use the eager backend "
+                "(backend='oneflow'), or fold the schedule into the spec's schedule when all groups share it"
+            )
         for name, p in tensors.items():
             if p.dtype == self.flow.float64:
                 raise UnsupportedFeatureError(
