@@ -42,3 +42,64 @@ def test_graph_groups_are_refused_with_the_way_that_works() -> None:
     groups = multilr.build(_model(), SPEC, backend="oneflow-graph")
     with pytest.raises(UnsupportedFeatureError, match="graph_scheduler"):
         Controller(flow.optim.SGD(groups), groups)
+
+
+RUNTIME_SPEC = Spec(
+    lr=0.1,
+    rules=[
+        Rule(Prefix("0"), frozen=True, name="body"),
+        Rule(Prefix("1"), lr_mult=10, name="head", schedule=Step(2, 0.5)),
+    ],
+    stages=[multilr.Stage(("body",), at=2, lr_mult=0.5)],
+)
+
+
+def test_eager_stages_and_own_schedules_as_planned() -> None:
+    """Plain SGD moves a tensor by lr x grad: the applied rates are read back from the updates."""
+    model = _model()
+    groups = multilr.build(model, RUNTIME_SPEC, backend="oneflow")
+    opt = flow.optim.SGD(groups)
+    ctl = Controller(opt, groups)
+    want = multilr.planned_rates(groups.plan, 5).rates
+    x, y = flow.ones(2, 3), flow.tensor([[1.0, -1.0], [0.5, 2.0]])
+    got: dict[str, list[float]] = {"body/stage0": [], "head": []}
+    for _ in range(5):
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        for name, p in (("body/stage0", model[0].weight), ("head", model[1].weight)):
+            before = p.numpy().copy()
+            grad = None if p.grad is None else p.grad.numpy().copy()
+            got[name].append((before, grad))
+        opt.step()
+        for name, p in (("body/stage0", model[0].weight), ("head", model[1].weight)):
+            before, grad = got[name][-1]
+            if grad is None:
+                assert np.array_equal(p.numpy(), before), f"got {name} moved while frozen"
+                got[name][-1] = 0.0
+            else:
+                got[name][-1] = float(((before - p.numpy()) * grad).sum() / (grad * grad).sum())
+        ctl.step()
+    for name, rates in got.items():
+        assert rates == pytest.approx(want[name], rel=1e-5, abs=1e-12), name
+    assert want["body/stage0"][:2] == (0.0, 0.0) and want["head"] == (1.0, 1.0, 0.5, 0.5, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        pytest.param(RUNTIME_SPEC, ("stage 'stage0'", "step 2", "requires_grad", "backend='oneflow'"), id="stage"),
+        pytest.param(
+            Spec(lr=0.1, rules=[Rule(Prefix("1"), name="head", schedule=Step(2, 0.5))]),
+            ("'head'", "own schedule", "one scheduler", "backend='oneflow'"),
+            id="own-schedule",
+        ),
+    ],
+)
+def test_graph_build_refuses_runtime_parts_and_changes_nothing(spec: Spec, words: tuple[str, ...]) -> None:
+    model = _model()
+    flags = [p.requires_grad for p in model.parameters()]
+    with pytest.raises(UnsupportedFeatureError) as info:
+        multilr.build(model, spec, backend="oneflow-graph")
+    for word in words:
+        assert word in str(info.value), f"got {info.value}, should mention {word}"
+    assert [p.requires_grad for p in model.parameters()] == flags, "got the refused build freezing tensors"
