@@ -46,7 +46,10 @@ def test_runtime_parts_round_trip_through_yaml_and_json() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"stages": [{"at": 5, "unfreeze": ["haed"]}]}, "stages[0] unfreezes 'haed', which names no rule (did you mean 'head'"),
+        (
+            {"stages": [{"at": 5, "unfreeze": ["haed"]}]},
+            "stages[0] unfreezes 'haed', which names no rule (did you mean 'head'",
+        ),
         ({"stages": [{"at": 5}]}, "stages[0]: give exactly one of 'unfreeze'"),
         ({"stages": [{"unfreeze": ["head"]}]}, "stages[0]: give exactly one of 'at'"),
         ({"stages": [{"at": 1, "epoch": 1, "unfreeze": ["head"]}]}, "exactly one of 'at'"),
@@ -54,14 +57,30 @@ def test_runtime_parts_round_trip_through_yaml_and_json() -> None:
         ({"stages": [{"at": 1, "unfreeze": ["head"], "lr_mult": -2}]}, "lr_mult"),
         ({"stages": [{"at": 1, "from_depth": 1, "unfreeze": ["head"]}]}, "exactly one of 'unfreeze'"),
         ({"stages": [{"at": 1, "unfreez": ["head"]}]}, "unfreez"),
-        ({"stages": [{"at": 1, "unfreeze": ["head"], "name": "a"}, {"at": 2, "unfreeze": ["head"], "name": "a"}]},
-         "two stages are named 'a'"),
+        (
+            {
+                "stages": [
+                    {"at": 1, "unfreeze": ["head"], "name": "a"},
+                    {"at": 2, "unfreeze": ["head"], "name": "a"},
+                ]
+            },
+            "two stages are named 'a'",
+        ),
         ({"schedule": {"kind": "cosin", "total": 10}}, "schedule.kind 'cosin' unknown"),
         ({"rules": [{"prefix": "fc", "schedule": {"kind": "step"}, "name": "head"}]}, "step_size"),
     ],
     ids=[
-        "unknown-rule", "no-target", "no-time", "both-times", "negative-step", "negative-mult", "two-targets",
-        "misspelt-key", "duplicate-names", "unknown-schedule", "schedule-missing-field",
+        "unknown-rule",
+        "no-target",
+        "no-time",
+        "both-times",
+        "negative-step",
+        "negative-mult",
+        "two-targets",
+        "misspelt-key",
+        "duplicate-names",
+        "unknown-schedule",
+        "schedule-missing-field",
     ],
 )
 def test_bad_runtime_parts_are_refused_naming_the_key(data: dict, message: str) -> None:
@@ -161,7 +180,9 @@ def test_from_depth_stages_unfreeze_from_the_top_down_like_freeze_to() -> None:
     for d in range(top - 1):
         expected = 0.1 ** (top - d)
         assert by_depth[d][:4] == (0.0,) * 4
-        assert math.isclose(by_depth[d][4], expected), f"got {by_depth[d][4]} at depth {d}, should be {expected}"
+        assert math.isclose(by_depth[d][4], expected), (
+            f"got {by_depth[d][4]} at depth {d}, should be {expected}"
+        )
 
 
 def test_epoch_stages_need_steps_per_epoch() -> None:
@@ -208,13 +229,17 @@ def test_planned_rates_multiply_the_spec_schedule_and_the_rules_own() -> None:
 
 
 def test_a_bad_factor_names_the_step() -> None:
-    plan = multilr.plan([info("a.w")], Spec(lr=1.0, rules=[Rule("a.*", name="a", schedule=Function(lambda t: 1 - t))]))
+    plan = multilr.plan(
+        [info("a.w")], Spec(lr=1.0, rules=[Rule("a.*", name="a", schedule=Function(lambda t: 1 - t))])
+    )
     with pytest.raises(SpecError, match=r"gives factor -1\.0 at step 2"):
         planned_rates(plan, 3)
 
 
 def test_cosine_preview_has_one_row_per_step_and_group() -> None:
-    plan = multilr.plan(resnet_like(), Spec(lr=0.1, layer_decay=LayerDecay(0.5, depth="blocks"), schedule=Cosine(10)))
+    plan = multilr.plan(
+        resnet_like(), Spec(lr=0.1, layer_decay=LayerDecay(0.5, depth="blocks"), schedule=Cosine(10))
+    )
     h = planned_rates(plan, 10)
     assert h.steps == tuple(range(10))
     assert set(h.groups) == {g.name for g in plan.groups}
