@@ -134,8 +134,13 @@ class Controller:
     def set_scale(self, group: str, multiplier: float) -> None:
         """Multiply ``group``'s planned rate by ``multiplier`` from now on (1 = as planned).
 
+        ``group`` may also name a parameter that has a group to itself (a ``rates``
+        entry, or a rule that selects only it): seed 001's per-tensor rate changes.
+        The same holds for :meth:`freeze` and :meth:`unfreeze`.
+
         Raises:
-            SpecError: Unknown group, or a negative or non-finite multiplier.
+            SpecError: Unknown name, or a negative or non-finite multiplier.
+            MultiLRError: A parameter that shares its group with other tensors.
         """
         i = self._index(group)
         mult = list(self._mult)
@@ -237,14 +242,24 @@ class Controller:
     # -- inside --------------------------------------------------------------------------
 
     def _index(self, group: str) -> int:
-        try:
+        """A group by its name, or by the name of a tensor that has a group to itself."""
+        if group in self.groups:
             return self.groups.index(group)
-        except ValueError:
-            from multilr._check import did_you_mean
+        canonical = self.plan.aliases.get(group, group)
+        for i, g in enumerate(self.plan.groups):
+            if canonical in g.params:
+                if len(g.params) == 1:
+                    return i
+                raise MultiLRError(
+                    f"parameter {group!r} shares group {g.name!r} with {len(g.params) - 1} other tensor(s), "
+                    "so its rate cannot change alone; give it a group of its own in the spec (a `rates` "
+                    "entry or a rule that selects only it), or change the whole group"
+                )
+        from multilr._check import did_you_mean
 
-            raise SpecError(
-                f"unknown group {group!r}{did_you_mean(group, self.groups)}; groups: {self.groups}"
-            ) from None
+        raise SpecError(
+            f"unknown group or parameter {group!r}{did_you_mean(group, self.groups)}; groups: {self.groups}"
+        ) from None
 
     def _set_frozen(self, groups: Iterable[str], value: bool) -> None:
         idx = [self._index(g) for g in groups]  # all names checked before anything changes

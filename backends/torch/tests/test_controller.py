@@ -100,7 +100,7 @@ def test_freeze_to_refuses_a_group_across_the_cut() -> None:
 def test_bad_calls_change_nothing() -> None:
     _, groups, opt, ctl = _setup()
     rates = ctl.rates()
-    with pytest.raises(SpecError, match=r"unknown group 'haed/depth3' \(did you mean 'head/depth3'\?\)"):
+    with pytest.raises(SpecError, match=r"unknown group or parameter 'haed/depth3' \(did you mean 'head/depth3'\?\)"):
         ctl.freeze("haed/depth3")
     with pytest.raises(MultiLRError, match=r"cannot unfreeze \['head/depth3'\]: not frozen"):
         ctl.unfreeze(HEAD)

@@ -195,3 +195,19 @@ def test_layer_decay_stages_are_fastai_gradual_unfreezing() -> None:
         assert got[name] == pytest.approx(want[name], rel=1e-4, abs=1e-12), name
     first_step = {n: next(i for i, r in enumerate(rates) if r > 0) for n, rates in want.items()}
     assert sorted(first_step.values()) == [0, 2, 4]  # stem, the blocks, the head: one depth each
+
+
+def test_a_tensor_with_a_group_of_its_own_is_scaled_by_its_name() -> None:
+    spec = Spec(lr=0.1, rates={"head.bias": 0.5})  # seed 001: a rate for one tensor
+    model = Net()
+    groups = multilr.build(model, spec)
+    opt = torch.optim.SGD(groups)
+    ctl = Controller(opt, groups)
+    ctl.set_scale("head.bias", 0.2)
+    assert ctl.rates()["rates[head.bias]"] == pytest.approx(0.1)
+    ctl.freeze("head.bias")
+    assert not model.head.bias.requires_grad
+    before = [g["lr"] for g in opt.param_groups]
+    with pytest.raises(multilr.MultiLRError, match=r"'head\.weight' shares group 'default' with 6 other"):
+        ctl.set_scale("head.weight", 2.0)
+    assert [g["lr"] for g in opt.param_groups] == before
