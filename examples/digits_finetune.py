@@ -18,6 +18,11 @@ layer-wise rates buy is that one rate suits the head and the body at once; at
 ``--lr 1e-2`` the gap widens (0.900 vs 0.931). Exact digits vary with the machine and
 thread count (float summation order).
 
+After the two runs it shows the rate each multilr group trained at (a text view, and
+``build/demo/rates.png`` when matplotlib is installed). ``finder_job()`` is the same
+fine-tuning set-up for the learning-rate finder: ``multilr lr-find
+examples/digits_finetune.py:finder_job -o finder.png``.
+
 Runs on CPU in a few seconds; nothing is downloaded::
 
     python examples/digits_finetune.py            # full run
@@ -28,11 +33,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from _digits import DigitsCNN, Tasks, evaluate, fit, load_tasks, with_new_head  # examples/_digits.py
 from torch import nn
 
@@ -47,6 +56,7 @@ PRETRAIN_LR = 3e-3
 PER_CLASS = 20  # fine-tuning images per class: little data, so transfer matters
 EPOCHS, QUICK_EPOCHS, PRETRAIN_EPOCHS = 15, 3, 5
 BATCH = 32
+OUT = Path(__file__).resolve().parents[1] / "build" / "demo"  # the rate plot goes here
 
 
 def spec(lr: float = LR) -> Spec:
@@ -79,6 +89,62 @@ def finetune(
 
     history = fit(model, opt, tasks.ft_train, tasks.ft_test, epochs, batch_size=BATCH, seed=seed, log=log)
     return history[-1][2]
+
+
+def finder_job(seed: int = 0, lr: float = LR) -> multilr.FinderJob:
+    """The demo's multilr fine-tuning set-up as a learning-rate finder job.
+
+    Pretrains as the demo does, puts on a new head, builds the multilr groups of
+    :func:`spec` and AdamW; one finder step is one shuffled batch of the fine-tuning
+    images. The suggestion is a value for ``spec(lr).lr`` (the head's rate), with every
+    block at its layer-decay ratio below it and the stem frozen::
+
+        multilr lr-find examples/digits_finetune.py:finder_job -o build/demo/finder.png
+    """
+    tasks = load_tasks(per_class=PER_CLASS, seed=seed)
+    model = with_new_head(pretrain(tasks, PRETRAIN_EPOCHS, seed), num_classes=5, seed=seed + 1)
+    groups = multilr.build(model, spec(lr), backend="torch")
+    opt = torch.optim.AdamW(groups)
+    batches = _batches(tasks, seed)
+
+    def step() -> float:
+        x, y = next(batches)
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return multilr.FinderJob(model, opt, step, plan=groups)
+
+
+def _batches(tasks: Tasks, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless shuffled fine-tuning batches."""
+    gen = torch.Generator().manual_seed(seed)
+    data = tasks.ft_train
+    for _ in itertools.count():
+        order = torch.randperm(len(data), generator=gen)
+        for start in range(0, len(data), BATCH):
+            idx = order[start : start + BATCH]
+            yield data.x[idx], data.y[idx]
+    raise AssertionError("unreachable")
+
+
+def show_rates(plan: multilr.Plan, steps: int, out: Path) -> tuple[multilr.RateHistory, Path | None]:
+    """Print the rate each group trained at over ``steps`` steps; write the PNG if matplotlib is there."""
+    history = multilr.planned_rates(plan, steps)
+    print(f"\nrates of the multilr run ({steps} optimizer steps; the stem is frozen):")
+    print(multilr.terminal_view(history, width=30))
+    try:
+        title = "digits fine-tuning: rate per group"
+        path: Path | None = multilr.plot_rates(history, out / "rates.png", title=title)
+    except multilr.MissingDependencyError as exc:
+        print(f"(no rate plot: {exc})")
+        path = None
+    else:
+        print(f"rate plot: {path}")
+    return history, path
 
 
 def _sizes(tasks: Tasks) -> str:
@@ -156,8 +222,12 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     print()
     print(_results(args, baseline_acc, multilr_acc))
+    steps = args.epochs * math.ceil(len(tasks.ft_train) / BATCH)
+    rates, plot = show_rates(groups.plan, steps, OUT)
     print(f"\ndone in {seconds:.1f}s")
     return {
+        "rates": rates,
+        "plot": plot,
         "pretrain_acc": pretrain_acc,
         "baseline_acc": baseline_acc,
         "multilr_acc": multilr_acc,

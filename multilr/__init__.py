@@ -19,9 +19,12 @@ Importing multilr loads no framework; backends load when first named.
 from multilr import errors
 from multilr._build import ParamGroups, build, plan
 from multilr._control import Controller
+from multilr._finder import FinderJob, FinderResult, lr_find
 from multilr._history import RateHistory
 from multilr._params import ParamInfo
 from multilr._plantypes import Group, ParamPlan, Plan
+from multilr._plot import MissingDependencyError, plot_rates, terminal_view
+from multilr._recorder import Recorder
 from multilr._registry import get_backend, infer_backend, list_backends, register_backend
 from multilr._rules import LayerDecay, Rule, Spread
 from multilr._select import Glob, ModuleType, Predicate, Prefix, Regex, Selector
@@ -62,6 +65,10 @@ __all__ = [
     "PlanError",
     "Predicate",
     "RateHistory",
+    "FinderJob",
+    "FinderResult",
+    "MissingDependencyError",
+    "Recorder",
     "Prefix",
     "Regex",
     "Rule",
@@ -80,5 +87,8 @@ __all__ = [
     "list_backends",
     "plan",
     "planned_rates",
+    "lr_find",
+    "plot_rates",
+    "terminal_view",
     "register_backend",
 ]

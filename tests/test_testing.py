@@ -17,9 +17,12 @@ import pytest
 
 import multilr
 from multilr.testing import (
+    FEATURES,
     MISTAKES,
+    RUNTIME_FEATURES,
     SCHEDULES,
     Case,
+    Event,
     Observation,
     Reference,
     ReferenceHarness,
@@ -30,7 +33,9 @@ from multilr.testing import (
     check_cell,
     compare,
     conformance_cells,
+    controlled_rates,
     record,
+    reference_run,
 )
 from multilr.testing.__main__ import main
 
@@ -134,7 +139,7 @@ def test_group_decay_gives_each_group_its_factor() -> None:
 def test_cases_are_many_distinct_and_cover_the_issue() -> None:
     cases = all_cases()
     ids = [c.id for c in cases]
-    assert len(ids) == len(set(ids)) == 152
+    assert len(ids) == len(set(ids)) == 162
     assert {c.optimizer for c in cases} >= {"sgd", "momentum", "nesterov", "adam", "adamw"}
     assert {c.schedule for c in cases} == set(SCHEDULES)
     assert {c.feature for c in cases} >= {"head_backbone", "layer_decay", "per_tensor", "frozen", "no_decay"}
@@ -240,7 +245,7 @@ def test_statuses_unsupported_crash_xfail_xpass() -> None:
 def test_conformance_cells_ids_and_expected_failure_validation() -> None:
     cells = conformance_cells("mine", {"rmsprop-*": "eps inside"})
     ids = [c.id for c in cells]
-    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 152
+    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 162
     assert all(len(i.split("-")) in (4, 5) for i in ids)
     reasons = {c.values[0].case.optimizer: c.values[0].expected_failure for c in cells}
     assert reasons["rmsprop"] == "eps inside" and reasons["adam"] == ""
@@ -248,6 +253,90 @@ def test_conformance_cells_ids_and_expected_failure_validation() -> None:
         conformance_cells("mine", {"lamb-*": "no such optimizer"})
     with pytest.raises(ValueError, match="needs a reason"):
         conformance_cells("mine", {"rmsprop-*": " "})
+
+
+# -- run-time control cases (multilr.Controller, events during the run) ------------------
+
+
+def _planned(case_id: str) -> tuple[Case, multilr.Plan]:
+    case = case_by_id(case_id)
+    return case, multilr.plan(case.infos(), case.spec)
+
+
+def test_controlled_cases_cover_every_runtime_feature() -> None:
+    controlled = [c for c in all_cases() if c.controlled]
+    assert {c.feature for c in controlled} == set(RUNTIME_FEATURES)
+    assert {c.optimizer for c in controlled} == {"momentum", "adam", "adamw"}
+    assert not any(c.controlled for c in all_cases() if c.feature in FEATURES)
+    assert [e.describe() for e in case_by_id("adamw-step-ctl_freeze").events] == [
+        "step 1: freeze(head*)",
+        "step 2: freeze(no_decay)",
+        "step 4: unfreeze(head*, multiplier=0.5)",
+        "step 5: unfreeze(no_decay)",
+    ]
+
+
+def test_controlled_rates_model_freezing_and_multipliers() -> None:
+    case, plan = _planned("momentum-step-ctl_freeze")
+    tl = controlled_rates(plan, case.sched.shape(), case.events, case.steps)
+    names = [g.name for g in plan.groups]
+    f = [0.7**t for t in range(6)]
+    head, nd = names.index("head"), names.index("no_decay")
+    lr_h, lr_nd = plan.groups[head].lr, plan.groups[nd].lr
+    assert [r[head] for r in tl.rates] == pytest.approx([lr_h, 0, 0, 0, lr_h * 0.5 * f[4], lr_h * 0.5 * f[5]])
+    # unfreeze without a multiplier keeps the group's (1)
+    assert [r[nd] for r in tl.rates] == pytest.approx([lr_nd, lr_nd * f[1], 0, 0, 0, lr_nd * f[5]])
+    assert [row[head] for row in tl.frozen] == [False, True, True, True, False, False]
+
+
+def test_freeze_to_counts_depths_from_the_top() -> None:
+    case, plan = _planned("adamw-step-ctl_freeze_to")
+    tl = controlled_rates(plan, case.sched.shape(), case.events, case.steps)
+    assert [g.name for g in plan.groups] == ["depth0", "depth1", "depth2", "depth3", "depth4"]
+    frozen = [[g for g, f in zip(["d0", "d1", "d2", "d3", "d4"], row, strict=True) if f] for row in tl.frozen]
+    assert frozen == [["d0", "d1", "d2", "d3"]] * 2 + [["d0", "d1"]] * 2 + [[]] * 2
+
+
+def test_the_reference_resumes_momentum_after_a_freeze() -> None:
+    """head.bias (no weight decay) trains on step 0, is frozen on 1-3, resumes its buffer on 4."""
+    case, plan = _planned("momentum-step-ctl_freeze")
+    traj, rates = reference_run(case, plan)
+    p0, g0, g4 = case.initial()["head.bias"], case.gradient(0)["head.bias"], case.gradient(4)["head.bias"]
+    p1 = p0 - rates[0]["head.bias"] * g0  # the buffer starts at g0
+    for t in (1, 2, 3, 4):
+        assert np.array_equal(traj[t]["head.bias"], p1), t
+    assert traj[5]["head.bias"] == pytest.approx(p1 - rates[4]["head.bias"] * (0.9 * g0 + g4))
+
+
+def test_a_tensor_unfrozen_mid_run_starts_its_adam_state_then() -> None:
+    """embed.weight, frozen by the spec, is first updated on step 2: Adam's first step (sign of g)."""
+    case, plan = _planned("adam-step-ctl_thaw")
+    traj, rates = reference_run(case, plan)
+    p2, g2 = traj[2]["embed.weight"], case.gradient(2)["embed.weight"] + 0.01 * traj[2]["embed.weight"]
+    assert np.array_equal(p2, case.initial()["embed.weight"])
+    step = -rates[2]["embed.weight"] * g2 / (np.abs(g2) + 1e-8)
+    assert traj[3]["embed.weight"] == pytest.approx(p2 + step, rel=1e-9)
+
+
+def test_bad_events_are_case_errors() -> None:
+    with pytest.raises(ValueError, match="action 'thaw' unknown"):
+        Event(1, "thaw", ("a",))
+    with pytest.raises(ValueError, match="integer >= 0"):
+        Event(-1, "freeze", ("a",))
+    with pytest.raises(ValueError, match="freeze_to takes a depth and no groups"):
+        Event(1, "freeze_to", ("a",), 2)
+    with pytest.raises(ValueError, match=r"set_scale\(a\): needs a value"):
+        Event(1, "set_scale", ("a",))
+    with pytest.raises(ValueError, match="must be an integer"):
+        Event(1, "freeze_to", value=1.5)
+    case, plan = _planned("momentum-step-ctl_scale")  # groups: backbone (depths 0-3), default (4)
+    shape = case.sched.shape()
+    with pytest.raises(ValueError, match="'nope' matches no group"):
+        controlled_rates(plan, shape, [Event(0, "freeze", ("nope",))], 2)
+    with pytest.raises(ValueError, match="group 'backbone' is not frozen"):
+        controlled_rates(plan, shape, [Event(0, "unfreeze", ("backbone",))], 2)
+    with pytest.raises(ValueError, match="group 'backbone' lies on both sides of depth 2"):
+        controlled_rates(plan, shape, [Event(0, "freeze_to", value=2)], 2)
 
 
 # -- traces across environments ---------------------------------------------------------
@@ -273,8 +362,8 @@ def test_compare_accepts_agreeing_backends_and_prints_the_matrix(tmp_path) -> No
     result = compare(tmp_path, ["a", "b"])
     assert result.ok, result.matrix()
     text = result.matrix()
-    assert "a                    152                 0       0        0" in text
-    assert "a ~ b: 152 cells" in text and text.endswith("conformance: OK")
+    assert "a                    162                 0       0        0" in text
+    assert "a ~ b: 162 cells" in text and text.endswith("conformance: OK")
 
 
 def test_compare_fails_on_a_missing_backend_missing_cells_or_a_disagreement(tmp_path) -> None:
@@ -300,7 +389,7 @@ def test_cli_compare_exit_codes(tmp_path, capsys) -> None:
     assert main(["compare", str(tmp_path), "--backends", "a,b"]) == 1
     assert "b: no traces" in capsys.readouterr().out
     assert main(["cases"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 152
+    assert len(capsys.readouterr().out.splitlines()) == 162
 
 
 def test_record_does_nothing_without_a_directory(monkeypatch) -> None:

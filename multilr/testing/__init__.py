@@ -19,9 +19,11 @@ from multilr.testing._cases import (
     FEATURES,
     LAYOUT,
     OPTIMIZERS,
+    RUNTIME_FEATURES,
     Case,
     Module,
     OptimizerSetup,
+    RuntimeFeature,
     all_cases,
     case_by_id,
 )
@@ -39,6 +41,7 @@ from multilr.testing._check import (
 )
 from multilr.testing._harness import MISTAKES, ReferenceHarness, TorchLikeHarness
 from multilr.testing._reference import OPTIMIZER_KINDS, Reference
+from multilr.testing._runtime import ACTIONS, Event, Timeline, controlled_rates
 from multilr.testing._schedules import SCHEDULES, Schedule
 from multilr.testing._suite import (
     Cell,
@@ -51,11 +54,13 @@ from multilr.testing._suite import (
 from multilr.testing._trace import TRACE_ENV, Comparison, compare, load_traces, record
 
 __all__ = [
+    "ACTIONS",
     "FEATURES",
     "LAYOUT",
     "MISTAKES",
     "OPTIMIZERS",
     "OPTIMIZER_KINDS",
+    "RUNTIME_FEATURES",
     "SCHEDULES",
     "TRACE_ENV",
     "TOLERANCES",
@@ -63,6 +68,7 @@ __all__ = [
     "Cell",
     "CellResult",
     "Comparison",
+    "Event",
     "Harness",
     "Module",
     "Observation",
@@ -70,7 +76,9 @@ __all__ = [
     "Reference",
     "ReferenceHarness",
     "Report",
+    "RuntimeFeature",
     "Schedule",
+    "Timeline",
     "TorchLikeHarness",
     "Unsupported",
     "all_cases",
@@ -80,6 +88,7 @@ __all__ = [
     "check_cell",
     "compare",
     "conformance_cells",
+    "controlled_rates",
     "expected_rates",
     "expected_reason",
     "load_traces",

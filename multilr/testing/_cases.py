@@ -8,6 +8,13 @@ parameters back. The reference plan comes from :meth:`Case.infos` without a fram
 Case ids read ``optimizer-schedule-feature`` (``adamw-cosine_restarts-layer_decay``),
 with ``-float64`` appended for the double-precision cases; a backend's test ids put its
 name in front (``torch-adamw-cosine_restarts-layer_decay``).
+
+A feature is a spec shape (:data:`FEATURES`), or a run-time one (:data:`RUNTIME_FEATURES`,
+ids ``ctl_*``): a spec shape trained under :class:`multilr.Controller` with Controller
+calls at given steps (:class:`~multilr.testing.Event`). Such a case is *controlled*
+(:attr:`Case.controlled`), as is any case whose spec declares run-time behaviour itself
+(stages, per-rule schedules): the case's schedule then drives the Controller instead of
+a framework scheduler.
 """
 
 from __future__ import annotations
@@ -24,9 +31,21 @@ from multilr._params import ParamInfo
 from multilr._rules import LayerDecay, Rule
 from multilr._select import Prefix, Regex
 from multilr._spec import Spec
+from multilr.testing._runtime import Event, spec_is_controlled
 from multilr.testing._schedules import FRAMEWORK_SCHEDULES, SCHEDULES, Schedule
 
-__all__ = ["FEATURES", "LAYOUT", "OPTIMIZERS", "Case", "Module", "OptimizerSetup", "all_cases", "case_by_id"]
+__all__ = [
+    "FEATURES",
+    "LAYOUT",
+    "OPTIMIZERS",
+    "RUNTIME_FEATURES",
+    "Case",
+    "Module",
+    "OptimizerSetup",
+    "RuntimeFeature",
+    "all_cases",
+    "case_by_id",
+]
 
 STEPS = 6
 
@@ -199,6 +218,51 @@ FEATURES: Mapping[str, Callable[[OptimizerSetup], Spec]] = {
 
 
 @dataclass(frozen=True)
+class RuntimeFeature:
+    """A spec shape trained under :class:`multilr.Controller`, with Controller calls during the run.
+
+    Attributes:
+        spec: Builds the spec from the optimizer set-up (as :data:`FEATURES` do); a spec
+            with stages or per-rule schedules needs no events to be controlled.
+        events: Controller calls and the steps they come before.
+    """
+
+    spec: Callable[[OptimizerSetup], Spec]
+    events: tuple[Event, ...] = ()
+
+
+#: Run-time features, by the name used in case ids. Each changes rates or frozen groups
+#: after training started: tensors whose optimizer state exists, and (``ctl_thaw``,
+#: ``ctl_freeze_to``) tensors first updated mid-run, whose state starts then.
+RUNTIME_FEATURES: Mapping[str, RuntimeFeature] = {
+    # rescale two groups mid-run: the new ratio holds from that step on
+    "ctl_scale": RuntimeFeature(
+        _head_backbone, (Event(2, "set_scale", ("backbone",), 4.0), Event(4, "set_scale", ("default",), 0.5))
+    ),
+    # freeze trained groups, later unfreeze them (one at a new multiplier): momentum and
+    # moments must resume from where they stopped, and nothing may move in between
+    "ctl_freeze": RuntimeFeature(
+        _no_decay,
+        (
+            Event(1, "freeze", ("head*",)),
+            Event(2, "freeze", ("no_decay",)),
+            Event(4, "unfreeze", ("head*",), 0.5),
+            Event(5, "unfreeze", ("no_decay",)),
+        ),
+    ),
+    # unfreeze groups the spec froze (their optimizer state starts at step 2), freeze the head
+    "ctl_thaw": RuntimeFeature(
+        _frozen, (Event(2, "unfreeze", ("embed/frozen",), 0.2), Event(4, "freeze", ("head",)))
+    ),
+    # fastai's gradual unfreezing by layer-decay depth: the head, then the top 3 depths, then all
+    "ctl_freeze_to": RuntimeFeature(
+        _layer_decay,
+        (Event(0, "freeze_to", value=-1), Event(2, "freeze_to", value=2), Event(4, "freeze_to", value=0)),
+    ),
+}
+
+
+@dataclass(frozen=True)
 class Case:
     """One conformance case.
 
@@ -242,7 +306,24 @@ class Case:
     @property
     def spec(self) -> Spec:
         """The spec (its ``hyper`` carries the optimizer's hyperparameters)."""
+        if self.feature in RUNTIME_FEATURES:
+            return RUNTIME_FEATURES[self.feature].spec(self.setup)
         return FEATURES[self.feature](self.setup)
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        """Controller calls during the run, by step (none for a spec-only feature)."""
+        feature = RUNTIME_FEATURES.get(self.feature)
+        return tuple(sorted(feature.events, key=lambda e: e.at)) if feature else ()
+
+    @property
+    def controlled(self) -> bool:
+        """Whether the case trains under :class:`multilr.Controller`.
+
+        True for a run-time feature, or a spec with stages or per-rule schedules; the
+        case's schedule then drives the Controller instead of a framework scheduler.
+        """
+        return self.feature in RUNTIME_FEATURES or spec_is_controlled(self.spec)
 
     @property
     def layout(self) -> tuple[Module, ...]:
@@ -302,17 +383,21 @@ def all_cases() -> tuple[Case, ...]:
     * every optimizer x every feature, under the ``step`` schedule;
     * every optimizer x every other framework schedule, on the ``mixed`` feature;
     * every optimizer on ``cosine_restarts``/``mixed`` in float64;
-    * multilr's schedules (``ml_*``) with SGD + weight decay, momentum, Adam and AdamW on ``mixed``.
+    * multilr's schedules (``ml_*``) with SGD + weight decay, momentum, Adam and AdamW on ``mixed``;
+    * the run-time features (``ctl_*``) with momentum and AdamW under ``step``, plus Adam
+      unfreezing spec-frozen groups and momentum under a multilr warm-up + cosine.
 
     Example:
-        >>> len(all_cases())
-        152
+        >>> len(all_cases()), sum(c.controlled for c in all_cases())
+        (162, 10)
     """
     out = [Case(o, "step", f) for o in OPTIMIZERS for f in FEATURES]
     out += [Case(o, s, "mixed") for o in OPTIMIZERS for s in FRAMEWORK_SCHEDULES if s != "step"]
     out += [Case(o, "cosine_restarts", "mixed", dtype="float64") for o in OPTIMIZERS]
     ml = [s for s in SCHEDULES if s not in FRAMEWORK_SCHEDULES]
     out += [Case(o, s, "mixed") for s in ml for o in ("sgd_wd", "momentum", "adam", "adamw")]
+    out += [Case(o, "step", f) for o in ("momentum", "adamw") for f in RUNTIME_FEATURES]
+    out += [Case("adam", "step", "ctl_thaw"), Case("momentum", "ml_warmup_cosine", "ctl_freeze_to")]
     return tuple(out)
 
 

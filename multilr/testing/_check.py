@@ -29,6 +29,7 @@ from multilr._plantypes import Plan
 from multilr.errors import UnsupportedFeatureError
 from multilr.testing._cases import Case
 from multilr.testing._reference import Reference
+from multilr.testing._runtime import controlled_rates
 
 __all__ = [
     "TOLERANCES",
@@ -192,7 +193,7 @@ def reference_run(
         adjust: Changes each trainable tensor's rate and gradient before its step (the
             :class:`~multilr.testing.ReferenceHarness` mistakes); the expected rates stay.
     """
-    rates = expected_rates(case, plan)
+    rates, frozen = _expected(case, plan)
     wd = _weight_decays(plan)
     ref = Reference(case.setup.kind, case.setup.hyper)
     p = dict(case.initial())
@@ -201,8 +202,8 @@ def reference_run(
         grads = case.gradient(t)
         nxt = {}
         for name, value in p.items():
-            if rates[t][name] == 0.0:
-                nxt[name] = value  # frozen: no state, no update
+            if name in frozen[t]:
+                nxt[name] = value  # frozen: no gradient, so no update and no state change
                 continue
             rate, grad = rates[t][name], grads[name]
             if adjust is not None:
@@ -218,12 +219,30 @@ def _weight_decays(plan: Plan) -> dict[str, float]:
 
 
 def expected_rates(case: Case, plan: Plan) -> list[dict[str, float]]:
-    """Plan rate x schedule factor, per step and tensor (0 for frozen tensors)."""
+    """Plan rate x schedule factor, per step and tensor (0 for frozen tensors).
+
+    For a controlled case (:attr:`Case.controlled`), the rates the Controller gives: plan
+    rate x multiplier x schedule factor, 0 while frozen, with the case's events applied
+    (see :func:`~multilr.testing.controlled_rates`).
+    """
+    return _expected(case, plan)[0]
+
+
+def _expected(case: Case, plan: Plan) -> tuple[list[dict[str, float]], list[set[str]]]:
+    """Expected rate per step and tensor, and the tensors frozen at each step."""
+    if case.controlled:
+        tl = controlled_rates(plan, case.sched.shape(), case.events, case.steps)
+        members = [g.params for g in plan.groups]
+        rates = [{n: r for r, ns in zip(row, members, strict=True) for n in ns} for row in tl.rates]
+        frozen = [{n for f, ns in zip(row, members, strict=True) if f for n in ns} for row in tl.frozen]
+        return rates, frozen
     factors = case.sched.factors(plan, case.steps)
-    return [
+    rates = [
         {n: plan.lr_of(g) * float(factors[t, i]) for i, g in enumerate(plan.groups) for n in g.params}
         for t in range(case.steps)
     ]
+    planned_frozen = {n for g in plan.groups if g.frozen for n in g.params}
+    return rates, [planned_frozen] * case.steps
 
 
 def check_cell(harness: Harness, case: Case, *, expected_failure: str = "") -> CellResult:
@@ -274,6 +293,7 @@ def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
     if missing:
         return [*msgs, f"parameters missing from the snapshots: {sorted(missing)}"]
     ref_traj, rates = reference_run(case, plan)
+    frozen = _expected(case, plan)[1]
     wd = _weight_decays(plan)
     shadow = Reference(case.setup.kind, case.setup.hyper)
     rtol, tol = tolerance(case)
@@ -286,10 +306,13 @@ def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
             before, after = obs.params[t][name], obs.params[t + 1][name]
             delta = after - before
             want = rates[t][name]
-            if want == 0.0:
+            if name in frozen[t] or want == 0.0:
                 result.rates[name].append(0.0)
                 if np.any(delta != 0.0):
-                    msgs.append(f"step {t}: {name} is frozen but moved by up to {np.abs(delta).max():.3g}")
+                    why = "is frozen" if name in frozen[t] else "has rate 0"
+                    msgs.append(f"step {t}: {name} {why} but moved by up to {np.abs(delta).max():.3g}")
+                if name not in frozen[t]:  # a rate of 0 still advances the optimizer state
+                    shadow.direction(name, before, grads[name], weight_decay=wd[name])
                 continue
             u = shadow.direction(name, before, grads[name], weight_decay=wd[name])
             got = float(-(delta * u).sum() / (u * u).sum())

@@ -16,6 +16,7 @@ import numpy as np
 
 from multilr._build import build
 from multilr._build import plan as make_plan
+from multilr._control import Controller
 from multilr.backend import Backend
 from multilr.testing._cases import Case, Module
 from multilr.testing._check import Adjust, Array, Observation, Unsupported, planned, reference_run
@@ -153,6 +154,14 @@ class TorchLikeHarness:
             interval_rescaling=True,
         )
 
+    def make_controller(self, case: Case, opt: Any, groups: Any) -> Any:
+        """The :class:`multilr.Controller` of a controlled case, driven by the case's schedule.
+
+        Raises:
+            UnsupportedFeatureError: The Controller refuses these groups (``oneflow-graph``).
+        """
+        return Controller(opt, groups, schedule=case.sched.shape())
+
     # -- training -----------------------------------------------------------------------
 
     def snapshot(self, model: Any) -> dict[str, Array]:
@@ -160,12 +169,23 @@ class TorchLikeHarness:
         return {n: np.array(p.detach().cpu().numpy(), dtype=np.float64) for n, p in model.named_parameters()}
 
     def train(self, case: Case, model: Any, groups: Any) -> list[dict[str, Array]]:
-        """Eager training: per step, backward of ``sum <p, G_t>``, ``opt.step()``, ``sched.step()``."""
+        """Eager training: per step, backward of ``sum <p, G_t>``, ``opt.step()``, ``sched.step()``.
+
+        A controlled case runs under a :class:`multilr.Controller` instead of a framework
+        scheduler: before step ``t`` the case's events for ``t`` are applied to it, after
+        ``opt.step()`` it steps. Frozen tensors (``requires_grad=False``) are left out of
+        the loss, so they get no gradient.
+        """
         opt = self.make_optimizer(case, groups)
-        sched = self.make_scheduler(case, opt, case.sched.group_factors(groups.plan))
+        ctl = self.make_controller(case, opt, groups) if case.controlled else None
+        sched = None if ctl else self.make_scheduler(case, opt, case.sched.group_factors(groups.plan))
         params = dict(model.named_parameters())
         snaps = [self.snapshot(model)]
         for t in range(case.steps):
+            if ctl is not None:
+                for event in case.events:
+                    if event.at == t:
+                        event.apply(ctl, ctl.groups)
             grads = case.gradient(t)
             opt.zero_grad()
             loss = sum(
@@ -177,6 +197,8 @@ class TorchLikeHarness:
             opt.step()
             if sched is not None:
                 sched.step()
+            if ctl is not None:
+                ctl.step()
             snaps.append(self.snapshot(model))
         return snaps
 

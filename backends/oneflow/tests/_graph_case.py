@@ -257,7 +257,58 @@ def run_lr_write(case: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-CASES = {"rates": run_rates, "lr-write": run_lr_write}
+def run_recorder(case: dict[str, Any]) -> dict[str, Any]:
+    """Plain SGD in a graph under a scheduler, with ``multilr_oneflow.graph_recorder``.
+
+    Returns the recorded history, every step's parameters and gradients (the test reads
+    the applied rates from them: ``delta = -lr * grad``), the optimizer's ``lr`` values
+    after each call (stale), and what ``multilr.Recorder(opt)`` says about these groups.
+    """
+    from multilr.schedules import Cosine, Warmup
+
+    steps = case.get("steps", 5)
+    model = make_model("float32")
+    names = [n for n, _ in model.named_parameters()]
+    groups = multilr.build(model, make_spec("sgd"), backend="oneflow-graph")
+    opt = make_optimizer("sgd", groups)
+    if case["sched"] == "multilr":  # compiled by graph_scheduler into SequentialLR(LinearLR, CosineDecayLR)
+        sched = multilr_oneflow.graph_scheduler(opt, Warmup(Cosine(4, final=0.1), steps=2, start=0.25))
+    else:
+        sched = make_scheduler(case["sched"], opt)
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    graph = TrainGraph(model, opt, sched, trained)
+    recorder = multilr_oneflow.graph_recorder(opt, sched, meta={"case": case["sched"]})
+    try:
+        multilr.Recorder(opt)
+        refused = ""
+    except multilr.UnsupportedFeatureError as exc:
+        refused = str(exc)
+    x = flow.tensor(np.random.default_rng(7).standard_normal((5, 3)).astype("float32"))
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    records, stale = [], []
+    for step in range(steps):
+        grads = {n: gradient(names.index(n), shapes[n], step, "float32") for n in trained}
+        before = snapshot(model)
+        graph(x, *[flow.tensor(grads[n]) for n in trained])
+        recorder.record()
+        after = snapshot(model)
+        stale.append({str(g["name"]): float(g["lr"]) for g in opt.param_groups})
+        records.append(
+            {
+                "delta": {n: (after[n] - before[n]).tolist() for n in names},
+                "grads": {n: v.tolist() for n, v in grads.items()},
+            }
+        )
+    return {
+        "history": recorder.history().to_dict(),
+        "groups": {g.name: list(g.params) for g in groups.plan.groups},
+        "steps": records,
+        "stale": stale,
+        "refused": refused,
+    }
+
+
+CASES = {"rates": run_rates, "lr-write": run_lr_write, "recorder": run_recorder}
 
 
 def main(argv: list[str]) -> int:

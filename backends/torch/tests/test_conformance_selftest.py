@@ -10,7 +10,12 @@ Each wrong backend is the torch backend with one classic mistake in ``emit``:
 
 Every case must fail on each of them, for SGD and for Adam, except one that is not a
 mistake: under SGD without weight decay, scaling the gradient *is* scaling the rate
-(the update is linear in both), and those cells must pass.
+(the update is linear in both), and those cells must pass. (Controlled cases are left
+out there: ``multilr.Controller`` rewrites every group's rate from the plan.)
+
+The run-time cases (``ctl_*``) must catch a wrong Controller: one that ignores the calls,
+one that "freezes" by rate 0 alone (gradients still flow: momentum and moments move on),
+and one that drops the optimizer state of the tensors it unfreezes.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import pytest
 import torch
 from multilr_torch import TorchBackend
 
-from multilr import Plan
+from multilr import Controller, Plan
 from multilr.testing import Case, TorchLikeHarness, all_cases, check_backend
 
 
@@ -68,7 +73,7 @@ def _equivalent(backend: type[_Wrong], case: Case) -> bool:
 @pytest.mark.parametrize("backend", [ScaleGradient, ScaleTwice, DropScale], ids=lambda b: b.name)
 @pytest.mark.parametrize("family", ["sgd", "adam"])
 def test_wrong_backend_is_caught(backend: type[_Wrong], family: str) -> None:
-    cases = [c for c in all_cases() if c.setup.kind.startswith(family)]
+    cases = [c for c in all_cases() if c.setup.kind.startswith(family) and not c.controlled]
     report = check_backend(TorchLikeHarness(torch, backend()), cases=cases)
     for result, case in zip(report.results, cases, strict=True):
         if _equivalent(backend, case):
@@ -85,3 +90,82 @@ def test_the_correct_backend_passes_the_same_cells() -> None:
     cases = [c for c in all_cases() if c.setup.kind in ("sgd", "adam", "adamw")]
     report = check_backend(TorchLikeHarness(torch, TorchBackend()), cases=cases)
     assert report.ok, report.summary()
+
+
+# -- wrong run-time control --------------------------------------------------------------
+
+
+class _Proxy:
+    """A Controller that passes every call on; the subclasses get one call wrong."""
+
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl, self.groups = ctl, ctl.groups
+
+    def step(self) -> None:
+        self.ctl.step()
+
+    def set_scale(self, group: str, multiplier: float) -> None:
+        self.ctl.set_scale(group, multiplier)
+
+    def freeze(self, *groups: str) -> None:
+        self.ctl.freeze(*groups)
+
+    def unfreeze(self, *groups: str, multiplier: float | None = None) -> None:
+        self.ctl.unfreeze(*groups, multiplier=multiplier)
+
+    def freeze_to(self, n: int) -> None:
+        self.ctl.freeze_to(n)
+
+
+class IgnoreCalls(_Proxy):
+    def set_scale(self, group: str, multiplier: float) -> None:
+        pass
+
+    def freeze(self, *groups: str) -> None:
+        pass
+
+    def unfreeze(self, *groups: str, multiplier: float | None = None) -> None:
+        pass
+
+    def freeze_to(self, n: int) -> None:
+        pass
+
+
+class FreezeByRate(_Proxy):
+    def freeze(self, *groups: str) -> None:
+        for g in groups:
+            self.ctl.set_scale(g, 0.0)
+
+    def unfreeze(self, *groups: str, multiplier: float | None = None) -> None:
+        for g in groups:
+            self.ctl.set_scale(g, 1.0 if multiplier is None else multiplier)
+
+
+class ResetOnUnfreeze(_Proxy):
+    def unfreeze(self, *groups: str, multiplier: float | None = None) -> None:
+        self.ctl.unfreeze(*groups, multiplier=multiplier)
+        opt = self.ctl.optimizer
+        for pg in opt.param_groups:
+            if pg["name"] in groups:
+                for p in pg["params"]:
+                    opt.state.pop(p, None)
+
+
+class _WrongControl(TorchLikeHarness):
+    def __init__(self, proxy: type[_Proxy]) -> None:
+        super().__init__(torch, "torch", name=proxy.__name__)
+        self.proxy = proxy
+
+    def make_controller(self, case: Case, opt: Any, groups: Any) -> Any:
+        return self.proxy(super().make_controller(case, opt, groups))
+
+
+@pytest.mark.parametrize(
+    ("proxy", "feature"),
+    [(IgnoreCalls, None), (FreezeByRate, "ctl_freeze"), (ResetOnUnfreeze, "ctl_freeze")],
+    ids=["ignore-calls", "freeze-by-rate", "reset-on-unfreeze"],
+)
+def test_wrong_runtime_control_is_caught(proxy: type[_Proxy], feature: str | None) -> None:
+    cases = [c for c in all_cases() if c.controlled and feature in (None, c.feature)]
+    report = check_backend(_WrongControl(proxy), cases=cases)
+    assert cases and all(r.status == "failed" for r in report.results), report.summary()

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-WATCHED = ("torch", "oneflow", "multilr_torch", "transformers")
+WATCHED = ("torch", "oneflow", "multilr_torch", "transformers", "matplotlib")
 
 PRELUDE = f"""
 import json, sys

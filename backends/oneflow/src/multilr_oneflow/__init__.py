@@ -11,6 +11,7 @@ Importing this package loads OneFlow, after loading the cuDNN/cuBLAS wheels it n
 from multilr_oneflow._backend import EagerBackend, GraphBackend
 from multilr_oneflow._graph import GRAPH_SCHEDULERS, add_optimizer, check_scheduler, rates_at
 from multilr_oneflow._load import import_oneflow
+from multilr_oneflow._recorder import graph_recorder
 from multilr_oneflow._schedules import graph_scheduler
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "GraphBackend",
     "add_optimizer",
     "check_scheduler",
+    "graph_recorder",
     "graph_scheduler",
     "import_oneflow",
     "rates_at",

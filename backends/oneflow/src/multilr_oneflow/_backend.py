@@ -99,11 +99,12 @@ class GraphBackend(_OneFlowBackend):
                 "state); train the stages in eager mode (backend='oneflow'), or build one graph per stage "
                 "from a spec without stages"
             )
-        own = [g for g in plan.groups if g.schedule is not None]
+        own = [(g.name, g.schedule) for g in plan.groups if g.schedule is not None]
         if own:
+            name, schedule = own[0]
             raise UnsupportedFeatureError(
-                f"group {own[0].name!r} has its own schedule ({own[0].schedule.describe()}) from a spec "
-                "rule, and nn.Graph runs one scheduler on one base rate for all groups; use the eager backend "
+                f"group {name!r} has its own schedule ({schedule.describe()}) from a spec rule, and "
+                "nn.Graph runs one scheduler on one base rate for all groups; use the eager backend "
                 "(backend='oneflow'), or fold the schedule into the spec's schedule when all groups share it"
             )
         for name, p in tensors.items():

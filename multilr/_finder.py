@@ -1,0 +1,443 @@
+"""The learning-rate range test (fastai's ``lr_find``), with every group kept at its ratio.
+
+The base rate grows exponentially from ``start_lr`` to ``end_lr``, one training step per
+rate; each group trains at its planned ratio times the base rate (frozen groups at 0), so
+the curve measures the spec as it will train and the suggestion is a value for the
+spec's ``lr``. Losses are smoothed as fastai does (exponential moving average with bias
+correction, ``beta = 0.98``); the run stops early when the smoothed loss exceeds
+``diverge`` x the best so far, or a loss is not finite. Afterwards the model's parameters
+and buffers, the optimizer's state and hyperparameters, each group's rate, every tensor's
+gradient and every module's train/eval flag are put back exactly as they were, also
+when ``step_fn`` raises.
+
+Framework-neutral: it only uses ``model.state_dict()``/``load_state_dict()``,
+``model.modules()``, the optimizer's ``state_dict()``/``load_state_dict()`` and its
+groups' ``"lr"`` (torch, OneFlow eager, anything with PyTorch's API).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from multilr._check import number
+from multilr._history import RateHistory
+from multilr._plantypes import Plan
+from multilr.errors import MultiLRError, SpecError, UnsupportedFeatureError
+
+__all__ = ["METHODS", "FinderJob", "FinderResult", "lr_find", "suggest"]
+
+#: Suggestion rules, as in fastai: ``valley`` (the default), ``steep``, ``minimum``.
+METHODS = ("valley", "steep", "minimum")
+BETA = 0.98  # fastai's smoothing factor
+
+
+@dataclass(frozen=True)
+class FinderResult:
+    """What :func:`lr_find` measured.
+
+    Attributes:
+        lrs: The base rate of each step taken (the spec's ``lr``, or with no plan the
+            fastest group's rate).
+        losses: The loss ``step_fn`` returned at each step.
+        smoothed: The smoothed loss at each step (``nan`` after a non-finite loss).
+        rates: Every group's rate at each step (``ratio x lrs[i]``).
+        ratios: Each group's rate divided by the base rate (0 for frozen groups).
+        suggestions: Base rate suggested by each rule of :data:`METHODS` (empty when
+            too few finite points were measured).
+        method: The rule :attr:`suggestion` follows.
+        stop: ``"completed"``, ``"diverged"`` or ``"non-finite"``.
+        num_it: Steps asked for (``len(lrs)`` is smaller after an early stop).
+    """
+
+    lrs: tuple[float, ...]
+    losses: tuple[float, ...]
+    smoothed: tuple[float, ...]
+    rates: RateHistory
+    ratios: Mapping[str, float]
+    suggestions: Mapping[str, float]
+    method: str = "valley"
+    stop: str = "completed"
+    num_it: int = 0
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ratios", MappingProxyType(dict(self.ratios)))
+        object.__setattr__(self, "suggestions", MappingProxyType(dict(self.suggestions)))
+        object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+    @property
+    def suggestion(self) -> float | None:
+        """The suggested base rate (by :attr:`method`), or ``None`` if none could be made."""
+        return self.suggestions.get(self.method)
+
+    def group_rates(self, lr: float | None = None) -> dict[str, float]:
+        """Each group's rate at base rate ``lr`` (default: the suggestion)."""
+        base = self.suggestion if lr is None else lr
+        if base is None:
+            raise MultiLRError(f"no suggestion: the run measured too few finite losses ({self.stop})")
+        return {g: r * base for g, r in self.ratios.items()}
+
+    def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+        """Write a PNG: raw and smoothed loss against the base rate, suggestions marked.
+
+        Raises:
+            MissingDependencyError: matplotlib is not installed (``pip install 'multilr[plot]'``).
+        """
+        from multilr._plot import plot_finder
+
+        return plot_finder(self, path, title=title)
+
+    def summary(self, *, width: int = 60, ascii: bool = False) -> str:
+        """A few lines for a terminal: range, stop reason, suggestions, group rates, a loss sparkline."""
+        from multilr._plot import sparkline
+
+        if not self.lrs:
+            return "lr finder: no steps taken"
+        lines = [
+            f"lr finder: {len(self.lrs)} of {self.num_it} steps, base rate {self.lrs[0]:.3g} .. "
+            f"{self.lrs[-1]:.3g}, stopped: {self.stop}"
+        ]
+        finite = [v for v in self.smoothed if math.isfinite(v)]
+        if finite:
+            hi = max(finite[:-5] or finite)  # the divergence at the end would flatten the rest
+            line = sparkline(self.smoothed, width=width, lo=min(finite), hi=hi, log=False, ascii=ascii)
+            lines.append(f"smoothed loss {finite[0]:.4g} -> min {min(finite):.4g}: {line}")
+        if self.suggestion is None:
+            lines.append("no suggestion: too few finite losses; widen the range or lower start_lr")
+            return "\n".join(lines)
+        others = ", ".join(f"{k} {v:.3g}" for k, v in self.suggestions.items() if k != self.method)
+        lines.append(f"suggested base lr: {self.suggestion:.3g} ({self.method}; also {others})")
+        rates = self.group_rates()
+        w = max(map(len, rates))
+        lines.extend(f"  {g:<{w}}  {r:.3g}" for g, r in rates.items())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able mapping (non-finite losses as ``None``)."""
+
+        def clean(xs: Sequence[float]) -> list[float | None]:
+            return [x if math.isfinite(x) else None for x in xs]
+
+        return {
+            "format": "multilr.lr_find/1",
+            "lrs": list(self.lrs),
+            "losses": clean(self.losses),
+            "smoothed": clean(self.smoothed),
+            "ratios": dict(self.ratios),
+            "suggestions": dict(self.suggestions),
+            "suggestion": self.suggestion,
+            "method": self.method,
+            "stop": self.stop,
+            "num_it": self.num_it,
+            "rates": self.rates.to_dict(),
+            "meta": dict(self.meta),
+        }
+
+
+@dataclass(frozen=True)
+class FinderJob:
+    """Everything :func:`lr_find` needs, as one value (what ``multilr lr-find TARGET`` calls for).
+
+    Attributes:
+        model: The model (its ``state_dict`` is saved and restored).
+        optimizer: The optimizer built from the model's groups.
+        step_fn: One training step on the next batch; returns the loss.
+        plan: The plan or the ``ParamGroups`` (keeps the planned ratios), or ``None``.
+        options: Default keyword arguments for :func:`lr_find` (``num_it``, ``end_lr``, ...).
+    """
+
+    model: Any
+    optimizer: Any
+    step_fn: Callable[[], Any]
+    plan: Any = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def run(self, **options: Any) -> FinderResult:
+        """Run :func:`lr_find`; ``options`` override :attr:`options`."""
+        kwargs = {**self.options, **options}
+        return lr_find(self.model, self.optimizer, self.step_fn, plan=self.plan, **kwargs)
+
+
+def lr_find(
+    model: Any,
+    optimizer: Any,
+    step_fn: Callable[[], Any],
+    *,
+    plan: Any = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_it: int = 100,
+    diverge: float | None = 4.0,
+    method: str = "valley",
+) -> FinderResult:
+    """Find a learning rate: train ``num_it`` steps at rising rates, then undo them all.
+
+    ``step_fn()`` runs one training step on the next batch (zero the gradients, forward,
+    backward, ``optimizer.step()``) and returns the loss (a number or a one-element
+    tensor); the finder sets every group's ``lr`` before each call. A closure over your
+    data iterator is all it takes, and it can do whatever your loop does (mixed precision,
+    clipping, accumulation).
+
+    With ``plan`` (the ``ParamGroups`` from :func:`multilr.build`, or their ``.plan``),
+    step ``i`` trains group ``g`` at ``planned rate of g / spec lr x lrs[i]`` (frozen groups
+    at 0), so the suggestion is a value for the spec's ``lr``. Without it, the groups keep
+    the ratios of their current rates and the base is the fastest group's rate.
+
+    The suggestion follows fastai: ``valley`` (default) takes the longest stretch over
+    which the smoothed loss keeps falling and returns a rate about halfway down it; it
+    is far less sensitive to noise than ``steep`` (the steepest single descent) and less
+    timid than ``minimum`` (the rate of the lowest loss / 10). All three are returned.
+    The first 10 % of the steps and the last 5 are left out of the suggestion, as fastai
+    does (rates too low to move, and the divergence).
+
+    Args:
+        model: The model; its state is saved first and restored at the end.
+        optimizer: An optimizer with per-group ``lr`` (torch, OneFlow eager).
+        step_fn: One training step on the next batch; returns the loss.
+        plan: The ``ParamGroups`` or ``Plan`` the optimizer was built from.
+        start_lr: First base rate (> 0).
+        end_lr: Last base rate (> ``start_lr``).
+        num_it: Steps, one rate each (>= 2; rates are spaced evenly on a log scale).
+        diverge: Stop when the smoothed loss exceeds this x the best (> 1; ``None``: never;
+            only for positive losses).
+        method: The rule :attr:`FinderResult.suggestion` follows, one of :data:`METHODS`.
+
+    Returns:
+        A :class:`FinderResult`: ``.suggestion``, ``.plot(path)``, ``.summary()``.
+
+    Raises:
+        SpecError: A bad argument (named; checked before anything is touched).
+        UnsupportedFeatureError: ``oneflow-graph`` groups (run the finder in eager mode).
+        MultiLRError: ``plan`` does not match the optimizer, or ``step_fn`` returned no loss.
+
+    Example:
+        >>> import itertools, torch, multilr
+        >>> _ = torch.manual_seed(0)
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+        >>> groups = multilr.build(model, {"lr": 1e-3, "rules": [{"prefix": "2", "lr_mult": 10}]})
+        >>> opt = torch.optim.SGD(groups)
+        >>> x = torch.randn(64, 4); y = x.sum(1, keepdim=True)
+        >>> def step():
+        ...     opt.zero_grad()
+        ...     loss = torch.nn.functional.mse_loss(model(x), y)
+        ...     loss.backward()
+        ...     opt.step()
+        ...     return loss.item()
+        >>> before = [p.clone() for p in model.parameters()]
+        >>> result = multilr.lr_find(model, opt, step, plan=groups, num_it=50)
+        >>> 1e-7 < result.suggestion < 10
+        True
+        >>> result.ratios["prefix:2"]
+        10.0
+        >>> all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+        True
+    """
+    start = number(start_lr, "start_lr", positive=True)
+    end = number(end_lr, "end_lr", positive=True)
+    if end <= start:
+        raise SpecError(f"end_lr must be > start_lr, got start_lr={start_lr!r}, end_lr={end_lr!r}")
+    if isinstance(num_it, bool) or not isinstance(num_it, int) or num_it < 2:
+        raise SpecError(f"num_it must be an integer >= 2, got {num_it!r}")
+    div = None if diverge is None else number(diverge, "diverge", positive=True)
+    if div is not None and div <= 1:
+        raise SpecError(f"diverge must be > 1 (or None), got {diverge!r}")
+    if method not in METHODS:
+        raise SpecError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not callable(step_fn):
+        raise SpecError(f"step_fn must be callable (one training step returning the loss), got {step_fn!r}")
+    for obj, what in ((model, "model"), (optimizer, "optimizer")):
+        if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
+            raise SpecError(f"{what} must have state_dict() and load_state_dict(), got {type(obj).__name__}")
+    pgs = list(getattr(optimizer, "param_groups", None) or [])
+    if not pgs:
+        raise SpecError(f"optimizer must have param_groups, got {type(optimizer).__name__}")
+    if any("lr_scale" in g for g in pgs) or getattr(plan, "backend", None) == "oneflow-graph":
+        raise UnsupportedFeatureError(
+            "lr_find needs per-group rates it can change every step; these groups carry lr_scale "
+            "(backend='oneflow-graph'), whose rates nn.Graph compiles at its first call. Run the finder "
+            "in eager mode: build the same spec with backend='oneflow', find the rate, then train in the "
+            "graph with that lr (the plan's ratios and rates carry over unchanged)"
+        )
+    names, ratios = _ratios(pgs, plan)
+
+    lrs, losses, smoothed, rows = [], [], [], []
+    stop = "completed"
+    saved = _Saved(model, optimizer, pgs)
+    try:
+        avg, best = 0.0, math.inf
+        for i in range(num_it):
+            base = start * (end / start) ** (i / (num_it - 1))
+            row = [base * r for r in ratios]
+            for pg, lr in zip(optimizer.param_groups, row, strict=True):
+                pg["lr"] = lr
+            loss = _loss(step_fn(), i)
+            lrs.append(base)
+            losses.append(loss)
+            rows.append((i, row))
+            if not math.isfinite(loss):
+                smoothed.append(math.nan)
+                stop = "non-finite"
+                break
+            avg = BETA * avg + (1 - BETA) * loss
+            smooth = avg / (1 - BETA ** (i + 1))
+            smoothed.append(smooth)
+            best = min(best, smooth)
+            if div is not None and best > 0 and smooth > div * best:
+                stop = "diverged"
+                break
+    finally:
+        saved.restore()
+
+    history = RateHistory.from_rows(
+        names, rows, {"source": "lr_find", "start_lr": start, "end_lr": end, "num_it": num_it}
+    )
+    return FinderResult(
+        lrs=tuple(lrs),
+        losses=tuple(losses),
+        smoothed=tuple(smoothed),
+        rates=history,
+        ratios=dict(zip(names, ratios, strict=True)),
+        suggestions=suggest(lrs, smoothed, skip_start=num_it // 10),
+        method=method,
+        stop=stop,
+        num_it=num_it,
+        meta={"start_lr": start, "end_lr": end, "diverge": div, "planned": plan is not None},
+    )
+
+
+def _ratios(pgs: list[Any], plan: Any) -> tuple[list[str], list[float]]:
+    """Group names and each group's rate / base rate."""
+    if plan is None:
+        names = [str(pg["name"]) if "name" in pg else f"group{i}" for i, pg in enumerate(pgs)]
+        if len(set(names)) != len(names):
+            names = [f"group{i}" for i in range(len(pgs))]
+        current = [number(pg["lr"], f"lr of optimizer group {i}") for i, pg in enumerate(pgs)]
+        top = max(current)
+        if top == 0:
+            raise MultiLRError("every optimizer group has lr 0: nothing to sweep (pass plan= for its rates)")
+        return names, [lr / top for lr in current]
+    found = plan if isinstance(plan, Plan) else getattr(plan, "plan", None)
+    if not isinstance(found, Plan):
+        raise SpecError(
+            f"plan must be a multilr Plan or the groups multilr.build returned, got {type(plan).__name__}"
+        )
+    if len(found.groups) != len(pgs):
+        raise MultiLRError(
+            f"the optimizer has {len(pgs)} param groups, the plan {len(found.groups)}: build the "
+            "optimizer from exactly the groups multilr.build returned"
+        )
+    for i, (pg, g) in enumerate(zip(pgs, found.groups, strict=True)):
+        if "name" in pg and pg["name"] != g.name:
+            raise MultiLRError(f"optimizer group {i} is {pg['name']!r}, the plan's group {i} is {g.name!r}")
+    return [g.name for g in found.groups], [found.lr_of(g) / found.base_lr for g in found.groups]
+
+
+def _loss(value: Any, step: int) -> float:
+    if hasattr(value, "detach"):  # a tensor that still requires grad (torch warns on float() of it)
+        value = value.detach()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MultiLRError(
+            f"step_fn must return the batch's loss (a number or one-element tensor); "
+            f"got {type(value).__name__} at step {step}"
+        ) from None
+
+
+class _Saved:
+    """Deep copies of everything a training step changes; :meth:`restore` puts them back."""
+
+    def __init__(self, model: Any, optimizer: Any, pgs: list[Any]) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.model_state = copy.deepcopy(model.state_dict())
+        self.opt_state = copy.deepcopy(optimizer.state_dict())
+        self.groups = list(pgs)
+        self.lrs = [pg["lr"] for pg in pgs]
+        modules = model.modules() if hasattr(model, "modules") else []
+        self.training = [(m, m.training) for m in modules]
+        tensors = [p for pg in pgs for p in _params(pg)]
+        self.grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in tensors]
+
+    def restore(self) -> None:
+        self.model.load_state_dict(self.model_state)
+        self.optimizer.load_state_dict(self.opt_state)
+        now = self.optimizer.param_groups
+        for i, (old, lr) in enumerate(zip(self.groups, self.lrs, strict=True)):
+            if now[i] is not old and isinstance(old, dict):
+                # torch's load_state_dict makes new group dicts: refill the user's own (the
+                # ParamGroups list, a scheduler's view) and put them back in their places
+                old.clear()
+                old.update(now[i])
+                now[i] = old
+            now[i]["lr"] = lr
+        for m, flag in self.training:
+            m.training = flag
+        for p, g in self.grads:
+            p.grad = g
+
+
+def _params(group: Any) -> list[Any]:
+    """A group's tensors: torch's dict ``["params"]``, OneFlow's ``ParamGroup.parameters``."""
+    return list(group["params"] if "params" in group else group.parameters)  # noqa: SIM401 - OneFlow
+
+
+# -- suggestions -----------------------------------------------------------------------
+
+
+def suggest(
+    lrs: Sequence[float], losses: Sequence[float], *, skip_start: int = 0, skip_end: int = 5
+) -> dict[str, float]:
+    """The three suggestions of fastai suggestions from rates and smoothed losses.
+
+    Points ``skip_start .. len - skip_end`` are used (all of them if that leaves fewer
+    than 3), up to the first non-finite loss.
+
+    Example:
+        >>> lrs = [10 ** (k / 4 - 6) for k in range(20)]
+        >>> losses = [1.0, 1.0, 1.0, 0.98, 0.9, 0.7, 0.5, 0.4, 0.35, 0.33,
+        ...           0.32, 0.34, 0.4, 0.6, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
+        >>> {k: f"{v:.2g}" for k, v in suggest(lrs, losses, skip_start=2).items()}
+        {'valley': '1.8e-05', 'steep': '1e-05', 'minimum': '3.2e-05'}
+    """
+    lo, hi = skip_start, len(losses) - skip_end
+    if hi - lo < 3:
+        lo, hi = 0, len(losses)
+    xs, ys = [], []
+    for x, y in zip(lrs[lo:hi], losses[lo:hi], strict=True):
+        if not math.isfinite(y):
+            break
+        xs.append(x)
+        ys.append(y)
+    if len(xs) < 2:
+        return {}
+    return {"valley": _valley(xs, ys), "steep": _steep(xs, ys), "minimum": xs[ys.index(min(ys))] / 10}
+
+
+def _valley(lrs: list[float], losses: list[float]) -> float:
+    """As fastai's ``valley``: the longest decreasing run of losses, a point about halfway down it."""
+    n = len(losses)
+    run = [1] * n  # length of the longest decreasing subsequence ending at i
+    start = end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and run[i] < run[j] + 1:
+                run[i] = run[j] + 1
+            if run[end] < run[i]:
+                end, start = i, i - run[i]
+    third = (end - start) / 3
+    return lrs[max(start + int(third) + int(third / 2), 0)]  # fastai's start can be -1
+
+
+def _steep(lrs: list[float], losses: list[float]) -> float:
+    """As fastai's ``steep``: the rate where the loss falls fastest per unit of log rate."""
+    slopes = [
+        (losses[i + 1] - losses[i]) / (math.log(lrs[i + 1]) - math.log(lrs[i])) for i in range(len(lrs) - 1)
+    ]
+    return lrs[slopes.index(min(slopes))]
