@@ -19,6 +19,7 @@ a framework scheduler.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,6 +32,8 @@ from multilr._params import ParamInfo
 from multilr._rules import LayerDecay, Rule
 from multilr._select import Prefix, Regex
 from multilr._spec import Spec
+from multilr._stages import Stage
+from multilr.schedules import Exponential, Step
 from multilr.testing._runtime import Event, spec_is_controlled
 from multilr.testing._schedules import FRAMEWORK_SCHEDULES, SCHEDULES, Schedule
 
@@ -217,6 +220,25 @@ FEATURES: Mapping[str, Callable[[OptimizerSetup], Spec]] = {
 }
 
 
+def _staged(o: OptimizerSetup) -> Spec:
+    # seed 004 in the spec: _frozen's layers join at their stage, at a fraction of their rate
+    stages = (Stage(("first-block",), at=2, lr_mult=0.5), Stage(("embed",), at=4, lr_mult=0.2))
+    return dataclasses.replace(_frozen(o), stages=stages)
+
+
+def _rule_schedules(o: OptimizerSetup) -> Spec:
+    # seed 002 in the spec: each part decays by its own factor on top of the case's schedule
+    return Spec(
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        hyper=o.hyper,
+        rules=(
+            Rule(Prefix("head"), lr_mult=5, name="head", schedule=Step(2, 0.5)),
+            Rule(Prefix("blocks"), lr_mult=0.5, name="blocks", schedule=Exponential(0.8)),
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class RuntimeFeature:
     """A spec shape trained under :class:`multilr.Controller`, with Controller calls during the run.
@@ -259,6 +281,10 @@ RUNTIME_FEATURES: Mapping[str, RuntimeFeature] = {
         _layer_decay,
         (Event(0, "freeze_to", value=-1), Event(2, "freeze_to", value=2), Event(4, "freeze_to", value=0)),
     ),
+    # staged unfreezing declared in the spec, with a hand call between the stages
+    "ctl_stages": RuntimeFeature(_staged, (Event(3, "set_scale", ("head",), 2.0),)),
+    # per-rule schedules declared in the spec (no calls: the spec alone makes it controlled)
+    "ctl_rule_schedule": RuntimeFeature(_rule_schedules),
 }
 
 
@@ -384,12 +410,13 @@ def all_cases() -> tuple[Case, ...]:
     * every optimizer x every other framework schedule, on the ``mixed`` feature;
     * every optimizer on ``cosine_restarts``/``mixed`` in float64;
     * multilr's schedules (``ml_*``) with SGD + weight decay, momentum, Adam and AdamW on ``mixed``;
-    * the run-time features (``ctl_*``) with momentum and AdamW under ``step``, plus Adam
+    * the run-time features (``ctl_*``: Controller calls, spec stages, rule schedules) with
+      momentum and AdamW under ``step``, plus Adam
       unfreezing spec-frozen groups and momentum under a multilr warm-up + cosine.
 
     Example:
         >>> len(all_cases()), sum(c.controlled for c in all_cases())
-        (162, 10)
+        (166, 14)
     """
     out = [Case(o, "step", f) for o in OPTIMIZERS for f in FEATURES]
     out += [Case(o, s, "mixed") for o in OPTIMIZERS for s in FRAMEWORK_SCHEDULES if s != "step"]

@@ -42,6 +42,7 @@ EAGER_EXPECTED = {
     "rmsprop-*": "OneFlow's RMSprop puts eps inside the square root (g / sqrt(v + eps)), PyTorch outside",
     "adam*-*-ctl_freeze*": _GLOBAL_STEP,
     "adam*-*-ctl_thaw": _GLOBAL_STEP,
+    "adam*-*-ctl_stages": _GLOBAL_STEP,
 }
 
 #: Optimizers whose every cell is an expected failure on eager OneFlow.
@@ -54,7 +55,8 @@ GRAPH_EXPECTED = {
     "*-group_decay-*": "per-group decay factors need LambdaLR (or editing lr), which nn.Graph cannot run: "
     "add_optimizer refuses it",
     "*-ctl_*": "nn.Graph compiles rates and requires_grad at its first call; runtime control refused "
-    "(multilr.Controller raises UnsupportedFeatureError on lr_scale groups)",
+    "(multilr.Controller raises UnsupportedFeatureError on lr_scale groups; build refuses spec stages "
+    "and rule schedules)",
     **EAGER_EXPECTED,
 }
 

@@ -151,6 +151,22 @@ class ResetOnUnfreeze(_Proxy):
                     opt.state.pop(p, None)
 
 
+class IgnoreStages(_Proxy):
+    """Never applies the spec's stages: staged groups stay frozen."""
+
+    def __init__(self, ctl: Controller) -> None:
+        super().__init__(ctl)
+        ctl._program.due = lambda step, state: state  # type: ignore[method-assign]
+
+
+class IgnoreRuleSchedules(_Proxy):
+    """Drops the rules' own schedules: every group follows the base schedule alone."""
+
+    def __init__(self, ctl: Controller) -> None:
+        super().__init__(ctl)
+        ctl._program.own = [None] * len(ctl.groups)
+
+
 class _WrongControl(TorchLikeHarness):
     def __init__(self, proxy: type[_Proxy]) -> None:
         super().__init__(torch, "torch", name=proxy.__name__)
@@ -162,10 +178,19 @@ class _WrongControl(TorchLikeHarness):
 
 @pytest.mark.parametrize(
     ("proxy", "feature"),
-    [(IgnoreCalls, None), (FreezeByRate, "ctl_freeze"), (ResetOnUnfreeze, "ctl_freeze")],
-    ids=["ignore-calls", "freeze-by-rate", "reset-on-unfreeze"],
+    [
+        (IgnoreCalls, None),
+        (FreezeByRate, "ctl_freeze"),
+        (ResetOnUnfreeze, "ctl_freeze"),
+        (IgnoreStages, "ctl_stages"),
+        (IgnoreRuleSchedules, "ctl_rule_schedule"),
+    ],
+    ids=["ignore-calls", "freeze-by-rate", "reset-on-unfreeze", "ignore-stages", "ignore-rule-schedules"],
 )
 def test_wrong_runtime_control_is_caught(proxy: type[_Proxy], feature: str | None) -> None:
+    # ignoring the calls can only show in cases that make calls
     cases = [c for c in all_cases() if c.controlled and feature in (None, c.feature)]
+    if feature is None:
+        cases = [c for c in cases if c.events]
     report = check_backend(_WrongControl(proxy), cases=cases)
     assert cases and all(r.status == "failed" for r in report.results), report.summary()
