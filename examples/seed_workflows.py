@@ -12,7 +12,9 @@ the same few lines on every backend:
   message says to use eager mode); the graph part of the seed (static ``lr_scale`` per
   part) is ``examples/oneflow_mobilenet.py``.
 * **004** -- fine-tuning by stages: the head first, then the last block, then everything,
-  each block 10x slower than the one above, under SGDR (cosine with warm restarts):
+  each block 10x slower than the one above, under SGDR (cosine with warm restarts), after a
+  learning-rate finder run (``lr_find`` on the Controller: the stages not yet reached stay
+  at 0; it restores model and optimizer exactly, so the run is the same as without it):
   ``layer_decay`` + ``stages`` + ``schedule: {kind: sgdr}``. torch and OneFlow eager;
   nn.Graph compiles ``requires_grad`` at its first call, so ``build`` refuses stages there.
 
@@ -136,7 +138,7 @@ def batches(fw: ModuleType, steps: int, size: int = 32) -> list[tuple[Any, Any]]
     return out
 
 
-def run(seed: str, backend: str, steps: int | None = None) -> dict[str, Any]:
+def run(seed: str, backend: str, steps: int | None = None, *, finder: bool = True) -> dict[str, Any]:
     """Train seed ``seed``'s workflow on ``backend``; the rates each group trained at, and the losses."""
     steps = steps or STEPS[seed]
     fw = framework(backend)
@@ -151,6 +153,19 @@ def run(seed: str, backend: str, steps: int | None = None) -> dict[str, Any]:
     groups = multilr.build(model, spec, backend=backend)
     opt = fw.optim.SGD(groups)
     ctl = multilr.Controller(opt, groups)  # the spec's schedule, own schedules, stages
+    suggestion = None
+    if seed == "004" and finder:  # seed 004 looks for the rate first; the finder puts everything back after
+        batch = iter(data * 2)
+
+        def step() -> float:
+            x, y = next(batch)
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            return float(loss.item())
+
+        suggestion = multilr.lr_find(model, opt, step, plan=ctl, num_it=40, end_lr=100.0).suggestion
     rates, losses = [], []
     for x, y in data:
         rates.append(ctl.rates())  # what this step trains at
@@ -160,7 +175,7 @@ def run(seed: str, backend: str, steps: int | None = None) -> dict[str, Any]:
         opt.step()
         ctl.step()
         losses.append(float(loss.item()))
-    return {"groups": ctl.groups, "rates": rates, "losses": losses}
+    return {"groups": ctl.groups, "rates": rates, "losses": losses, "suggestion": suggestion}
 
 
 def _run_graph(
@@ -210,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
         return
     print(f"seed {args.seed} on {args.backend}: {len(result['losses'])} steps")
+    if result.get("suggestion") is not None:
+        print(f"  lr finder suggests lr {result['suggestion']:.3g} (the spec says 0.05)")
     for step in sorted({0, len(result["rates"]) // 2, len(result["rates"]) - 1}):
         shown = ", ".join(f"{g} {r:.3g}" for g, r in result["rates"][step].items())
         print(f"  step {step:>3}: loss {result['losses'][step]:.3f}  rates: {shown}")

@@ -121,6 +121,17 @@ class Controller:
             name: float(pg["lr"]) for name, pg in zip(self.groups, self.optimizer.param_groups, strict=True)
         }
 
+    def scales(self) -> dict[str, float]:
+        """Each group's rate over the spec's ``lr``, before the schedule: planned scale x multiplier.
+
+        0 for a frozen group. What :func:`multilr.lr_find` sweeps when given the Controller.
+        """
+        base = self.plan.base_lr
+        return {
+            name: 0.0 if f else g.lr / base * m
+            for name, g, m, f in zip(self.groups, self.plan.groups, self._mult, self._frozen, strict=True)
+        }
+
     def frozen(self) -> list[str]:
         """Names of the frozen groups."""
         return [n for n, f in zip(self.groups, self._frozen, strict=True) if f]

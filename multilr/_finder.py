@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Any
 
 from multilr._check import number
+from multilr._control import Controller
 from multilr._history import RateHistory
 from multilr._plantypes import Plan
 from multilr.errors import MultiLRError, SpecError, UnsupportedFeatureError
@@ -149,7 +150,9 @@ class FinderJob:
         model: The model (its ``state_dict`` is saved and restored).
         optimizer: The optimizer built from the model's groups.
         step_fn: One training step on the next batch; returns the loss.
-        plan: The plan or the ``ParamGroups`` (keeps the planned ratios), or ``None``.
+        plan: The plan or the ``ParamGroups`` (keeps the planned ratios), a
+            :class:`~multilr.Controller` (its groups as they are now: staged groups not yet
+            unfrozen stay at 0, multipliers count), or ``None``.
         options: Default keyword arguments for :func:`lr_find` (``num_it``, ``end_lr``, ...).
     """
 
@@ -187,8 +190,10 @@ def lr_find(
 
     With ``plan`` (the ``ParamGroups`` from :func:`multilr.build`, or their ``.plan``),
     step ``i`` trains group ``g`` at ``planned rate of g / spec lr x lrs[i]`` (frozen groups
-    at 0), so the suggestion is a value for the spec's ``lr``. Without it, the groups keep
-    the ratios of their current rates and the base is the fastest group's rate.
+    at 0), so the suggestion is a value for the spec's ``lr``. With a
+    :class:`~multilr.Controller` as ``plan``, its groups as they are now (stages not yet
+    reached stay at 0, multipliers count). Without it, the groups keep the ratios of their
+    current rates and the base is the fastest group's rate.
 
     The suggestion follows fastai: ``valley`` (default) takes the longest stretch over
     which the smoothed loss keeps falling and returns a rate about halfway down it; it
@@ -323,6 +328,12 @@ def _ratios(pgs: list[Any], plan: Any) -> tuple[list[str], list[float]]:
         if top == 0:
             raise MultiLRError("every optimizer group has lr 0: nothing to sweep (pass plan= for its rates)")
         return names, [lr / top for lr in current]
+    if isinstance(plan, Controller):  # its frozen groups and multipliers as they are now
+        if len(plan.groups) != len(pgs):
+            raise MultiLRError(
+                f"the optimizer has {len(pgs)} param groups, the Controller {len(plan.groups)}"
+            )
+        return list(plan.groups), list(plan.scales().values())
     found = plan if isinstance(plan, Plan) else getattr(plan, "plan", None)
     if not isinstance(found, Plan):
         raise SpecError(

@@ -70,3 +70,10 @@ def test_graph_refuses_what_it_cannot_run(seed: str, words: tuple[str, ...]) -> 
     assert result.get("refused") == "UnsupportedFeatureError", f"got {result}, should be refused"
     for word in words:
         assert word in result["message"], f"got {result['message']!r}, should mention {word!r}"
+
+
+def test_seed_004_finder_leaves_the_eager_run_as_it_was() -> None:
+    with_finder = seed_workflows.run("004", "oneflow")
+    without = seed_workflows.run("004", "oneflow", finder=False)
+    assert with_finder["losses"] == without["losses"], "the finder changed the training that followed"
+    assert 1e-4 < with_finder["suggestion"] < 10

@@ -211,3 +211,24 @@ def test_a_tensor_with_a_group_of_its_own_is_scaled_by_its_name() -> None:
     with pytest.raises(multilr.MultiLRError, match=r"'head\.weight' shares group 'default' with 6 other"):
         ctl.set_scale("head.weight", 2.0)
     assert [g["lr"] for g in opt.param_groups] == before
+
+
+def test_the_finder_sweeps_a_controller_as_it_is_now() -> None:
+    model = Net()
+    groups = multilr.build(model, SPEC)
+    opt = torch.optim.SGD(groups)
+    ctl = Controller(opt, groups, steps_per_epoch=3)
+    ctl.set_scale("head", 2.0)
+
+    def step() -> float:
+        opt.zero_grad()
+        loss = _loss(model)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    before = [g["lr"] for g in opt.param_groups]
+    found = multilr.lr_find(model, opt, step, plan=ctl, num_it=10, end_lr=1.0)
+    assert dict(found.ratios) == ctl.scales()
+    assert found.ratios["low/stage0"] == 0.0 and found.ratios["head"] == pytest.approx(20.0)
+    assert [g["lr"] for g in opt.param_groups] == before

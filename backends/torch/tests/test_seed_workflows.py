@@ -61,3 +61,10 @@ def test_the_run_trains_at_the_planned_rates(runs: dict, seed: str) -> None:
     for t, rates in enumerate(runs[seed]["rates"]):
         assert rates == pytest.approx(planned.at(t), rel=1e-12), f"step {t}"
     assert all(math.isfinite(v) for v in runs[seed]["losses"])
+
+
+def test_seed_004_finder_leaves_the_run_as_it_was(runs: dict) -> None:
+    without = seed_workflows.run("004", "torch", finder=False)
+    assert runs["004"]["losses"] == without["losses"], "the finder changed the training that followed"
+    assert runs["004"]["rates"] == without["rates"]
+    assert 1e-4 < runs["004"]["suggestion"] < 10
