@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from multilr._text import parse_json
 from multilr.errors import SpecError
 
 __all__ = ["FORMAT", "RateHistory"]
@@ -164,12 +165,10 @@ class RateHistory:
         """
         p = Path(path)
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
         except OSError as exc:
             raise SpecError(f"cannot read rate history {str(p)!r}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"rate history {str(p)!r} is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, f"rate history {str(p)!r}"))
 
     @classmethod
     def from_rows(

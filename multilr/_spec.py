@@ -20,6 +20,7 @@ from typing import Any, Literal
 from multilr._check import check_keys, did_you_mean, number
 from multilr._rules import LayerDecay, Rule, Spread
 from multilr._stages import Stage
+from multilr._text import parse_json, parse_yaml
 from multilr.errors import SpecError
 from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
 
@@ -258,24 +259,12 @@ class Spec:
     @classmethod
     def from_json(cls, text: str) -> Spec:
         """Parse JSON text."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"spec is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, "spec"))
 
     @classmethod
     def from_yaml(cls, text: str) -> Spec:
         """Parse YAML text with ``yaml.safe_load`` (nothing in it is ever run as code)."""
-        try:
-            import yaml
-        except ImportError:
-            raise SpecError("reading YAML needs PyYAML: pip install 'multilr[yaml]'") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"spec is not valid YAML: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_yaml(text, "spec"))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Spec:

@@ -31,6 +31,7 @@ import multilr
 from multilr._finder import METHODS, FinderJob
 from multilr._history import RateHistory
 from multilr._plot import plot_rates, terminal_view
+from multilr._text import parse_json, parse_yaml
 from multilr._timeline import planned_rates
 from multilr.errors import MultiLRError, SpecError
 from multilr.schedules import Schedule, schedule_from_dict
@@ -194,7 +195,7 @@ def _build_plan(args: argparse.Namespace) -> multilr.Plan:
         raise SpecError("--spec and --model are both required")
     spec: Any = args.spec
     if spec.lstrip().startswith("{"):
-        spec = _json(spec, "--spec")
+        spec = parse_json(spec, "--spec")
     model = load_target(args.model, "--model")()
     return multilr.plan(model, spec, backend=args.backend)
 
@@ -203,31 +204,17 @@ def _schedule(text: str | None) -> Schedule | None:
     if text is None:
         return None
     if text.lstrip().startswith("{"):
-        return schedule_from_dict(_json(text, "--schedule"), "--schedule")
+        return schedule_from_dict(parse_json(text, "--schedule"), "--schedule")
     path = Path(text)
     try:
         raw = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"--schedule: cannot read {text!r} ({exc.strerror}); give a file or JSON") from None
     if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise SpecError("reading YAML needs PyYAML: pip install 'multilr[yaml]'") from None
-        try:
-            data = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"--schedule: {text!r} is not valid YAML: {exc}") from None
+        data = parse_yaml(raw, f"--schedule {text!r}")
     else:
-        data = _json(raw, f"--schedule {text!r}")
+        data = parse_json(raw, f"--schedule {text!r}")
     return schedule_from_dict(data, "--schedule")
-
-
-def _json(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{where}: not valid JSON: {exc}") from None
 
 
 def load_target(text: str, where: str = "target") -> Any:

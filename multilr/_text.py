@@ -1,0 +1,49 @@
+"""JSON and YAML text to plain data, with one error shape for every reader.
+
+Specs, schedules on the command line and rate histories all come as text that people
+edit; each reader names what it was reading (``what``) and gets a :class:`SpecError`
+instead of the parser's own exception. YAML is read with ``safe_load`` only: nothing
+in it is ever run as code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from multilr.errors import SpecError
+
+__all__ = ["parse_json", "parse_yaml"]
+
+
+def parse_json(text: str, what: str) -> Any:
+    """``json.loads(text)``.
+
+    Raises:
+        SpecError: ``"<what> is not valid JSON: ..."``.
+
+    Example:
+        >>> parse_json('{"lr": 0.1}', "spec")
+        {'lr': 0.1}
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{what} is not valid JSON: {exc}") from None
+
+
+def parse_yaml(text: str, what: str) -> Any:
+    """``yaml.safe_load(text)``.
+
+    Raises:
+        SpecError: PyYAML is missing (names the extra to install), or
+            ``"<what> is not valid YAML: ..."``.
+    """
+    try:
+        import yaml
+    except ImportError:
+        raise SpecError("reading YAML needs PyYAML: pip install 'multilr[yaml]'") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{what} is not valid YAML: {exc}") from None
