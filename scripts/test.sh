@@ -12,6 +12,9 @@ V=.venv/bin
 # Every conformance cell of every backend writes its trace here (multilr.testing.record).
 export MULTILR_TRACES=build/conformance
 rm -rf "$MULTILR_TRACES"
+# Tests that measure something (fuzzed inputs, resumes, ranks) state it here; printed at the end.
+export MULTILR_FIGURES=build/figures
+rm -rf "$MULTILR_FIGURES"
 echo "== ruff"; "$V/ruff" check .
 echo "== mypy"; "$V/mypy"
 echo "== pytest: torch side (Python 3.11)"
@@ -33,3 +36,5 @@ if [ "$#" -eq 0 ]; then
 else
   echo "== conformance comparison skipped: pytest was given arguments, so not every cell ran"
 fi
+echo "== figures stated by the tests"
+"$V/python" -m multilr.testing figures "$MULTILR_FIGURES"

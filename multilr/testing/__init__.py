@@ -39,6 +39,7 @@ from multilr.testing._check import (
     reference_run,
     tolerance,
 )
+from multilr.testing._figures import FIGURES_ENV, read_figures, state_figure
 from multilr.testing._harness import MISTAKES, ReferenceHarness, TorchLikeHarness
 from multilr.testing._reference import OPTIMIZER_KINDS, Reference
 from multilr.testing._runtime import ACTIONS, Event, Timeline, controlled_rates
@@ -54,6 +55,9 @@ from multilr.testing._suite import (
 from multilr.testing._trace import TRACE_ENV, Comparison, compare, load_traces, record
 
 __all__ = [
+    "FIGURES_ENV",
+    "read_figures",
+    "state_figure",
     "ACTIONS",
     "FEATURES",
     "LAYOUT",

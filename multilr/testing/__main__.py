@@ -4,6 +4,7 @@
 
     python -m multilr.testing compare build/conformance --backends torch,oneflow,oneflow-graph
     python -m multilr.testing cases
+    python -m multilr.testing figures build/figures
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import sys
 
 from multilr.testing._cases import all_cases
+from multilr.testing._figures import read_figures
 from multilr.testing._trace import compare
 
 
@@ -23,7 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("directory")
     cmp.add_argument("--backends", required=True, help="comma-separated backends that must all be there")
     sub.add_parser("cases", help="list the shared case ids")
+    fig = sub.add_parser("figures", help="print the figures the tests stated (multilr.testing.state_figure)")
+    fig.add_argument("directory")
     args = parser.parse_args(argv)
+    if args.command == "figures":
+        lines = read_figures(args.directory)
+        print("\n".join(lines) if lines else "(no figures were stated)")
+        return 0
     if args.command == "cases":
         for case in all_cases():
             print(case.id)
