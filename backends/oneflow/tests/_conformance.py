@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -134,6 +135,30 @@ def _decode(data: dict[str, Any]) -> Observation:
     return Observation(params, planned)
 
 
+#: Case ids the server also takes, to prove the isolation (``test_graph_isolation.py``).
+PROBES = ("probe:failed-compile", "probe:abort")
+
+
+def _probe(case_id: str) -> None:
+    """A real nn.Graph whose compile fails; with ``probe:abort`` the process then dies.
+
+    OneFlow 0.9 sometimes aborts the whole process after a failed compile (and crashed at
+    random in long-lived graph runs); ``os.abort`` is that death on demand, so the test
+    can show the next case still runs.
+    """
+    flow = _flow()
+
+    class Broken(flow.nn.Graph):  # type: ignore[misc, name-defined]
+        def build(self, x: Any) -> Any:
+            raise RuntimeError(f"{case_id}: this graph cannot compile")
+
+    try:
+        Broken()(flow.ones(2))
+    finally:
+        if case_id == "probe:abort":
+            os.abort()
+
+
 def serve() -> None:
     """Read case ids from stdin, run each in a graph, write ``RESULT {json}`` per case."""
     harness = GraphHarness()
@@ -142,6 +167,8 @@ def serve() -> None:
         if not case_id:
             continue
         try:
+            if case_id in PROBES:
+                _probe(case_id)
             out: dict[str, Any] = {"observation": _encode(harness.run(case_by_id(case_id)))}
         except (Unsupported, UnsupportedFeatureError) as exc:
             out = {"unsupported": str(exc)}

@@ -21,6 +21,7 @@ for that step, so the effective rate can be read from the update as in eager mod
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from typing import Any
@@ -308,7 +309,26 @@ def run_recorder(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-CASES = {"rates": run_rates, "lr-write": run_lr_write, "recorder": run_recorder}
+def run_failed_compile(case: dict[str, Any]) -> dict[str, Any]:
+    """A real nn.Graph whose compile fails; with ``"abort": true`` the process then dies.
+
+    OneFlow 0.9 sometimes aborts the process after a failed compile: ``os.abort`` is that
+    death on demand, so ``test_graph_isolation.py`` can show the next case still runs.
+    """
+
+    class Broken(flow.nn.Graph):
+        def build(self, x: Any) -> Any:
+            raise RuntimeError("this graph cannot compile")
+
+    try:
+        Broken()(flow.ones(2))
+    finally:
+        if case.get("abort"):
+            os.abort()
+    return {}
+
+
+CASES = {"rates": run_rates, "lr-write": run_lr_write, "recorder": run_recorder, "failed-compile": run_failed_compile}
 
 
 def main(argv: list[str]) -> int:
