@@ -4,12 +4,51 @@ from __future__ import annotations
 
 import difflib
 import math
+import reprlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from multilr.errors import SpecError
 
-__all__ = ["check_keys", "did_you_mean", "number"]
+__all__ = ["MAX_INT", "check_keys", "did_you_mean", "integer", "number", "shown"]
+
+#: Largest integer a spec may hold (steps, depths, priorities): anything above is a typo,
+#: and Python cannot even print an int past 4,300 digits (``to_json`` would fail).
+MAX_INT = 2**63 - 1
+
+
+class _Shown(reprlib.Repr):
+    """``repr`` cut to a readable size, so that no value can break the error that shows it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, 120, 120, 60
+        self.maxdict = self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = 8
+
+    def repr_int(self, x: int, level: int) -> str:
+        # builtins.repr refuses ints past 4,300 digits (ValueError).
+        if x.bit_length() > 200:
+            return f"<an integer of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_SHOWN = _Shown()
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` for an error message, bounded in size and depth.
+
+    A value in a spec can be a list nested a thousand deep, a YAML alias structure that
+    repeats itself a billion times, or a 5,000-digit integer: plain ``repr`` fails on
+    each (``RecursionError``, hours of work, ``ValueError``). Small values read as ``repr``.
+
+    Example:
+        >>> shown([1, [2, [3, [4, [5]]]]])
+        '[1, [2, [3, [...]]]]'
+        >>> shown(10**5000)
+        '<an integer of 16610 bits>'
+    """
+    return _SHOWN.repr(value)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -30,12 +69,12 @@ def check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str) -> N
         SpecError: ``data`` is not a mapping, or has a key outside ``allowed``.
     """
     if not isinstance(data, Mapping):
-        raise SpecError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+        raise SpecError(f"{where}: expected a mapping, got {type(data).__name__} {shown(data)}")
     allowed = list(allowed)
     for key in data:
         if key not in allowed:
             raise SpecError(
-                f"{where}: unknown key {key!r}{did_you_mean(str(key), allowed)}; "
+                f"{where}: unknown key {shown(key)}{did_you_mean(str(key)[:200], allowed)}; "
                 f"known keys: {', '.join(allowed)}"
             )
 
@@ -62,21 +101,44 @@ def number(
         >>> number("1e-3", "lr")
         0.001
     """
-    original = value
+    original = shown(value)
     if isinstance(value, str):
         # YAML 1.1 reads "1e-3" (no dot) as a string; accept what float() accepts.
         try:
             value = float(value)
         except ValueError:
-            raise SpecError(f"{where} must be a number, got {original!r}") from None
+            raise SpecError(f"{where} must be a number, got {original}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{where} must be a number, got {type(value).__name__} {original!r}")
-    result = float(value)
+        raise SpecError(f"{where} must be a number, got {type(value).__name__} {original}")
+    try:
+        result = float(value)
+    except OverflowError:  # an int past float's range (JSON and Python allow any size)
+        result = math.inf
     if not math.isfinite(result):
-        raise SpecError(f"{where} must be finite, got {original!r}")
+        raise SpecError(f"{where} must be finite, got {original}")
     if result < 0 or (positive and result == 0):
         need = "> 0" if positive else ">= 0"
-        raise SpecError(f"{where} must be {need}, got {original!r}")
+        raise SpecError(f"{where} must be {need}, got {original}")
     if upper is not None and result > upper:
-        raise SpecError(f"{where} must be <= {upper}, got {original!r}")
+        raise SpecError(f"{where} must be <= {upper}, got {original}")
     return result
+
+
+def integer(value: Any, where: str, *, minimum: int | None = None) -> int:
+    """An int (not a bool) within ``minimum .. MAX_INT`` (``-MAX_INT`` without a minimum).
+
+    Raises:
+        SpecError: Not an int, or out of range; the message names ``where``.
+
+    Example:
+        >>> integer(3, "stages[0]: at", minimum=0)
+        3
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where} must be an integer, got {type(value).__name__} {shown(value)}")
+    low = -MAX_INT if minimum is None else minimum
+    if value < low:
+        raise SpecError(f"{where} must be an integer >= {low}, got {shown(value)}")
+    if value > MAX_INT:
+        raise SpecError(f"{where} must be an integer <= 2**63 - 1, got {shown(value)}")
+    return value

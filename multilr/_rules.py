@@ -6,12 +6,13 @@ line that wrote it, not at the first training step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Union
 
-from multilr._check import check_keys, number
+from multilr._check import MAX_INT, check_keys, integer, number, shown
 from multilr._select import Glob, Selector, selector_from_dict
 from multilr.errors import SpecError
 from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
@@ -71,7 +72,7 @@ class Rule:
             select = Glob(select)
             object.__setattr__(self, "select", select)
         if not hasattr(select, "matches") or not hasattr(select, "describe"):
-            raise SpecError(f"rule selector must be a Selector or a glob string, got {select!r}")
+            raise SpecError(f"rule selector must be a Selector or a glob string, got {shown(select)}")
         if not self.name:
             object.__setattr__(self, "name", select.describe())
         where = f"rule {self.name!r}"
@@ -87,9 +88,8 @@ class Rule:
         for flag in ("frozen", "optional"):
             value = getattr(self, flag)
             if value is not None and not isinstance(value, bool):
-                raise SpecError(f"{where}: {flag} must be true or false, got {value!r}")
-        if isinstance(self.priority, bool) or not isinstance(self.priority, int):
-            raise SpecError(f"{where}: priority must be an integer, got {self.priority!r}")
+                raise SpecError(f"{where}: {flag} must be true or false, got {shown(value)}")
+        integer(self.priority, f"{where}: priority")
         if self.schedule is not None:
             sched: Any = self.schedule
             object.__setattr__(self, "schedule", schedule_from_dict(sched, f"{where}: schedule"))
@@ -108,12 +108,15 @@ class Rule:
         from multilr._select import SELECTOR_KEYS
 
         check_keys(data, (*SELECTOR_KEYS, *_RULE_KEYS), where)
-        select = selector_from_dict(data, where)
         kwargs = {k: data[k] for k in _RULE_KEYS if k in data}
         name = kwargs.get("name", "")
         if not isinstance(name, str):
-            raise SpecError(f"{where}: name must be a string, got {name!r}")
-        return cls(select, **kwargs)
+            raise SpecError(f"{where}: name must be a string, got {shown(name)}")
+        try:
+            return cls(selector_from_dict(data, where), **kwargs)
+        except SpecError as exc:  # say which entry of the spec's list it is
+            message = str(exc)
+            raise SpecError(message if message.startswith(where) else f"{where}: {message}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Mapping form; ``Rule.from_dict(r.to_dict()) == r``."""
@@ -159,19 +162,24 @@ class LayerDecay:
         if isinstance(depth, str):
             if depth not in ("blocks", "top", "tensor"):
                 raise SpecError(
-                    f"layer_decay.depth must be 'blocks', 'top', 'tensor' or a mapping, got {depth!r}"
+                    f"layer_decay.depth must be 'blocks', 'top', 'tensor' or a mapping, got {shown(depth)}"
                 )
         elif isinstance(depth, Mapping):
             if not depth:
                 raise SpecError("layer_decay.depth: an explicit depth map needs at least one entry")
             for pattern, d in depth.items():
                 if not isinstance(pattern, str) or not pattern:
-                    raise SpecError(f"layer_decay.depth: pattern must be a non-empty string, got {pattern!r}")
+                    raise SpecError(
+                        f"layer_decay.depth: pattern must be a non-empty string, got {shown(pattern)}"
+                    )
+                at = f"layer_decay.depth[{shown(pattern)}]"
                 if isinstance(d, bool) or not isinstance(d, int) or d < 0:
-                    raise SpecError(f"layer_decay.depth[{pattern!r}] must be an integer >= 0, got {d!r}")
+                    raise SpecError(f"{at} must be an integer >= 0, got {shown(d)}")
+                if d > MAX_INT:
+                    raise SpecError(f"{at} must be <= 2**63 - 1, got {shown(d)}")
             object.__setattr__(self, "depth", MappingProxyType(dict(depth)))
         else:
-            raise SpecError(f"layer_decay.depth must be a string or a mapping, got {depth!r}")
+            raise SpecError(f"layer_decay.depth must be a string or a mapping, got {shown(depth)}")
         if isinstance(self.within, str):
             object.__setattr__(self, "within", Glob(self.within))
 
@@ -218,9 +226,11 @@ class Spread:
             raise SpecError(f"spread.lo ({lo}) must be <= spread.hi ({hi})")
         over = tuple(self.over)
         if len(over) < 2 or not all(isinstance(n, str) and n for n in over):
-            raise SpecError(f"spread.over must name two or more rules, got {self.over!r}")
+            raise SpecError(f"spread.over must name two or more rules, got {shown(self.over)}")
         if len(set(over)) != len(over):
-            raise SpecError(f"spread.over names a rule twice: {list(over)!r}")
+            raise SpecError(f"spread.over names a rule twice: {shown(list(over))}")
+        if not math.isfinite(hi / lo):  # the rates between them would overflow
+            raise SpecError(f"spread.lo ({lo}) and spread.hi ({hi}) are too far apart: hi / lo overflows")
         object.__setattr__(self, "lo", lo)
         object.__setattr__(self, "hi", hi)
         object.__setattr__(self, "over", over)
@@ -240,7 +250,7 @@ class Spread:
                 raise SpecError(f"spread: missing required key {key!r}")
         over = data["over"]
         if not isinstance(over, (list, tuple)):
-            raise SpecError(f"spread.over must be a list of rule names, got {over!r}")
+            raise SpecError(f"spread.over must be a list of rule names, got {shown(over)}")
         return cls(data["lo"], data["hi"], over=tuple(over))
 
     def to_dict(self) -> dict[str, Any]:

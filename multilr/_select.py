@@ -16,6 +16,7 @@ from itertools import compress, repeat
 from operator import ge
 from typing import Any, Protocol, runtime_checkable
 
+from multilr._check import shown
 from multilr._params import ParamInfo, ParamTable
 from multilr.errors import SpecError
 
@@ -58,7 +59,9 @@ def _compile(pattern: str, kind: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise SpecError(f"invalid {kind} pattern {pattern!r}: {exc}") from None
+        raise SpecError(f"invalid {kind} pattern {shown(pattern)}: {exc}") from None
+    except (OverflowError, RecursionError) as exc:  # a{99999999999}, groups nested 1,000 deep
+        raise SpecError(f"invalid {kind} pattern {shown(pattern)}: too large ({exc})") from None
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ class ModuleType:
         if len(names) == 1 and isinstance(names[0], (list, tuple)):
             names = tuple(names[0])
         if not names or not all(isinstance(n, str) and n for n in names):
-            raise SpecError(f"module_type needs one or more class names, got {names!r}")
+            raise SpecError(f"module_type needs one or more class names, got {shown(names)}")
         object.__setattr__(self, "names", tuple(names))
 
     def matches(self, info: ParamInfo) -> bool:
@@ -276,7 +279,7 @@ def per_class(module_types: list[tuple[str, ...]], test: Callable[[tuple[str, ..
 
 def _check_pattern(value: object, kind: str) -> None:
     if not isinstance(value, str) or not value:
-        raise SpecError(f"{kind} must be a non-empty string, got {value!r}")
+        raise SpecError(f"{kind} must be a non-empty string, got {shown(value)}")
 
 
 #: Mapping key -> selector constructor, in the order error messages list them.

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from multilr._check import check_keys, number
+from multilr._check import MAX_INT, check_keys, number, shown
 from multilr.errors import SpecError
 
 __all__ = ["Stage", "stage_of"]
@@ -55,28 +55,30 @@ class Stage:
     name: str = ""
 
     def __post_init__(self) -> None:
-        where = f"stage {self.name!r}" if self.name else "stage"
+        where = f"stage {shown(self.name)}" if self.name else "stage"
         if (self.at is None) == (self.epoch is None):
             raise SpecError(f"{where}: give exactly one of 'at' (a step) or 'epoch'")
         for key in ("at", "epoch"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise SpecError(f"{where}: {key} must be an integer >= 0, got {value!r}")
+                raise SpecError(f"{where}: {key} must be an integer >= 0, got {shown(value)}")
+            if value is not None and value > MAX_INT:
+                raise SpecError(f"{where}: {key} must be <= 2**63 - 1, got {shown(value)}")
         unfreeze = (self.unfreeze,) if isinstance(self.unfreeze, str) else tuple(self.unfreeze)
         if bool(unfreeze) == (self.from_depth is not None):
             raise SpecError(f"{where}: give exactly one of 'unfreeze' (rule names) or 'from_depth'")
         for rule in unfreeze:
             if not isinstance(rule, str) or not rule:
-                raise SpecError(f"{where}: unfreeze must list rule names, got {rule!r}")
+                raise SpecError(f"{where}: unfreeze must list rule names, got {shown(rule)}")
         if len(set(unfreeze)) != len(unfreeze):
             raise SpecError(f"{where}: unfreeze names a rule twice: {list(unfreeze)}")
         fd = self.from_depth
-        if fd is not None and (isinstance(fd, bool) or not isinstance(fd, int)):
-            raise SpecError(f"{where}: from_depth must be an integer, got {fd!r}")
+        if fd is not None and (isinstance(fd, bool) or not isinstance(fd, int) or abs(fd) > MAX_INT):
+            raise SpecError(f"{where}: from_depth must be an integer (|from_depth| < 2**63), got {shown(fd)}")
         object.__setattr__(self, "unfreeze", unfreeze)
         object.__setattr__(self, "lr_mult", number(self.lr_mult, f"{where}: lr_mult"))
         if not isinstance(self.name, str):
-            raise SpecError(f"{where}: name must be a string, got {self.name!r}")
+            raise SpecError(f"{where}: name must be a string, got {shown(self.name)}")
 
     @property
     def when(self) -> str:
@@ -103,11 +105,11 @@ class Stage:
     def from_dict(cls, data: Mapping[str, Any], where: str = "stage") -> Stage:
         """Build from ``{"at": 100, "unfreeze": ["backbone"], "lr_mult": 0.1}``."""
         if not isinstance(data, Mapping):
-            raise SpecError(f"{where} must be a mapping, got {data!r}")
+            raise SpecError(f"{where} must be a mapping, got {shown(data)}")
         check_keys(data, _STAGE_KEYS, where)
         unfreeze = data.get("unfreeze", ())
         if not isinstance(unfreeze, (str, list, tuple)):
-            raise SpecError(f"{where}.unfreeze must be a list of rule names, got {unfreeze!r}")
+            raise SpecError(f"{where}.unfreeze must be a list of rule names, got {shown(unfreeze)}")
         kwargs = {k: data[k] for k in ("at", "epoch", "from_depth", "lr_mult", "name") if k in data}
         try:
             return cls(unfreeze=tuple(unfreeze) if not isinstance(unfreeze, str) else (unfreeze,), **kwargs)

@@ -20,7 +20,8 @@ def parse_json(text: str, what: str) -> Any:
     """``json.loads(text)``.
 
     Raises:
-        SpecError: ``"<what> is not valid JSON: ..."``.
+        SpecError: ``"<what> is not valid JSON: ..."`` (or not usable: nested past the
+            recursion limit, an integer past 4,300 digits).
 
     Example:
         >>> parse_json('{"lr": 0.1}', "spec")
@@ -30,6 +31,10 @@ def parse_json(text: str, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"{what} is not valid JSON: {exc}") from None
+    except ValueError as exc:  # an integer past Python's 4,300-digit limit
+        raise SpecError(f"{what} is not usable JSON: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{what} is not usable JSON: nested too deeply") from None
 
 
 def parse_yaml(text: str, what: str) -> Any:
@@ -37,7 +42,11 @@ def parse_yaml(text: str, what: str) -> Any:
 
     Raises:
         SpecError: PyYAML is missing (names the extra to install), or
-            ``"<what> is not valid YAML: ..."``.
+            ``"<what> is not valid YAML: ..."``; a ``!!python/...`` tag is refused there.
+
+    Example:
+        >>> parse_yaml("lr: 1.0e-3", "spec")
+        {'lr': 0.001}
     """
     try:
         import yaml
@@ -47,3 +56,7 @@ def parse_yaml(text: str, what: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"{what} is not valid YAML: {exc}") from None
+    except ValueError as exc:  # a date like 2024-13-45, an integer past 4,300 digits
+        raise SpecError(f"{what} is not usable YAML: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{what} is not usable YAML: nested too deeply") from None

@@ -148,3 +148,15 @@ def test_mapping_form_errors_name_the_key() -> None:
         schedule_from_dict({"kind": "warmup", "steps": 3, "inner": {"kind": "step"}})
     with pytest.raises(SpecError, match="no mapping"):
         schedule_to_dict(Function(abs))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"kind": "sgdr", "period": 1, "cycle_mult": 1e300}, {"kind": "exponential", "gamma": 1e300}],
+    ids=["sgdr-cycle-mult", "exponential-gamma"],
+)
+def test_a_factor_past_float_range_is_refused_not_an_overflow(data: dict) -> None:
+    from multilr.schedules import schedule_from_dict
+
+    with pytest.raises(SpecError, match="factors must be finite"):
+        schedule_from_dict(data).factor(3)

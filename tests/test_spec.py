@@ -195,3 +195,106 @@ def test_yaml_is_loaded_safely():
 def test_errors_are_value_errors():
     with pytest.raises(ValueError):
         Spec(lr=-1)
+
+
+# Inputs the fuzzer (tests/test_fuzz.py) found escaping as TypeError, OverflowError,
+# ValueError or RecursionError, or accepted where they should be refused; shrunk by hand.
+def _nested(depth):
+    out = []
+    for _ in range(depth):
+        out = [out]
+    return out
+
+
+def _chain(milestones, parts=2):
+    return {"lr": 1, "schedule": {"kind": "chain", "parts": [{"kind": "constant"}] * parts, "milestones": milestones}}
+
+
+FUZZ_FOUND = [
+    pytest.param({"lr": 10**400}, r"lr must be finite, got <an integer of 1329 bits>", id="int-past-float"),
+    pytest.param({"lr": 1, "schedule": {"kind": []}}, r"schedule.kind \[\] unknown", id="kind-unhashable"),
+    pytest.param(_chain(5, parts=1), r"schedule.milestones must be a list, got 5", id="milestones-not-list"),
+    pytest.param(_chain([math.inf]), r"schedule.milestones\[0\] must be an integer, got float inf",
+                 id="milestone-inf"),
+    pytest.param(_chain(["x"]), r"schedule.milestones\[0\] must be an integer, got str 'x'", id="milestone-text"),
+    pytest.param({"lr": 1, "schedule": {"kind": "chain", "parts": 3, "milestones": []}},
+                 r"schedule.parts must be a list, got 3", id="parts-not-list"),
+    pytest.param({"lr": 1, "schedule": {"kind": "step", "step_size": 10**5000}},
+                 r"schedule.step_size must be an integer <= 2\*\*63 - 1", id="steps-unprintable"),
+    pytest.param({"lr": 1, "schedule": {"kind": "one_cycle", "total": 10, "three_phase": "no"}},
+                 r"schedule.three_phase must be true or false", id="schedule-bool"),
+    pytest.param({"lr": 1, "schedule": {"kind": "warmup", "inner": {"kind": "constant"}, "steps": 2, "mode": [1]}},
+                 r"schedule.mode must be a string", id="schedule-str"),
+    pytest.param({"lr": 1, "rules": [{"regex": "a{99999999999}", "lr_mult": 1}]},
+                 r"rules\[0\]: invalid regex pattern 'a\{99999999999\}': too large", id="regex-overflow"),
+    pytest.param({"lr": 1, "rules": [{"regex": "(" * 2000 + ")" * 2000, "lr_mult": 1}]},
+                 r"rules\[0\]: invalid regex pattern '\(\(\(.*too large", id="regex-recursion"),
+    pytest.param({"lr": 1, "hyper": {"betas": _nested(3000)}}, r"hyper.betas.*: lists nested more than 4 deep",
+                 id="hyper-deep"),
+    pytest.param({"lr": 1, "rules": _nested(3000)}, r"rules\[0\]: expected a mapping, got list \[\[\[\[\.\.\.\]\]\]\]",
+                 id="repr-deep"),
+    pytest.param({"lr": 1e300, "rules": [{"prefix": "fc", "lr_mult": 1e300}]},
+                 r"rule 'prefix:fc': lr_mult 1e\+300 x lr 1e\+300 overflows", id="rate-overflow"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "frozen": False, "name": "a"},
+                                     {"prefix": "b", "frozen": False, "name": "b"}],
+                  "spread": {"lo": 1e-300, "hi": 1e300, "over": ["a", "b"]}},
+                 r"spread.lo \(1e-300\) and spread.hi \(1e\+300\) are too far apart", id="spread-overflow"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "frozen": True, "name": "a"}],
+                  "stages": [{"at": 10**5000, "unfreeze": ["a"]}]},
+                 r"stages\[0\]: at must be <= 2\*\*63 - 1, got <an integer", id="stage-unprintable"),
+    pytest.param({"lr": 1, "layer_decay": {"decay": 0.5, "depth": {"*": 10**400}}},
+                 r"layer_decay.depth\['\*'\] must be <= 2\*\*63 - 1", id="depth-huge"),
+    pytest.param({"lr": 1, "rules": [{"prefix": "a", "lr_mult": 1, "priority": 2**64}]},
+                 r"rules\[0\]: rule 'prefix:a': priority must be an integer <= 2\*\*63 - 1", id="priority-huge"),
+    pytest.param({"lr": 1, "rates": 0}, r"rates must be a mapping", id="rates-falsy"),
+    pytest.param({"lr": 1, "rules": False}, r"rules must be a list", id="rules-falsy"),
+    pytest.param({"lr": 1, "hyper": []}, r"hyper must be a mapping", id="hyper-falsy"),
+    pytest.param({"lr": 1, "stages": 0}, r"stages must be a list", id="stages-falsy"),
+    pytest.param({"lr": 1, "no_decay": ""}, r"no_decay: unknown class ''", id="no-decay-empty"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), FUZZ_FOUND)
+def test_fuzz_found_inputs_are_refused_naming_the_key(data, message):
+    with pytest.raises(SpecError, match=message):
+        Spec.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("text", "parse", "message"),
+    [
+        pytest.param('{"lr": ' + "1" * 5000 + "}", Spec.from_json, "not usable JSON: Exceeds the limit",
+                     id="json-long-int"),
+        pytest.param("lr: " + "1" * 5000, Spec.from_yaml, "not usable YAML: Exceeds the limit", id="yaml-long-int"),
+        pytest.param("[" * 100_000, Spec.from_json, "not usable JSON: nested too deeply", id="json-deep"),
+        pytest.param("[" * 520 + "]" * 520, Spec.from_yaml, "not usable YAML: nested too deeply", id="yaml-deep"),
+        pytest.param("lr: 2024-13-45", Spec.from_yaml, "not usable YAML: month must be in 1..12", id="yaml-bad-date"),
+        pytest.param("lr: 1\nhyper: {a: &x [1, *x]}", Spec.from_yaml, r"hyper.a\[1\]\[1\]\[1\]\[1\]: lists nested",
+                     id="yaml-self-reference"),
+    ],
+)
+def test_fuzz_found_texts_are_refused(text, parse, message):
+    with pytest.raises(SpecError, match=message):
+        parse(text)
+
+
+def test_yaml_alias_bombs_are_refused_quickly():
+    """A billion-laughs document is small as text and as objects; hyper and messages never expand it."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    nested = "".join(f"  {line}\n" for line in lines)
+    with pytest.raises(SpecError, match=r"hyper.a3\[9\]: more than 10000 values"):
+        Spec.from_yaml("lr: 1\nhyper:\n" + nested)
+    with pytest.raises(SpecError, match=r"layer_decay: unknown key 'a0'"):
+        Spec.from_yaml("lr: 1\nlayer_decay:\n" + nested)
+    defs = ["&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    defs += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    with pytest.raises(SpecError, match=r"rules\[0\]: expected a mapping, got list \[\['lol', "):
+        Spec.from_yaml(f"lr: 1\nrules:\n  - [{', '.join(defs)}]\n")
+
+
+def test_schedule_factors_given_as_text_are_numbers():
+    """YAML 1.1 reads ``5e-1`` as text; a schedule factor written so is a number, not a str."""
+    spec = Spec.from_yaml("lr: 0.1\nschedule: {kind: step, step_size: 2, gamma: 5e-1}")
+    assert spec.schedule.gamma == 0.5 and spec.schedule.factor(2) == 0.5
+    assert Spec.from_json(spec.to_json()) == spec

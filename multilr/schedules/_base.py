@@ -42,7 +42,10 @@ class Schedule(ABC):
         """
         if step < 0:
             raise SpecError(f"{self.describe()}: step must be >= 0, got {step}")
-        value = float(self._factor(step))
+        try:
+            value = float(self._factor(step))
+        except OverflowError:  # e.g. gamma 1e300 ** step: a factor past float range is refused like inf
+            value = math.inf
         if not math.isfinite(value) or value < 0:
             raise SpecError(
                 f"{self.describe()} gives factor {value!r} at step {step}; factors must be finite and >= 0"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from multilr._check import check_keys
+from multilr._check import MAX_INT, check_keys, did_you_mean, integer, shown
 from multilr.errors import SpecError
 from multilr.schedules._base import Chain, Schedule
 from multilr.schedules._shapes import (
@@ -83,27 +84,68 @@ def schedule_from_dict(data: Mapping[str, Any] | Schedule, where: str = "schedul
     if isinstance(data, Schedule):
         return data
     if not isinstance(data, Mapping) or "kind" not in data:
-        raise SpecError(f"{where} must be a mapping with a 'kind' (one of {', '.join(KINDS)}), got {data!r}")
-    kind = data["kind"]
-    if kind not in KINDS:
-        from multilr._check import did_you_mean
-
         raise SpecError(
-            f"{where}.kind {kind!r} unknown{did_you_mean(str(kind), KINDS)}; known: {', '.join(KINDS)}"
+            f"{where} must be a mapping with a 'kind' (one of {', '.join(KINDS)}), got {shown(data)}"
         )
+    kind = data["kind"]
+    if not isinstance(kind, str) or kind not in KINDS:
+        near = did_you_mean(str(kind)[:100], KINDS)
+        raise SpecError(f"{where}.kind {shown(kind)} unknown{near}; known: {', '.join(KINDS)}")
     cls = KINDS[kind]
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    check_keys(data, ["kind", *names], where)
-    kwargs: dict[str, Any] = {k: v for k, v in data.items() if k != "kind"}
-    if "inner" in kwargs:
-        kwargs["inner"] = schedule_from_dict(kwargs["inner"], f"{where}.inner")
-    if "parts" in kwargs:
-        kwargs["parts"] = tuple(
-            schedule_from_dict(p, f"{where}.parts[{i}]") for i, p in enumerate(kwargs["parts"])
-        )
-    if "milestones" in kwargs:
-        kwargs["milestones"] = tuple(kwargs["milestones"])
+    check_keys(data, ["kind", *(f.name for f in fields(cls))], where)  # type: ignore[arg-type]
+    kwargs = {
+        f.name: _field(str(f.type), data[f.name], f"{where}.{f.name}")
+        for f in fields(cls)  # type: ignore[arg-type]
+        if f.name in data
+    }
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
         raise SpecError(f"{where} ({kind}): {exc}") from None
+
+
+def _field(kind: str, value: Any, where: str) -> Any:
+    """One field of a schedule's mapping, checked for its type (``kind``: the annotation).
+
+    The classes check ranges; this checks what only a mapping can get wrong: a list where
+    a number goes, ``"0.5"`` for a factor (YAML 1.1 reads ``5e-1`` as text; taken as
+    ``float()`` reads it), an integer too large to print, nested schedules.
+    """
+    if kind == "Schedule":
+        return schedule_from_dict(value, where)
+    if kind.startswith("tuple["):
+        if not isinstance(value, (list, tuple)):
+            raise SpecError(f"{where} must be a list, got {shown(value)}")
+        if kind == "tuple[Schedule, ...]":
+            return tuple(schedule_from_dict(p, f"{where}[{i}]") for i, p in enumerate(value))
+        return tuple(_step(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if kind == "int | None" and value is None:
+        return None
+    if kind in ("int", "int | None"):
+        return _step(value, where)
+    if kind == "float":
+        if isinstance(value, str):
+            return number_text(value, where)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(f"{where} must be a number, got {type(value).__name__} {shown(value)}")
+        return value  # the class checks its range
+    if kind == "str" and not isinstance(value, str):
+        raise SpecError(f"{where} must be a string, got {type(value).__name__} {shown(value)}")
+    if kind == "bool" and not isinstance(value, bool):
+        raise SpecError(f"{where} must be true or false, got {shown(value)}")
+    return value
+
+
+def _step(value: Any, where: str) -> int | float:
+    """A whole number of steps: an int below 2**63, or a float with no fraction (``1e3``)."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return value if abs(value) <= MAX_INT else integer(int(value), where)
+    return integer(value, where)
+
+
+def number_text(text: str, where: str) -> float:
+    """A number written as text, as YAML 1.1 gives ``1e-3``; the class checks its range."""
+    try:
+        return float(text)
+    except ValueError:
+        raise SpecError(f"{where} must be a number, got {shown(text)}") from None
