@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "BackendNotFoundError",
+    "CheckpointError",
     "ConflictError",
     "CoverageError",
     "MultiLRError",
@@ -53,3 +54,7 @@ class BackendNotFoundError(BackendError):
 
 class UnsupportedFeatureError(BackendError, NotImplementedError):
     """A backend cannot express a feature the spec or plan asks for."""
+
+
+class CheckpointError(MultiLRError):
+    """A checkpoint does not fit the optimizer (or Controller) it is loaded into."""
