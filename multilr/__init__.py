@@ -18,7 +18,8 @@ Importing multilr loads no framework; backends load when first named.
 
 from multilr import errors
 from multilr._build import ParamGroups, build, plan
-from multilr._control import Controller
+from multilr._checkpoint import load_state_dict, state_dict
+from multilr._control import Controller, FreezeBy
 from multilr._finder import FinderJob, FinderResult, lr_find
 from multilr._history import RateHistory
 from multilr._params import ParamInfo
@@ -35,6 +36,7 @@ from multilr.backend import Backend, group_options
 from multilr.errors import (
     BackendError,
     BackendNotFoundError,
+    CheckpointError,
     ConflictError,
     CoverageError,
     MultiLRError,
@@ -50,8 +52,10 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendNotFoundError",
+    "CheckpointError",
     "ConflictError",
     "Controller",
+    "FreezeBy",
     "CoverageError",
     "Glob",
     "Group",
@@ -85,10 +89,12 @@ __all__ = [
     "group_options",
     "infer_backend",
     "list_backends",
+    "load_state_dict",
     "plan",
     "planned_rates",
     "lr_find",
     "plot_rates",
     "terminal_view",
     "register_backend",
+    "state_dict",
 ]

@@ -6,20 +6,30 @@ change (a new multiplier, a freeze, an unfreeze, the next step) rewrites all of
 ``optimizer.param_groups[i]["lr"]`` from that formula, so nothing can leave one group at
 a stale rate or collapse the ratios, and the optimizer's group list never grows: no
 ``add_param_group`` (which breaks schedulers and checkpoints: pytorch 62475, Lightning
-8720). Frozen means ``requires_grad=False``, no gradient, and rate 0: no update at all,
-neither weight decay nor momentum (the optimizers skip a tensor without gradient).
+8720). Frozen means no gradient and rate 0: no update at all, neither weight decay nor
+momentum (the optimizers skip a tensor without gradient).
+
+How a tensor loses its gradient is ``freeze_by``. ``"requires_grad"`` (the default)
+turns autograd off for it: no backward work, but a data-parallel engine decides at wrap
+time which tensors it synchronises (those with ``requires_grad``), so under
+DistributedDataParallel a tensor unfrozen after wrapping is never all-reduced (the
+ranks drift apart silently) and one frozen after wrapping stops the reducer (Lightning
+20340). ``"grad"`` keeps ``requires_grad=True`` on every tensor that may train, so the
+engine registers and all-reduces all of them on every rank, and drops the gradients of
+frozen tensors in a pre-step hook of the optimizer, just before it updates
+(``docs/distributed.md``).
 
 Works on the optimizer groups of every backend with per-group ``lr`` (``torch``,
 ``oneflow`` eager): it only reads and writes the groups' dicts and the tensors'
-``requires_grad``. OneFlow's nn.Graph compiles the rates at its first call, so the
-controller refuses ``oneflow-graph`` groups; there a schedule goes through
+``requires_grad`` and ``grad``. OneFlow's nn.Graph compiles the rates at its first call,
+so the controller refuses ``oneflow-graph`` groups; there a schedule goes through
 ``multilr_oneflow.graph_scheduler``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from multilr._check import number
 from multilr._depth import infer_depths
@@ -28,7 +38,11 @@ from multilr._timeline import Program
 from multilr.errors import MultiLRError, SpecError, UnsupportedFeatureError
 from multilr.schedules import Schedule
 
-__all__ = ["Controller"]
+__all__ = ["Controller", "FreezeBy"]
+
+#: How the Controller keeps a frozen tensor from updating (see the module docstring).
+FreezeBy = Literal["requires_grad", "grad"]
+_FREEZE_BY = ("requires_grad", "grad")
 
 
 class Controller:
@@ -42,15 +56,26 @@ class Controller:
             framework scheduler keeps ratios too, but does not know about freezing,
             stages, groups' own schedules and multipliers changed at run time.
         steps_per_epoch: Optimizer steps per epoch, for spec stages given in epochs.
+        freeze_by: ``"requires_grad"`` (default): a frozen tensor has
+            ``requires_grad=False``. ``"grad"``: for DistributedDataParallel and FSDP; every
+            tensor that may train keeps ``requires_grad=True`` (the spec's stage-frozen
+            tensors get it back here, so create the Controller *before* wrapping the
+            model), and a pre-step hook of the optimizer drops the gradients of frozen
+            tensors; :meth:`close` removes the hook. Groups the spec freezes for good
+            (``frozen`` rules, no stage) stay out of autograd (no backward work, and every
+            rank's engine skips them alike), so they cannot be unfrozen in this mode.
 
     The spec's runtime parts apply by themselves: a rule's ``schedule`` multiplies its
     groups' rates, and each of the spec's ``stages`` unfreezes its groups (at
     ``lr_mult`` x their planned rate) when :meth:`step` reaches its step.
 
     Raises:
-        UnsupportedFeatureError: The groups carry ``lr_scale`` (``oneflow-graph``).
+        UnsupportedFeatureError: The groups carry ``lr_scale`` (``oneflow-graph``), or
+            ``freeze_by="grad"`` and the optimizer has no ``register_step_pre_hook``
+            (OneFlow 0.9).
         MultiLRError: The optimizer's groups do not match the plan's.
-        SpecError: A stage is given in epochs and ``steps_per_epoch`` is not.
+        SpecError: A stage is given in epochs and ``steps_per_epoch`` is not; an unknown
+            ``freeze_by``.
 
     Example:
         >>> import torch, multilr
@@ -66,6 +91,20 @@ class Controller:
         >>> ctl.step()
         >>> ctl.rates()
         {'default': 0.0, 'head': 0.5}
+
+        For DistributedDataParallel: ``build`` -> optimizer -> ``Controller(...,
+        freeze_by="grad")`` -> wrap. Frozen tensors keep ``requires_grad``, and lose their
+        gradient just before each optimizer step:
+
+        >>> ctl = multilr.Controller(opt, groups, freeze_by="grad")
+        >>> ctl.freeze("default")
+        >>> model(torch.ones(1, 2)).sum().backward()
+        >>> model[0].weight.requires_grad, model[0].weight.grad is not None
+        (True, True)
+        >>> opt.step()
+        >>> model[0].weight.grad is None
+        True
+        >>> ctl.close()
     """
 
     def __init__(
@@ -75,10 +114,20 @@ class Controller:
         schedule: Schedule | None = None,
         *,
         steps_per_epoch: int | None = None,
+        freeze_by: FreezeBy = "requires_grad",
     ) -> None:
         plan = plan if isinstance(plan, Plan) else getattr(plan, "plan", None)
         if not isinstance(plan, Plan):
             raise MultiLRError("Controller needs the plan (groups.plan) or the groups multilr.build returned")
+        if freeze_by not in _FREEZE_BY:
+            raise SpecError(f"freeze_by must be one of {list(_FREEZE_BY)}, got {freeze_by!r}")
+        register_hook = getattr(optimizer, "register_step_pre_hook", None)
+        if freeze_by == "grad" and not callable(register_hook):
+            raise UnsupportedFeatureError(
+                f"freeze_by='grad' drops frozen tensors' gradients in an optimizer step pre-hook, and "
+                f"{type(optimizer).__module__}.{type(optimizer).__name__} has no register_step_pre_hook "
+                "(OneFlow 0.9 has none); use freeze_by='requires_grad' (the default) there"
+            )
         pgs = optimizer.param_groups
         if any("lr_scale" in g for g in pgs):
             raise UnsupportedFeatureError(
@@ -104,9 +153,20 @@ class Controller:
         self._program = Program(plan, schedule, steps_per_epoch=steps_per_epoch)
         self.schedule = self._program.schedule
         self.groups: list[str] = [g.name for g in plan.groups]
+        self.freeze_by: FreezeBy = freeze_by
+        # frozen by a spec rule and by no stage: under "grad" these stay out of autograd, so
+        # a wrapping engine skips them on every rank and never has to learn about them later
+        self._for_good = [freeze_by == "grad" and g.frozen and g.stage is None for g in plan.groups]
+        # tensors the model itself had switched off before build (the table's "off"): the
+        # spec does not own them, so only an explicit unfreeze of their group turns them on
+        own = {p.name: p.requires_grad for p in plan.params}
+        self._model_off = [[not own.get(n, True) for n in g.params] for g in plan.groups]
         self._mult, self._frozen, self._done = self._program.initial()
         self._step = 0
+        self._hook: Any = None
         self._transition(0, self._mult, self._frozen, self._done, everything=True)
+        if freeze_by == "grad" and callable(register_hook):  # checked above; callable() for mypy
+            self._hook = register_hook(self._before_optimizer_step)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -159,7 +219,11 @@ class Controller:
         self._transition(self._step, mult, self._frozen, self._done)
 
     def freeze(self, *groups: str) -> None:
-        """Freeze groups: no gradient, no update at all, until :meth:`unfreeze`."""
+        """Freeze groups: no gradient, no update at all, until :meth:`unfreeze`.
+
+        With ``freeze_by="grad"`` their tensors keep ``requires_grad`` and lose their
+        gradients before each optimizer step, so this is safe inside DDP and FSDP.
+        """
         self._set_frozen(groups, True)
 
     def unfreeze(self, *groups: str, multiplier: float | None = None) -> None:
@@ -210,6 +274,33 @@ class Controller:
                 )
         self._transition(self._step, self._mult, [name in freeze for name in self.groups], self._done)
 
+    def drop_frozen_grads(self) -> None:
+        """Set the gradient of every frozen tensor to ``None``.
+
+        With ``freeze_by="grad"`` the optimizer's pre-step hook calls this before every
+        step, after the gradients have been all-reduced; call it yourself before
+        gradient clipping when the norm should leave frozen tensors out.
+        """
+        pgs = self.optimizer.param_groups
+        for i, f in enumerate(self._frozen):
+            if f:
+                for p in _params(pgs[i]):
+                    p.grad = None
+
+    def close(self) -> None:
+        """Remove the optimizer hook of ``freeze_by="grad"`` (a no-op otherwise, or twice).
+
+        Afterwards frozen groups keep rate 0, but their gradients reach the optimizer
+        again (momentum and Adam moments then see them).
+        """
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def _before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        """The pre-step hook: torch calls it as ``hook(optimizer, args, kwargs)``."""
+        self.drop_frozen_grads()
+
     # -- checkpoints ---------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -225,8 +316,13 @@ class Controller:
         """Restore :meth:`state_dict` (validated first: nothing changes on bad input).
 
         Raises:
-            SpecError: Unknown group names or bad values.
+            SpecError: Missing keys, unknown group names or bad values.
         """
+        # a KeyError or a TypeError from a half-written state would not say what is wrong
+        keys = state if isinstance(state, Mapping) else {}
+        missing = [k for k in ("step", "multipliers", "frozen") if k not in keys]
+        if missing:
+            raise SpecError(f"controller state lacks {missing}; pass what Controller.state_dict() returned")
         mult = dict(state["multipliers"])
         unknown = sorted((set(mult) | set(state["frozen"])) - set(self.groups))
         if unknown:
@@ -298,24 +394,40 @@ class Controller:
 
         Every rate is computed first, so a bad factor raises before anything changes;
         then the state, the groups' ``lr`` and the tensors of the groups whose frozen
-        flag changed (of every group, with ``everything``) are written.
+        flag changed (of every group, with ``everything``) are written. Under
+        ``freeze_by="grad"`` a group the spec froze for good never thaws (checked before
+        writing too), and ``requires_grad`` is off only for those groups.
         """
         if stages:
             mult, frozen, done = self._program.due(step, (mult, frozen, done))
         rates = self._program.rates(step, mult, frozen)  # may raise: nothing written yet
+        thawed = [n for n, f, good in zip(self.groups, frozen, self._for_good, strict=True) if good and not f]
+        if thawed:
+            raise MultiLRError(
+                f"cannot unfreeze {thawed} with freeze_by='grad': the spec freezes them for good, so they "
+                "stay out of autograd and a DDP/FSDP wrapper never synchronises them; to train them later, "
+                "unfreeze them with a spec stage, or leave them unfrozen in the spec and freeze them with "
+                "Controller.freeze (which keeps them in autograd in this mode)"
+            )
         changed = (
             range(len(frozen)) if everything else [i for i, f in enumerate(frozen) if f != self._frozen[i]]
         )
+        was_frozen = self._frozen
         self._step, self._mult, self._frozen, self._done = step, mult, frozen, done
         for pg, rate in zip(self.optimizer.param_groups, rates, strict=True):
             pg["lr"] = rate
         pgs = self.optimizer.param_groups
+        by_flag = self.freeze_by == "requires_grad"
         for i in changed:
-            for p in _params(pgs[i]):
+            trains = not (frozen[i] if by_flag else self._for_good[i])
+            thawed_now = was_frozen[i] and not frozen[i]
+            for p, model_off in zip(_params(pgs[i]), self._model_off[i], strict=True):
                 if frozen[i]:
                     p.grad = None  # a leftover gradient would still move it in some optimizers
-                if bool(p.requires_grad) == frozen[i]:
-                    p.requires_grad_(not frozen[i])
+                if trains and model_off and not thawed_now:
+                    continue  # never switch on what the model switched off, unless asked to
+                if bool(p.requires_grad) != trains:
+                    p.requires_grad_(trains)
 
 
 def _params(group: Any) -> list[Any]:

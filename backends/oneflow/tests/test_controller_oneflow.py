@@ -103,3 +103,17 @@ def test_graph_build_refuses_runtime_parts_and_changes_nothing(spec: Spec, words
     for word in words:
         assert word in str(info.value), f"got {info.value}, should mention {word}"
     assert [p.requires_grad for p in model.parameters()] == flags, "got the refused build freezing tensors"
+
+
+def test_grad_freezing_is_refused_without_a_step_pre_hook_and_nothing_changes() -> None:
+    """freeze_by='grad' needs register_step_pre_hook; OneFlow 0.9's optimizers have none."""
+    model = _model()
+    groups = multilr.build(model, RUNTIME_SPEC, backend="oneflow")
+    opt = flow.optim.SGD(groups)
+    assert not hasattr(opt, "register_step_pre_hook")  # if OneFlow gains it, the mode could work here
+    rates = [g["lr"] for g in opt.param_groups]
+    with pytest.raises(UnsupportedFeatureError, match="register_step_pre_hook"):
+        Controller(opt, groups, freeze_by="grad")
+    assert [g["lr"] for g in opt.param_groups] == rates
+    assert not model[0].weight.requires_grad  # the stage's tensors were not given their flag back
+    Controller(opt, groups)  # the default mode works on the same optimizer

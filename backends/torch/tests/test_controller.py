@@ -135,3 +135,21 @@ def test_groups_that_do_not_match_the_plan_are_refused() -> None:
     opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1})
     with pytest.raises(MultiLRError, match="no add_param_group"):
         Controller(opt, groups)
+
+
+@pytest.mark.parametrize("freeze_by", ["requires_grad", "grad"])
+def test_tensors_the_model_switched_off_stay_off_until_their_group_is_unfrozen(freeze_by: str) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].bias.requires_grad_(False)  # the model's own choice, not the spec's
+    groups = multilr.build(model, {"lr": 0.1, "rules": [{"prefix": "1", "lr_mult": 10, "name": "head"}]})
+    ctl = Controller(torch.optim.SGD(groups), groups, freeze_by=freeze_by)  # type: ignore[arg-type]
+    assert not model[0].bias.requires_grad, "got the model's own 'off' switched on by the Controller"
+    assert model[0].weight.requires_grad
+    ctl.load_state_dict(ctl.state_dict())
+    assert not model[0].bias.requires_grad, "got the model's own 'off' switched on by load_state_dict"
+    ctl.step()
+    assert not model[0].bias.requires_grad, "got the model's own 'off' switched on by step()"
+    ctl.freeze("default")
+    ctl.unfreeze("default")  # an explicit unfreeze of its group is the user asking for it
+    assert model[0].bias.requires_grad, "an explicit unfreeze should switch the group's tensors on"
+    ctl.close()
