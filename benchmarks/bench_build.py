@@ -437,6 +437,67 @@ def profile_build(model: nn.Module, spec: Spec, n: int, unprofiled_ms: float, to
     return "\n".join(lines)
 
 
+# -- scale -----------------------------------------------------------------------------
+
+
+class _ScaleBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(4, 4))
+
+
+class ThousandBlocks(nn.Module):
+    """The scale test's model (``backends/torch/tests/test_scale.py``): 2,006 tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 4)
+        self.blocks = nn.Sequential(*(_ScaleBlock() for _ in range(1000)))
+        self.norm = nn.LayerNorm(4)
+        self.head = nn.Linear(4, 2)
+
+
+def run_scale(reps: int, warmup: int) -> str:
+    """Build time and traced memory for the scale test's two models (issue 6, part 5)."""
+    import tracemalloc
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+    from models import llama  # examples/models.py: LLaMA-7B's shapes on the meta device
+
+    cases = [
+        (
+            "1,000 blocks (CPU)",
+            ThousandBlocks(),
+            Spec(lr=1e-3, weight_decay=0.05, no_decay=("bias", "norm"),
+                 rules=(Rule(Prefix("stem"), frozen=True, name="stem"),), layer_decay=LayerDecay(0.99)),
+        ),
+        (
+            "LLaMA-7B shapes (meta)",
+            llama(),
+            Spec(lr=3e-4, weight_decay=0.1, no_decay=("bias", "norm"), layer_decay=LayerDecay(0.8)),
+        ),
+    ]
+    lines = [
+        f"\n## Scale: the scale test's models, {reps} repetitions",
+        "",
+        "| model | tensors | parameters | groups | build CPU min / median (ms) | peak traced memory |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, model, spec in cases:
+        groups = multilr.build(model, spec)
+        tracemalloc.start()
+        multilr.build(model, spec)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        t = interleaved([("build", lambda m=model, s=spec: multilr.build(m, s))], reps, warmup)["build"]
+        params = list(model.parameters())
+        lines.append(
+            f"| {label} | {len(params):,} | {sum(p.numel() for p in params):.3g} | {len(groups):,} "
+            f"| {t.cpu_min_ms:.1f} / {t.cpu_median_ms:.1f} | {peak / 1e6:.2f} MB |"
+        )
+    return "\n".join(lines)
+
+
 # -- machine ---------------------------------------------------------------------------
 
 
@@ -522,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
 
     build_results, _ = run_build(args.quick, args.reps, args.profile, args.top)
+    print(run_scale(args.reps or (5 if args.quick else 30), 1 if args.quick else 3), flush=True)
     rows = []
     for r in build_results:
         b = r.build

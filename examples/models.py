@@ -10,6 +10,9 @@ of well-known architectures, so each builder documents the names it produces.
 * :func:`tied_lm`: a decoder LM whose ``lm_head.weight`` *is* ``embed.weight``.
 * :func:`mlp`: two linear layers named ``layer1``/``layer2``.
 * :func:`digits_cnn`: the demo's stem / numbered blocks / head CNN (``examples/_digits.py``).
+* :func:`tiny_vit`: a timm-style ViT with timm's ``no_weight_decay()`` and ``group_matcher()``.
+* :func:`llama`: LLaMA's module tree and names (LLaMA-7B shapes by default), made on the
+  meta device: 6.7e9 parameters and no memory for them (shapes only, no forward).
 
 Example:
     >>> [n for n, _ in resnet18(width=8).named_parameters()][-2:]
@@ -17,6 +20,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +36,11 @@ __all__ = [
     "mlp",
     "resnet18",
     "tied_lm",
+    "TinyViT",
+    "tiny_vit",
+    "LlamaConfig",
+    "LlamaForCausalLM",
+    "llama",
 ]
 
 
@@ -277,3 +287,191 @@ def digits_cnn(num_classes: int = 5, *, seed: int = 0) -> nn.Module:
 
     torch.manual_seed(seed)
     return DigitsCNN(num_classes)
+
+
+# -- timm-style ViT --------------------------------------------------------------------
+# timm's VisionTransformer names and hints, without timm (it would pull torchvision).
+
+
+class _ViTAttention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class _ViTMlp(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, 2 * dim)
+        self.fc2 = nn.Linear(2 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class _ViTBlock(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = _ViTAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = _ViTMlp(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class _PatchEmbed(nn.Module):
+    def __init__(self, patch: int, chans: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(chans, dim, patch, stride=patch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class TinyViT(nn.Module):
+    """timm's ``VisionTransformer`` layout, with its two hints.
+
+    ``no_weight_decay()`` returns timm's set, ``dist_token`` included although this
+    model has none (timm lists it for every ViT). ``group_matcher(coarse=False)`` is
+    timm's: the stem (``cls_token``, ``pos_embed``, ``patch_embed``) is layer 0, block
+    ``i`` layer ``i + 1``, the final ``norm`` joins the last block (``(99999,)``), and
+    the unmatched ``head`` comes last.
+    """
+
+    def __init__(
+        self, img: int = 8, patch: int = 4, chans: int = 1, dim: int = 16, depth: int = 2, classes: int = 10
+    ) -> None:
+        super().__init__()
+        self.patch_embed = _PatchEmbed(patch, chans, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(0.02 * torch.randn(1, (img // patch) ** 2 + 1, dim))
+        self.blocks = nn.Sequential(*(_ViTBlock(dim, 2) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token", "dist_token"}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, object]:
+        return {
+            "stem": r"^cls_token|^pos_embed|^patch_embed",
+            "blocks": r"^blocks\.(\d+)" if coarse else [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def tiny_vit(depth: int = 2, dim: int = 16, classes: int = 10, *, seed: int = 0) -> TinyViT:
+    """A timm-style ViT on 8x8 one-channel images (digits): 4 + 12 * depth + 4 tensors.
+
+    Names, in model order: ``cls_token``, ``pos_embed``, ``patch_embed.proj.{weight,bias}``,
+    per block ``blocks.{i}.norm1.{weight,bias}``, ``blocks.{i}.attn.{qkv,proj}.{weight,bias}``,
+    ``blocks.{i}.norm2.{weight,bias}``, ``blocks.{i}.mlp.{fc1,fc2}.{weight,bias}``, then
+    ``norm.{weight,bias}``, ``head.{weight,bias}``.
+
+    Example:
+        >>> m = tiny_vit()
+        >>> [n for n, _ in m.named_parameters()][:3], len(list(m.parameters()))
+        (['cls_token', 'pos_embed', 'patch_embed.proj.weight'], 32)
+    """
+    torch.manual_seed(seed)
+    return TinyViT(dim=dim, depth=depth, classes=classes)
+
+
+# -- LLaMA (shapes only) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    """The sizes of a LLaMA model; the defaults are LLaMA-7B's (6,738,415,616 parameters)."""
+
+    vocab: int = 32000
+    hidden: int = 4096
+    intermediate: int = 11008
+    layers: int = 32
+    tied: bool = False  # lm_head.weight is embed_tokens.weight
+
+
+class LlamaRMSNorm(nn.Module):
+    """RMSNorm: one scale vector, no bias (the class name is what ``no_decay: norm`` reads)."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden))
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.q_proj = nn.Linear(hidden, hidden, bias=False)
+        self.k_proj = nn.Linear(hidden, hidden, bias=False)
+        self.v_proj = nn.Linear(hidden, hidden, bias=False)
+        self.o_proj = nn.Linear(hidden, hidden, bias=False)
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, hidden: int, intermediate: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        self.self_attn = LlamaAttention(config.hidden)
+        self.mlp = LlamaMLP(config.hidden, config.intermediate)
+        self.input_layernorm = LlamaRMSNorm(config.hidden)
+        self.post_attention_layernorm = LlamaRMSNorm(config.hidden)
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab, config.hidden)
+        self.layers = nn.ModuleList(LlamaDecoderLayer(config) for _ in range(config.layers))
+        self.norm = LlamaRMSNorm(config.hidden)
+
+
+class LlamaForCausalLM(nn.Module):
+    """``transformers.LlamaForCausalLM``'s module tree and parameter names, without a forward."""
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        self.model = LlamaModel(config)
+        self.lm_head = nn.Linear(config.hidden, config.vocab, bias=False)
+        if config.tied:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+
+def llama(config: LlamaConfig | None = None, *, device: str | torch.device = "meta") -> LlamaForCausalLM:
+    """A LLaMA-shaped model, by default LLaMA-7B's sizes on the meta device (no weight memory).
+
+    Names, in model order: ``model.embed_tokens.weight``, per layer
+    ``model.layers.{i}.self_attn.{q,k,v,o}_proj.weight``,
+    ``model.layers.{i}.mlp.{gate,up,down}_proj.weight``,
+    ``model.layers.{i}.{input,post_attention}_layernorm.weight``, then ``model.norm.weight``
+    and ``lm_head.weight``: 2 + 9 * layers + 1 tensors (291 for LLaMA-7B).
+
+    Example:
+        >>> m = llama()
+        >>> len(list(m.parameters())), sum(p.numel() for p in m.parameters()), m.lm_head.weight.is_meta
+        (291, 6738415616, True)
+    """
+    with torch.device(device):
+        return LlamaForCausalLM(config or LlamaConfig())

@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
+from multilr._hints import ModelHints, read_hints
 from multilr._params import ParamInfo
 from multilr._plan import resolve
 from multilr._plantypes import Plan
@@ -59,9 +60,10 @@ def plan(model: Any, spec: SpecLike, *, backend: str | Backend | None = None) ->
     if _is_infos(model):
         return resolve(model, spec)
     be = get_backend(backend or infer_backend(model))
+    hints = _hints(model, spec)
     if _reads_once(be):
-        return resolve(cast(TableBackend, be).extract_table(model), spec)
-    return resolve(be.extract(model), spec)
+        return resolve(cast(TableBackend, be).extract_table(model), spec, hints=hints)
+    return resolve(be.extract(model), spec, hints=hints)
 
 
 def build(model: Any, spec: SpecLike, backend: str | Backend | None = None) -> ParamGroups:
@@ -95,10 +97,15 @@ def build(model: Any, spec: SpecLike, backend: str | Backend | None = None) -> P
         # one walk of the model: emit takes the tensors the planner's table came with
         reader, checked = cast(TableBackend, be), as_spec(spec)  # the spec first, as plan() does
         table = reader.extract_table(model)
-        resolved = resolve(table, checked)
+        resolved = resolve(table, checked, hints=_hints(model, checked))
         return ParamGroups(reader.emit_table(table, resolved), plan=resolved, backend=be.name)
     resolved = plan(model, spec, backend=be)
     return ParamGroups(be.emit(model, resolved), plan=resolved, backend=be.name)
+
+
+def _hints(model: Any, spec: Spec) -> ModelHints | None:
+    """The model's own hints (timm's ``no_weight_decay()``, ``group_matcher()``), unless the spec says no."""
+    return read_hints(model) if spec.model_hints else None
 
 
 def _is_infos(model: Any) -> bool:

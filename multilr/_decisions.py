@@ -12,7 +12,7 @@ from the same columns when a plan's ``params`` are first read (tables, JSON,
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from multilr._plantypes import GroupRow, ParamPlan
 from multilr._rules import Rule
@@ -20,6 +20,8 @@ from multilr._stages import Stage
 from multilr.schedules import Schedule
 
 __all__ = ["Decisions", "GroupColumns", "RateWin", "SettingWin"]
+
+T = TypeVar("T")
 
 #: The rule that set a tensor's rate and how: ``(rule, ("lr" | "lr_mult", value))``.
 RateWin = tuple[Rule, tuple[str, float]]
@@ -60,6 +62,7 @@ class Decisions:
         "aliases",
         "decay",
         "depth",
+        "depth_from",
         "frozen",
         "frozen_rule",
         "group_firsts",
@@ -109,6 +112,7 @@ class Decisions:
         self.group_firsts: list[int] = []
         self.decay: float | None = None
         self.max_depth: int | None = None
+        self.depth_from = ""  # who gave the depths when not the spec's mode ("model.group_matcher()")
         self.group_of: list[int] = []
         self.groups = GroupColumns([], [], [], [], [], [])
 
@@ -153,6 +157,23 @@ class Decisions:
             out.append("/".join(labels) or "default")
         return out
 
+    def group_members(self, items: Sequence[T]) -> list[list[T]]:
+        """``items`` (one per tensor, in model order) gathered into one list per group.
+
+        One pass over the tensors, each appended to its group's list: what ``emit`` needs
+        when it holds the tensors in the planner's order, with no lookup by name.
+
+        Example:
+            >>> d = Decisions(["a", "b", "c"], None, [(), (), ()], [True] * 3)
+            >>> d.groups, d.group_of = GroupColumns(["x", "y"], [], [], [], [], []), [0, 1, 0]
+            >>> d.group_members(["A", "B", "C"])
+            [['A', 'C'], ['B']]
+        """
+        lists: list[list[T]] = [[] for _ in self.groups.names]
+        for g, item in zip(self.group_of, items, strict=True):
+            lists[g].append(item)
+        return lists
+
     def group_runtime(self) -> list[tuple[Schedule | None, str | None]]:
         """Each group's own schedule and the stage that unfreezes it (``None``: none)."""
         sched, stage, stages = self.schedule_rule, self.stage, self.stages
@@ -183,7 +204,8 @@ class Decisions:
             source = f"{rule.name} ({kind}={value:g})"
         depth = self.depth[t]
         if depth is not None and self.decay is not None and self.max_depth is not None:
-            source += f" x {self.decay:g}^{self.max_depth - depth} (depth {depth}/{self.max_depth})"
+            by = f" by {self.depth_from}" if self.depth_from else ""
+            source += f" x {self.decay:g}^{self.max_depth - depth} (depth {depth}/{self.max_depth}{by})"
         sched = self.schedule_rule.get(t)
         if sched is not None:
             source += f", then {sched[0].name}'s {sched[1].describe()}"

@@ -28,6 +28,7 @@ from typing import Any
 from multilr._check import did_you_mean
 from multilr._decisions import Decisions, GroupColumns, RateWin, SettingWin
 from multilr._depth import depth_list
+from multilr._hints import GROUP_MATCHER, ModelHints
 from multilr._params import ParamInfo, ParamTable
 from multilr._plantypes import Plan
 from multilr._rules import LayerDecay, Rule
@@ -270,15 +271,34 @@ def _no_decay_classes(classes: Sequence[str], table: ParamTable, tensors: _Tenso
 
 
 def _layer_decay(
-    decay: LayerDecay, table: ParamTable, tensors: _Tensors, decided: Decisions, hits: _Hits
+    decay: LayerDecay,
+    table: ParamTable,
+    tensors: _Tensors,
+    decided: Decisions,
+    hits: _Hits,
+    hinted: list[int] | None = None,
 ) -> tuple[list[int], range | list[int]]:
-    """Depth of every tensor and the positions layer decay applies to."""
-    depths = depth_list(tensors.names, decay.depth)
+    """Depth of every tensor and the positions layer decay applies to.
+
+    ``hinted``: the model's own depths (its ``group_matcher``), used in place of the
+    default inference; an explicit depth mode in the spec wins over them.
+    """
+    if hinted is not None and decay.depth == "blocks":
+        depths, decided.depth_from = hinted, GROUP_MATCHER
+    else:
+        depths = depth_list(tensors.names, decay.depth)
     decided.decay = decay.decay
     decided.max_depth = max(depths)
     if decay.within is None:
         return depths, range(len(depths))
     decayed = tensors.of(matching(decay.within, table))
+    if not decayed:  # a typo here would silently switch layer decay off
+        sample = ", ".join(repr(n) for n in tensors.names[:5])
+        raise CoverageError(
+            f"layer_decay.within ({decay.within.describe()}) "
+            f"matches no parameter (names look like {sample}, ...); fix the selector (a prefix matches on "
+            "dot boundaries: 'layer' does not match 'layer1', use glob 'layer*')"
+        )
     hits.touched.update(decayed)
     return depths, decayed
 
@@ -376,13 +396,15 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec) -> Plan:
+def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: ModelHints | None = None) -> Plan:
     """Resolve a spec against named parameters.
 
     Args:
         infos: What a backend's ``extract`` yields: one :class:`ParamInfo` per name,
             tied tensors sharing a ``key``; or the same as a :class:`ParamTable`.
         spec: The spec.
+        hints: The model's own hints (:func:`multilr._hints.read_hints`), honoured
+            unless ``spec.model_hints`` is false.
 
     Returns:
         The plan.
@@ -406,6 +428,11 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec) -> Plan:
     if not names:
         raise CoverageError("the model has no parameters to plan")
     hits, unused = _match_rules(spec, table, tensors)
+    hints = hints if spec.model_hints else None
+    hinted = None  # the model's depths, read only where a depth is used
+    ld = spec.layer_decay
+    if hints is not None and ((ld is not None and ld.depth == "blocks") or spec.stages):
+        hinted = hints.depths(names)
     decided = Decisions(
         names, tensors.alias_names, tensors.column(table.shapes), tensors.column(table.requires_grad)
     )
@@ -415,7 +442,7 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec) -> Plan:
     decayed: range | list[int] = []
     decay = spec.layer_decay
     if decay is not None:
-        depths, decayed = _layer_decay(decay, table, tensors, decided, hits)
+        depths, decayed = _layer_decay(decay, table, tensors, decided, hits, hinted)
 
     # layer decay over the whole model touches every tensor
     if spec.unmatched == "error" and (decay is None or decay.within is not None):
@@ -437,7 +464,9 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec) -> Plan:
     if spec.stages:
         # a staged tensor is frozen until its stage, whatever a rule says
         decided.stages = spec.stages
-        decided.stage = stage_of(spec.stages, hits.selected, lambda: depths or depth_list(names, "blocks"))
+        decided.stage = stage_of(
+            spec.stages, hits.selected, lambda: depths or hinted or depth_list(names, "blocks")
+        )
         for t in decided.stage:
             decided.frozen[t] = True
     _rates_and_scales(spec, decided, depths, decayed)
@@ -445,6 +474,9 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec) -> Plan:
     default = spec.weight_decay
     if spec.no_decay:
         decided.no_decay = _no_decay_classes(spec.no_decay, table, tensors)
+    if hints is not None and default:  # the model's no-decay names: one more class, after the spec's
+        decided.no_decay = hints.no_decay(names, decided.no_decay)
+    if decided.no_decay is not None:
         weight_decay = [0.0 if cls else default for cls in decided.no_decay]
     else:
         weight_decay = [default] * len(names)

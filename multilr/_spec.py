@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from multilr._check import check_keys, did_you_mean, number
+from multilr._check import check_keys, did_you_mean, number, shown
 from multilr._rules import LayerDecay, Rule, Spread
 from multilr._stages import Stage
 from multilr._text import parse_json, parse_yaml
@@ -36,23 +36,39 @@ _RESERVED_HYPER = ("params", "lr", "weight_decay", "name", "lr_scale", "initial_
 
 _SPEC_KEYS = (
     "lr", "weight_decay", "hyper", "rules", "layer_decay", "spread", "rates", "no_decay", "unmatched",
-    "schedule", "stages",
+    "schedule", "stages", "model_hints",
 )
 
 
-def _hyper_value(value: Any, where: str) -> Any:
+#: How deep lists may nest in ``hyper`` and how many values one entry may hold: an
+#: optimizer takes ``betas=(0.9, 0.999)``, not a YAML alias structure a billion values large.
+_HYPER_DEPTH, _HYPER_SIZE = 4, 10_000
+
+
+def _hyper_value(value: Any, where: str, depth: int = 0, budget: list[int] | None = None) -> Any:
+    budget = [_HYPER_SIZE] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SpecError(f"{where}: more than {_HYPER_SIZE} values; hyper holds optimizer settings")
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):
+        # only 4,300-digit integers break JSON; an optimizer setting is never that large
+        if abs(value) > 2**63 - 1:
+            raise SpecError(f"{where} must be an integer below 2**63, got {shown(value)}")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise SpecError(f"{where} must be finite, got {value!r}")
         return value
     if isinstance(value, (list, tuple)):
+        if depth >= _HYPER_DEPTH:
+            raise SpecError(f"{where}: lists nested more than {_HYPER_DEPTH} deep, got {shown(value)}")
         # betas and friends: the optimizers want tuples, YAML gives lists.
-        return tuple(_hyper_value(v, f"{where}[{i}]") for i, v in enumerate(value))
-    raise SpecError(f"{where} must be a number, bool, string or list, got {type(value).__name__} {value!r}")
+        return tuple(_hyper_value(v, f"{where}[{i}]", depth + 1, budget) for i, v in enumerate(value))
+    raise SpecError(
+        f"{where} must be a number, bool, string or list, got {type(value).__name__} {shown(value)}"
+    )
 
 
 @dataclass(frozen=True)
@@ -77,12 +93,16 @@ class Spec:
             ``schedule`` multiplies it for that rule's parameters.
         stages: Staged unfreezing (see :class:`~multilr.Stage`): the parameters a stage
             reaches are frozen until it.
+        model_hints: Honour a model's own hints, timm's ``no_weight_decay()`` (one more
+            no-decay class) and ``group_matcher()`` (the depths for ``layer_decay`` in
+            place of ``"blocks"`` inference); see :mod:`multilr._hints`. ``False`` ignores them.
 
     Precedence, per parameter and per setting:
         * rate: ``rates`` entry > a rule's ``lr`` or ``lr_mult`` (higher ``priority`` first;
           a spread gives its rules an ``lr``) > 1.0; layer decay multiplies ``lr_mult``
           and the default, never an absolute rate.
-        * weight decay: a rule's ``weight_decay`` > ``no_decay`` class (0.0) > ``weight_decay``.
+        * weight decay: a rule's ``weight_decay`` > ``no_decay`` class (0.0), then the
+          model's ``no_weight_decay()`` names (0.0) > ``weight_decay``.
         * frozen: a rule's ``frozen`` > not frozen.
 
     Example:
@@ -102,64 +122,78 @@ class Spec:
     unmatched: Literal["default", "error"] = "default"
     schedule: Schedule | None = None
     stages: tuple[Stage, ...] = ()
+    model_hints: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "lr", number(self.lr, "lr", positive=True))
         set_(self, "weight_decay", number(self.weight_decay, "weight_decay"))
         if not isinstance(self.hyper, Mapping):
-            raise SpecError(f"hyper must be a mapping, got {self.hyper!r}")
+            raise SpecError(f"hyper must be a mapping, got {shown(self.hyper)}")
         hyper = {}
         for key, value in self.hyper.items():
+            if not isinstance(key, str) or not key.isidentifier():
+                raise SpecError(f"hyper: key must be an identifier, got {shown(key)}")
             if key in _RESERVED_HYPER:
                 raise SpecError(f"hyper.{key}: set {key!r} at the top level of the spec, not in hyper")
-            if not isinstance(key, str) or not key.isidentifier():
-                raise SpecError(f"hyper: key must be an identifier, got {key!r}")
             hyper[key] = _hyper_value(value, f"hyper.{key}")
         set_(self, "hyper", MappingProxyType(hyper))
         rules = tuple(self.rules)
         for i, rule in enumerate(rules):
             if not isinstance(rule, Rule):
-                raise SpecError(f"rules[{i}] must be a Rule, got {type(rule).__name__} {rule!r}")
+                raise SpecError(f"rules[{i}] must be a Rule, got {type(rule).__name__} {shown(rule)}")
         names = [r.name for r in rules]
         for name in names:
             if names.count(name) > 1:
                 raise SpecError(f"rules: two rules are named {name!r}; give them distinct names")
+        for rule in rules:
+            if rule.lr_mult is not None and not math.isfinite(self.lr * rule.lr_mult):
+                raise SpecError(
+                    f"rule {rule.name!r}: lr_mult {rule.lr_mult!r} x lr {self.lr!r} overflows; "
+                    "the rate must be a finite number"
+                )
         set_(self, "rules", rules)
         if self.layer_decay is not None and not isinstance(self.layer_decay, LayerDecay):
-            raise SpecError(f"layer_decay must be a LayerDecay, got {self.layer_decay!r}")
+            raise SpecError(f"layer_decay must be a LayerDecay, got {shown(self.layer_decay)}")
         if self.spread is not None:
             if not isinstance(self.spread, Spread):
-                raise SpecError(f"spread must be a Spread, got {self.spread!r}")
+                raise SpecError(f"spread must be a Spread, got {shown(self.spread)}")
             for name in self.spread.over:
                 if name not in names:
-                    raise SpecError(f"spread.over names no rule {name!r}{did_you_mean(name, names)}")
+                    known = ", ".join(names) or "(none)"
+                    raise SpecError(
+                        f"spread.over names no rule {name!r}{did_you_mean(name, names)}; rules: {known}"
+                    )
                 rule = rules[names.index(name)]
                 if rule.lr is not None or rule.lr_mult is not None:
+                    own = "lr" if rule.lr is not None else "lr_mult"
                     raise SpecError(
-                        f"rule {name!r} is in spread.over and sets its own rate; remove one of the two"
+                        f"rule {name!r} is in spread.over and sets its own rate ({own}); "
+                        "remove one of the two"
                     )
         if not isinstance(self.rates, Mapping):
-            raise SpecError(f"rates must be a mapping of parameter name -> rate, got {self.rates!r}")
+            raise SpecError(f"rates must be a mapping of parameter name -> rate, got {shown(self.rates)}")
         rates = {}
         for pname, rate in self.rates.items():
             if not isinstance(pname, str) or not pname:
-                raise SpecError(f"rates: parameter name must be a non-empty string, got {pname!r}")
+                raise SpecError(f"rates: parameter name must be a non-empty string, got {shown(pname)}")
             rates[pname] = number(rate, f"rates[{pname!r}]")
         set_(self, "rates", MappingProxyType(rates))
         no_decay = (self.no_decay,) if isinstance(self.no_decay, str) else tuple(self.no_decay)
         for cls in no_decay:
             if cls not in NO_DECAY_CLASSES:
                 raise SpecError(
-                    f"no_decay: unknown class {cls!r}{did_you_mean(str(cls), NO_DECAY_CLASSES)}; "
+                    f"no_decay: unknown class {shown(cls)}{did_you_mean(shown(cls), NO_DECAY_CLASSES)}; "
                     f"known: {', '.join(NO_DECAY_CLASSES)}"
                 )
         set_(self, "no_decay", no_decay)
         if self.unmatched not in ("default", "error"):
-            raise SpecError(f"unmatched must be 'default' or 'error', got {self.unmatched!r}")
+            raise SpecError(f"unmatched must be 'default' or 'error', got {shown(self.unmatched)}")
         if self.schedule is not None:
             set_(self, "schedule", schedule_from_dict(self.schedule, "schedule"))
         set_(self, "stages", self._checked_stages(names))
+        if not isinstance(self.model_hints, bool):
+            raise SpecError(f"model_hints must be true or false, got {shown(self.model_hints)}")
 
     def _checked_stages(self, rule_names: list[str]) -> tuple[Stage, ...]:
         """Stages with their names filled in; every rule they name must exist."""
@@ -169,7 +203,7 @@ class Spec:
             if isinstance(stage, Mapping):
                 stage = Stage.from_dict(stage, f"stages[{i}]")
             if not isinstance(stage, Stage):
-                raise SpecError(f"stages[{i}] must be a Stage, got {type(stage).__name__} {stage!r}")
+                raise SpecError(f"stages[{i}] must be a Stage, got {type(stage).__name__} {shown(stage)}")
             for rule in stage.unfreeze:
                 if rule not in rule_names:
                     known = ", ".join(rule_names) or "(none)"
@@ -208,26 +242,28 @@ class Spec:
         check_keys(data, _SPEC_KEYS, "spec")
         if "lr" not in data:
             raise SpecError("spec: missing required key 'lr' (the base learning rate)")
-        kwargs: dict[str, Any] = {k: data[k] for k in ("lr", "weight_decay", "unmatched") if k in data}
-        kwargs["hyper"] = data.get("hyper") or {}
-        rules = data.get("rules") or []
+        kwargs: dict[str, Any] = {
+            k: data[k] for k in ("lr", "weight_decay", "unmatched", "model_hints") if k in data
+        }
+        kwargs["hyper"] = _given(data, "hyper", {})
+        rules = _given(data, "rules", [])
         if not isinstance(rules, Sequence) or isinstance(rules, str):
-            raise SpecError(f"rules must be a list of mappings, got {rules!r}")
+            raise SpecError(f"rules must be a list of mappings, got {shown(rules)}")
         kwargs["rules"] = tuple(Rule.from_dict(r, f"rules[{i}]") for i, r in enumerate(rules))
         if data.get("layer_decay") is not None:
             kwargs["layer_decay"] = LayerDecay.from_dict(data["layer_decay"])
         if data.get("spread") is not None:
             kwargs["spread"] = Spread.from_dict(data["spread"])
-        kwargs["rates"] = data.get("rates") or {}
-        no_decay = data.get("no_decay") or ()
+        kwargs["rates"] = _given(data, "rates", {})
+        no_decay = _given(data, "no_decay", ())
         if not isinstance(no_decay, (str, list, tuple)):
-            raise SpecError(f"no_decay must be a list of classes, got {no_decay!r}")
+            raise SpecError(f"no_decay must be a list of classes, got {shown(no_decay)}")
         kwargs["no_decay"] = no_decay
         if data.get("schedule") is not None:
             kwargs["schedule"] = schedule_from_dict(data["schedule"], "schedule")
-        stages = data.get("stages") or []
+        stages = _given(data, "stages", [])
         if not isinstance(stages, Sequence) or isinstance(stages, str):
-            raise SpecError(f"stages must be a list of mappings, got {stages!r}")
+            raise SpecError(f"stages must be a list of mappings, got {shown(stages)}")
         kwargs["stages"] = tuple(Stage.from_dict(st, f"stages[{i}]") for i, st in enumerate(stages))
         return cls(**kwargs)
 
@@ -252,6 +288,8 @@ class Spec:
             out["schedule"] = schedule_to_dict(self.schedule)
         if self.stages:
             out["stages"] = [st.to_dict() for st in self.stages]
+        if not self.model_hints:
+            out["model_hints"] = False
         return out
 
     # -- files ----------------------------------------------------------------------
@@ -291,6 +329,16 @@ class Spec:
     def to_json(self) -> str:
         """JSON text of :meth:`to_dict`."""
         return json.dumps(self.to_dict(), indent=2)
+
+
+def _given(data: Mapping[str, Any], key: str, default: Any) -> Any:
+    """``data[key]``, or ``default`` when absent or null (YAML's ``rules:`` with nothing after).
+
+    Only null means "not given": ``rates: 0`` or ``rules: false`` is a mistake to report,
+    not an empty value to accept.
+    """
+    value = data.get(key)
+    return default if value is None else value
 
 
 def as_spec(spec: Spec | Mapping[str, Any] | str | os.PathLike[str]) -> Spec:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
+from multilr._decisions import Decisions
 from multilr._params import ParamInfo, ParamTable
 from multilr._plantypes import Plan
 from multilr.errors import BackendError
@@ -31,9 +32,11 @@ __all__ = [
     "ParamTable",
     "TableBackend",
     "attach_params",
+    "attach_table",
     "class_names",
     "collect_params",
     "frozen_params",
+    "frozen_tensors",
     "group_options",
     "walk_params",
 ]
@@ -158,32 +161,10 @@ def attach_params(plan: Plan, convention: Convention, tensors: Mapping[str, Any]
         >>> attach_params(p, "lr", {"w": "tensor-w"})
         [{'params': ['tensor-w'], 'name': 'default', 'lr': 0.1, 'weight_decay': 0.0}]
     """
-    # One dict per group, written out whole: the same keys, in the same order, as
-    # ``{"params": [...], **group_options(plan, convention)[i]}``, without the second dict.
     hyper, base = _checked(plan, convention)
     get = tensors.__getitem__
     try:
-        if convention == "lr":
-            groups = [
-                {
-                    "params": list(map(get, params)),
-                    "name": name,
-                    "lr": 0.0 if frozen else lr,
-                    "weight_decay": wd,
-                }
-                for name, params, lr, _, wd, frozen in plan._group_rows()
-            ]
-        else:
-            groups = [
-                {
-                    "params": list(map(get, params)),
-                    "name": name,
-                    "lr": base,
-                    "lr_scale": 0.0 if frozen else scale,
-                    "weight_decay": wd,
-                }
-                for name, params, _, scale, wd, frozen in plan._group_rows()
-            ]
+        members = [list(map(get, params)) for _, params, *_ in plan._group_rows()]
     except KeyError:
         for name, params, *_ in plan._group_rows():  # the first group, in order, that misses one
             missing = [n for n in params if n not in tensors]
@@ -193,10 +174,103 @@ def attach_params(plan: Plan, convention: Convention, tensors: Mapping[str, Any]
                     f"{name!r}; was the model changed after planning?"
                 ) from None
         raise
+    return _with_options(plan, convention, members, hyper, base)
+
+
+def attach_table(plan: Plan, convention: Convention, table: ParamTable) -> list[dict[str, Any]]:
+    """:func:`attach_params` with the tensors of the table ``plan`` was resolved from.
+
+    A backend's ``emit_table`` calls this. When ``plan`` came from ``table`` itself (the
+    planner kept its list of names), each tensor goes to its group by position, in one
+    pass, with no lookup by name; any other plan is matched by name, as
+    :func:`attach_params` does, tied names folded into the plan's canonical ones.
+
+    Args:
+        plan: The plan.
+        convention: The backend's convention.
+        table: A table with ``tensors`` (what ``extract_table`` returns).
+
+    Raises:
+        BackendError: The table has no tensors, or lacks a parameter the plan names.
+
+    Example:
+        >>> from multilr import ParamInfo, Rule, Spec, plan
+        >>> table = ParamTable.from_infos([ParamInfo(n, (1,), "f", "", (), True, n) for n in ("a", "b")])
+        >>> table.tensors = ["tensor-a", "tensor-b"]
+        >>> p = plan(table.infos(), Spec(lr=0.1, rules=[Rule("b", lr_mult=2, name="b")]))
+        >>> [(g["name"], g["params"]) for g in attach_table(p, "lr", table)]
+        [('default', ['tensor-a']), ('b', ['tensor-b'])]
+    """
+    tensors = table.tensors
+    if tensors is None:
+        raise BackendError("emit_table needs a table from extract_table (one with tensors)")
+    members = _members_by_position(plan, table)
+    if members is None:
+        aliases = plan.aliases
+        by_name: dict[str, Any] = {}
+        for name, p in zip(table.names, tensors, strict=True):
+            by_name.setdefault(aliases.get(name, name), p)
+        return attach_params(plan, convention, by_name)
+    hyper, base = _checked(plan, convention)
+    return _with_options(plan, convention, members, hyper, base)
+
+
+def _members_by_position(plan: Plan, table: ParamTable) -> list[list[Any]] | None:
+    """Each group's tensors, by position, when ``plan`` was resolved from ``table`` untied.
+
+    The planner keeps the table's own list of names when no tensor is tied, so the
+    same list object proves the positions line up; anything else returns ``None``.
+    """
+    decided = plan.__dict__.get("_decided")
+    if not isinstance(decided, Decisions) or decided.names is not table.names:
+        return None
+    assert table.tensors is not None
+    if len(table.tensors) != len(decided.group_of):
+        return None
+    return decided.group_members(table.tensors)
+
+
+def _with_options(
+    plan: Plan, convention: Convention, members: list[list[Any]], hyper: dict[str, Any], base: float
+) -> list[dict[str, Any]]:
+    """One dict per group: its tensors, then its settings."""
+    # Written out whole: the same keys, in the same order, as
+    # ``{"params": [...], **group_options(plan, convention)[i]}``, without the second dict.
+    rows = plan._group_rows()
+    if convention == "lr":
+        groups = [
+            {"params": params, "name": name, "lr": 0.0 if frozen else lr, "weight_decay": wd}
+            for params, (name, _, lr, _, wd, frozen) in zip(members, rows, strict=True)
+        ]
+    else:
+        groups = [
+            {
+                "params": params,
+                "name": name,
+                "lr": base,
+                "lr_scale": 0.0 if frozen else scale,
+                "weight_decay": wd,
+            }
+            for params, (name, _, _, scale, wd, frozen) in zip(members, rows, strict=True)
+        ]
     if hyper:
         for group in groups:
             group.update(hyper)
     return groups
+
+
+def frozen_tensors(plan: Plan, groups: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The tensors of the frozen groups of ``plan``, from the groups emitted for it.
+
+    Example:
+        >>> from multilr import ParamInfo, Rule, Spec, plan
+        >>> p = plan([ParamInfo(n, (1,), "f", "", (), True, n) for n in ("a", "b")],
+        ...          Spec(lr=0.1, rules=[Rule("b", frozen=True)]))
+        >>> frozen_tensors(p, attach_params(p, "lr", {"a": "A", "b": "B"}))
+        ['B']
+    """
+    rows = plan._group_rows()
+    return [p for row, group in zip(rows, groups, strict=True) if row[5] for p in group["params"]]
 
 
 def frozen_params(plan: Plan) -> list[str]:

@@ -268,3 +268,11 @@ def test_unused_optional_rules_are_reported():
     assert "optional rules that matched nothing: pool" in p.summary(rich=False)
     assert json.loads(p.to_json())["unused_rules"] == ["pool"]
     assert "matched nothing" not in plan(resnet_like(), Spec(lr=1)).table(rich=False)
+
+
+def test_layer_decay_within_that_matches_nothing_is_a_coverage_error() -> None:
+    from multilr import CoverageError, LayerDecay, Prefix, Spec, plan
+
+    spec = Spec(lr=0.1, layer_decay=LayerDecay(0.5, within=Prefix("layer")))  # 'layer' is not 'layer1'
+    with pytest.raises(CoverageError, match=r"layer_decay\.within .*matches no parameter"):
+        plan(resnet_like(), spec)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from multilr import BackendError, ParamInfo, Plan, UnsupportedFeatureError
-from multilr.backend import Convention, attach_params, class_names, walk_params
+from multilr.backend import Convention, ParamTable, attach_table, collect_params, frozen_tensors
 from multilr_oneflow._load import import_oneflow
 
 __all__ = ["EagerBackend", "GraphBackend"]
@@ -32,20 +32,21 @@ class _OneFlowBackend:
 
     def extract(self, model: Any) -> list[ParamInfo]:
         """Every named parameter, tied ones under each name (key: tensor identity)."""
-        out = []
-        for name, mpath, sub, p in walk_params(self._module(model)):
-            out.append(
-                ParamInfo(
-                    name,
-                    tuple(p.shape),
-                    str(p.dtype).removeprefix("oneflow."),
-                    mpath,
-                    class_names(type(sub), self.flow.nn.Module),
-                    bool(p.requires_grad),
-                    id(p),
-                )
-            )
-        return out
+        return self.extract_table(model).infos()
+
+    def extract_table(self, model: Any) -> ParamTable:
+        """:meth:`extract` as columns, with the tensors: one walk of the model (``build`` reads this)."""
+        names, modules, module_types, tensors = collect_params(self._module(model), self.flow.nn.Module)
+        return ParamTable(
+            names,
+            [tuple(p.shape) for p in tensors],
+            lambda: [str(p.dtype).removeprefix("oneflow.") for p in tensors],  # made only if ParamInfos are
+            modules,
+            module_types,
+            [bool(p.requires_grad) for p in tensors],
+            list(map(id, tensors)),
+            tensors,
+        )
 
     def _check(self, tensors: dict[str, Any], plan: Plan) -> None:
         """Backend-specific refusals, before anything changes."""
@@ -57,16 +58,26 @@ class _OneFlowBackend:
             BackendError: The model's parameters no longer match the plan.
             UnsupportedFeatureError: The target cannot run this model or plan.
         """
+        walk = collect_params(self._module(model), self.flow.nn.Module)
+        # emit reads only names and tensors: the other columns stay empty
+        return self._emit(plan, ParamTable(walk.names, [], [], [], [], [], [], walk.tensors))
+
+    def emit_table(self, table: ParamTable, plan: Plan) -> list[dict[str, Any]]:
+        """:meth:`emit` with the tensors of the table :meth:`extract_table` just read."""
+        if table.tensors is None:
+            raise BackendError("emit_table needs a table from extract_table (one with tensors)")
+        return self._emit(plan, table)
+
+    def _emit(self, plan: Plan, table: ParamTable) -> list[dict[str, Any]]:
+        assert table.tensors is not None
         tensors: dict[str, Any] = {}
-        for name, _, _, p in walk_params(self._module(model)):
+        for name, p in zip(table.names, table.tensors, strict=True):
             tensors.setdefault(plan.aliases.get(name, name), p)
         self._check(tensors, plan)
-        groups = attach_params(plan, self.convention, tensors)
+        groups = attach_table(plan, self.convention, table)
         # Everything is validated; only now touch the model.
-        for group in plan.groups:
-            if group.frozen:
-                for n in group.params:
-                    tensors[n].requires_grad = False
+        for p in frozen_tensors(plan, groups):
+            p.requires_grad = False
         return groups
 
 

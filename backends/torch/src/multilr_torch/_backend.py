@@ -10,7 +10,15 @@ import torch
 from torch.nn.parameter import UninitializedTensorMixin, is_lazy  # type: ignore[attr-defined]
 
 from multilr import BackendError, ParamInfo, Plan
-from multilr.backend import Convention, ParamTable, attach_params, collect_params, frozen_params
+from multilr.backend import (
+    Convention,
+    ParamTable,
+    attach_params,
+    attach_table,
+    collect_params,
+    frozen_params,
+    frozen_tensors,
+)
 
 __all__ = ["TorchBackend"]
 
@@ -80,9 +88,11 @@ class TorchBackend:
 
     def emit_table(self, table: ParamTable, plan: Plan) -> list[dict[str, Any]]:
         """:meth:`emit` with the tensors of the table :meth:`extract_table` just read."""
-        if table.tensors is None:
-            raise BackendError("emit_table needs a table from extract_table (one with tensors)")
-        return self._emit(plan, table.names, table.tensors)
+        groups = attach_table(plan, self.convention, table)  # tensors by position when it can
+        # Everything is validated; only now touch the model.
+        for p in frozen_tensors(plan, groups):
+            p.requires_grad_(False)
+        return groups
 
     def _emit(self, plan: Plan, names: Sequence[str], tensors: Sequence[Any]) -> list[dict[str, Any]]:
         aliases = plan.aliases

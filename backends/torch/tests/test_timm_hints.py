@@ -1,0 +1,102 @@
+"""A timm-style model's hints, honoured on a real torch model (``models.tiny_vit``).
+
+The expected groups are what timm's ``create_optimizer_v2(model, "adamw", lr,
+weight_decay=0.05, layer_decay=0.75)`` builds (timm/optim/_optim_factory.py and
+_param_groups.py ``param_groups_layer_decay``), worked out by hand:
+
+* layer ids from ``group_matcher(coarse=False)`` via ``group_with_matcher``: stem
+  (``cls_token``, ``pos_embed``, ``patch_embed.*``) 0, ``blocks.0`` 1, ``blocks.1`` 2,
+  ``norm`` (suffix 99999) 2, ``head`` (unmatched) 3; ``lr_scale = 0.75 ** (3 - id)``;
+* weight decay 0 for ``ndim <= 1`` (``weight_decay_exclude_1d``) and for the names in
+  ``no_weight_decay()``, else 0.05;
+* one group per (layer id, decay or not).
+
+multilr's spec for the same thing is ``no_decay=("1d",)`` plus layer decay; the model's
+hints do the rest. timm itself is not installed (it would pull torchvision).
+"""
+
+from __future__ import annotations
+
+import math
+
+import models
+import torch
+
+import multilr
+from multilr import LayerDecay, Spec
+
+LR, WD, DECAY = 1e-3, 0.05, 0.75
+SPEC = Spec(lr=LR, weight_decay=WD, no_decay=("1d",), layer_decay=LayerDecay(DECAY))
+
+
+def timm_layer_id(name: str) -> int:
+    if name.startswith(("cls_token", "pos_embed", "patch_embed")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    if name.startswith("norm."):
+        return 2  # (1, 99999): the layer of the last block
+    return 3  # head: unmatched, last
+
+
+def timm_expected(model: torch.nn.Module) -> dict[str, tuple[float, float]]:
+    """name -> (lr_scale, weight_decay) as timm's param_groups_layer_decay gives them."""
+    no_wd = model.no_weight_decay()
+    return {
+        n: (DECAY ** (3 - timm_layer_id(n)), 0.0 if p.ndim <= 1 or n in no_wd else WD)
+        for n, p in model.named_parameters()
+    }
+
+
+def test_groups_match_timms_layer_decay():
+    model = models.tiny_vit()
+    expected = timm_expected(model)
+    groups = multilr.build(model, SPEC, backend="torch")
+    got = {p.name: (p.scale, p.weight_decay) for p in groups.plan.params}
+    assert got.keys() == expected.keys()
+    for name, (scale, wd) in expected.items():
+        assert math.isclose(got[name][0], scale, rel_tol=1e-12) and got[name][1] == wd, (
+            f"{name}: got (scale, wd) {got[name]}, should be {(scale, wd)} (timm)"
+        )
+    # the same partition as timm's "layer_{id}_{decay|no_decay}" groups
+    timm_groups = {(timm_layer_id(n), wd == 0.0) for n, (_, wd) in expected.items()}
+    assert len(groups) == len(timm_groups) == 8
+    # and the torch groups carry the rates and decays
+    by_tensor = {id(t): (g["lr"], g["weight_decay"]) for g in groups for t in g["params"]}
+    for name, p in model.named_parameters():
+        scale, wd = expected[name]
+        assert math.isclose(by_tensor[id(p)][0], LR * scale, rel_tol=1e-12) and by_tensor[id(p)][1] == wd
+
+
+def test_table_says_which_decisions_came_from_the_model():
+    table = multilr.plan(models.tiny_vit(), SPEC).table()
+    cls_row = next(line for line in table.splitlines() if line.startswith("cls_token"))
+    assert "no_decay:model.no_weight_decay()" in cls_row
+    assert "by model.group_matcher()" in cls_row
+
+
+def test_model_hints_false_plans_from_the_names_alone():
+    plan = multilr.plan(models.tiny_vit(), Spec(**{**SPEC.__dict__, "model_hints": False}))
+    p = {q.name: q for q in plan.params}
+    assert p["cls_token"].weight_decay == WD  # 3-d: no "1d" class, and the hint is ignored
+    assert p["norm.weight"].depth == 3  # after the last block: the head's depth
+    assert "group_matcher" not in plan.table()
+
+
+def test_adamw_leaves_hinted_tensors_undecayed():
+    # all weights 1 and a zero gradient: AdamW's step is then weight decay alone
+    model = models.tiny_vit()
+    expected = timm_expected(model)
+    groups = multilr.build(model, SPEC, backend="torch")
+    opt = torch.optim.AdamW(groups)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+            p.grad = torch.zeros_like(p)
+    opt.step()
+    for name, p in model.named_parameters():
+        scale, wd = expected[name]
+        should = 1.0 - LR * scale * wd
+        assert torch.all(p.detach() == torch.tensor(should, dtype=p.dtype)), (
+            f"{name}: got {p.detach().flatten()[0].item()}, should be {should} (wd {wd})"
+        )
