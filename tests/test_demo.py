@@ -1,49 +1,68 @@
-"""The digits demo (examples/digits_finetune.py) runs, and multilr's frozen stem stays put."""
+"""The digits demo (`multilr demo`, multilr_torch.demo) runs, reports, plots, and its frozen stem stays put."""
 
 from __future__ import annotations
 
-import importlib
-import sys
+import contextlib
+import io
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+from multilr.cli import main, progress
 
+demo = pytest.importorskip("multilr_torch.demo")
+pytest.importorskip("sklearn")
 
-def _import(folder: Path, name: str) -> ModuleType:
-    # The examples are scripts, not a package: they import their helpers as `_digits`,
-    # which works when their own folder is on sys.path, as it is for `python examples/...`.
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-    return importlib.import_module(name)
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def quick_run() -> dict[str, Any]:
-    demo = _import(EXAMPLES, "digits_finetune")
-    result: dict[str, Any] = demo.main(["--quick"])
-    return result
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str, str]:
+    out = tmp_path_factory.mktemp("demo")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        result = demo.run(epochs=demo.QUICK_EPOCHS, out=out, progress=progress(stream=stderr, interval=0))
+    return result, stdout.getvalue(), stderr.getvalue()
 
 
-def test_demo_returns_accuracies(quick_run: dict[str, Any]) -> None:
-    for key in ("pretrain_acc", "baseline_acc", "multilr_acc"):
-        acc = quick_run[key]
-        assert isinstance(acc, float), key
-        assert 0.0 <= acc <= 1.0, (key, acc)
+def test_demo_returns_accuracies(quick_run: tuple[Any, str, str]) -> None:
+    result = quick_run[0]
+    for acc in (result.pretrain_acc, result.uniform.final_acc, result.multilr.final_acc):
+        assert isinstance(acc, float) and 0.0 <= acc <= 1.0, acc
     # five classes: anything that learned at all is far above chance (0.2)
-    assert quick_run["pretrain_acc"] > 0.5
+    assert result.pretrain_acc > 0.5
+    assert [e for e, _, _ in result.multilr.history] == [1, 2, 3]
+    assert result.gain == result.multilr.final_acc - result.uniform.final_acc
+
+
+def test_demo_prints_plan_epochs_and_results(quick_run: tuple[Any, str, str]) -> None:
+    result, out, err = quick_run
+    assert result.plan.table(rich=False) in out
+    assert "  multilr  epoch  3/3  train loss " in out and "  uniform  epoch  1/3  train loss " in out
+    table = out[out.index("uniform rate vs multilr spec"):].splitlines()[1:5]
+    assert table == result.table().splitlines()
+    assert table[0].split() == ["run", "rates", "final", "acc", "best", "acc", "gain", "(final)"]
+    assert table[3].split()[-3:] == [f"{result.multilr.final_acc:.4f}", f"{result.multilr.best_acc:.4f}",
+                                     f"{result.gain:+.4f}"]
+    # progress went to stderr, never mixed into the results on stdout
+    assert "pretrain: 1/" in err and "multilr: 12/12 done in " in err and "pretrain:" not in out
+
+
+def test_demo_writes_the_plots(quick_run: tuple[Any, str, str]) -> None:
+    result, out, _ = quick_run
+    assert sorted(result.files) == ["accuracy", "rates"]
+    for path in result.files.values():
+        assert path.read_bytes()[:8] == PNG and f"plot: {path}" in out
 
 
 def _stem(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("stem.")}
 
 
-def test_multilr_stem_is_frozen(quick_run: dict[str, Any]) -> None:
-    models = quick_run["models"]
+def test_multilr_stem_is_frozen(quick_run: tuple[Any, str, str]) -> None:
+    models = quick_run[0].models
     before, after = _stem(models["pretrained"]), _stem(models["multilr"])
     assert sorted(before) == ["stem.0.bias", "stem.0.weight", "stem.1.bias", "stem.1.weight"]
     for name, tensor in before.items():
@@ -51,11 +70,26 @@ def test_multilr_stem_is_frozen(quick_run: dict[str, Any]) -> None:
     assert not any(p.requires_grad for n, p in models["multilr"].named_parameters() if n.startswith("stem."))
 
 
-def test_baseline_stem_moves(quick_run: dict[str, Any]) -> None:
+def test_uniform_stem_moves(quick_run: tuple[Any, str, str]) -> None:
     # guards the test above: the same comparison does see a change when nothing is frozen
-    models = quick_run["models"]
-    before, after = _stem(models["pretrained"]), _stem(models["baseline"])
+    models = quick_run[0].models
+    before, after = _stem(models["pretrained"]), _stem(models["uniform"])
     assert not torch.equal(after["stem.0.weight"], before["stem.0.weight"])
+
+
+def test_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--epochs", "1", "--out", str(tmp_path), "--quiet", "--seed", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "multilr plan: base lr 0.003, 24 tensors, 10 groups" in out
+    assert "uniform rate vs multilr spec" in out and "\nmultilr  stem frozen, blocks x0.5 per level" in out
+    assert " epoch " not in out and err == ""  # --quiet: no per-epoch lines, no progress
+    assert (tmp_path / "accuracy.png").read_bytes()[:8] == PNG
+
+
+def test_the_example_is_the_demo() -> None:
+    import digits_finetune  # examples/digits_finetune.py, on pytest's pythonpath
+
+    assert digits_finetune.run is demo.run and digits_finetune.finder_job is demo.finder_job
 
 
 def test_demo_model_depths() -> None:
