@@ -12,5 +12,6 @@ planned like any other and left as they are.
 """
 
 from multilr_torch._backend import TorchBackend
+from multilr_torch._scheduler import MultiLRScheduler
 
-__all__ = ["TorchBackend"]
+__all__ = ["MultiLRScheduler", "TorchBackend"]
