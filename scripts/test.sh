@@ -24,12 +24,15 @@ echo "== pytest: OneFlow side (Python 3.10)"
 # These doctests are torch examples (plot_rates: matplotlib), checked on the torch side.
 .venv-oneflow/bin/python -m pytest -q -n 2 -p no:cacheprovider \
   --deselect multilr/_build.py::multilr._build.build \
+  --deselect multilr/_checkpoint.py::multilr._checkpoint.state_dict \
+  --deselect multilr/_checkpoint.py::multilr._checkpoint.load_state_dict \
   --deselect multilr/_control.py::multilr._control.Controller \
   --deselect multilr/_finder.py::multilr._finder.lr_find \
   --deselect multilr/_plot.py::multilr._plot.plot_rates \
   --deselect multilr/testing/_harness.py::multilr.testing._harness.TorchLikeHarness \
   multilr tests/test_spec.py tests/test_plan.py tests/test_depth.py tests/test_registry.py \
-  tests/test_testing.py tests/test_recorder.py tests/test_runtime_spec.py backends/oneflow "$@"
+  tests/test_testing.py tests/test_recorder.py tests/test_runtime_spec.py tests/test_hints.py \
+  backends/oneflow "$@"
 if [ "$#" -eq 0 ]; then
   echo "== conformance: every backend's traces, every pair, the summary"
   "$V/python" -m multilr.testing compare "$MULTILR_TRACES" --backends torch,oneflow,oneflow-graph

@@ -347,6 +347,11 @@ CASES: dict[str, Case] = {
         CoverageError,
         "'prefix:decoder' matches no parameter",
     ),
+    "plan-layer-decay-within-matches-nothing": Case(
+        _build(_spec(layer_decay={"decay": 0.5, "within": {"prefix": "decoder"}})),
+        CoverageError,
+        r"layer_decay\.within \(prefix:decoder\) matches no parameter",
+    ),
     "plan-conflict": Case(
         _build(_rules({"prefix": "head.weight", "lr_mult": 3, "name": "top"})), ConflictError, "head.weight"
     ),
@@ -641,6 +646,7 @@ SITES: dict[str, list[str] | str] = {
     "whose names are unique; the ParamInfo path is plan-plugin-duplicate-name",
     "multilr/_plan.py::_as_table": ["plan-plugin-not-paraminfo", "plan-plugin-duplicate-name"],
     "multilr/_plan.py::_match_rules": ["plan-rule-matches-nothing"],
+    "multilr/_plan.py::_layer_decay": ["plan-layer-decay-within-matches-nothing"],
     "multilr/_plan.py::_pick": ["plan-conflict"],
     "multilr/_plan.py::_apply_rates": ["plan-rates-unknown", "plan-rates-tied"],
     "multilr/_plan.py::resolve": ["plan-no-parameters", "plan-unmatched-error"],
