@@ -18,17 +18,22 @@ __all__ = ["FIGURES_ENV", "read_figures", "state_figure"]
 FIGURES_ENV = "MULTILR_FIGURES"
 
 
-def state_figure(key: str, line: str) -> None:
+def state_figure(key: str, line: str, *, folder: str | os.PathLike[str] | None = None) -> None:
     """Record one line of figures under ``key`` (one file per key; a later call replaces it).
 
     Args:
         key: Unique per test and figure, sorted for printing (``"fuzz.spec-mappings"``).
         line: What to print, figures included (``"fuzz: 600 inputs, 0 escaped"``).
+        folder: Where to write (default: ``$MULTILR_FIGURES``; without it, nothing is written).
 
     Example:
-        >>> state_figure("doc.example", "nothing is written without $MULTILR_FIGURES")
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> state_figure("doc.example", "example: 3 inputs, 0 escaped", folder=folder)
+        >>> read_figures(folder)
+        ['example: 3 inputs, 0 escaped']
     """
-    folder = os.environ.get(FIGURES_ENV)
+    folder = folder if folder is not None else os.environ.get(FIGURES_ENV)
     if not folder:
         return
     path = Path(folder)
