@@ -43,6 +43,7 @@ from multilr.testing._figures import FIGURES_ENV, read_figures, state_figure
 from multilr.testing._harness import MISTAKES, ReferenceHarness, TorchLikeHarness
 from multilr.testing._reference import OPTIMIZER_KINDS, Reference
 from multilr.testing._runtime import ACTIONS, Event, Timeline, controlled_rates
+from multilr.testing._same import assert_bit_identical
 from multilr.testing._schedules import SCHEDULES, Schedule
 from multilr.testing._suite import (
     Cell,
@@ -55,6 +56,7 @@ from multilr.testing._suite import (
 from multilr.testing._trace import TRACE_ENV, Comparison, compare, load_traces, record
 
 __all__ = [
+    "assert_bit_identical",
     "FIGURES_ENV",
     "read_figures",
     "state_figure",

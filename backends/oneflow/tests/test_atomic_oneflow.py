@@ -32,6 +32,7 @@ from multilr import (
     UnsupportedFeatureError,
 )
 from multilr.schedules import Function
+from multilr.testing import assert_bit_identical
 
 flow = multilr_oneflow.import_oneflow()
 
@@ -110,20 +111,6 @@ def snapshot(env: Env) -> dict[str, Any]:
         "rates": env.ctl.rates(),
     }
 
-
-def assert_same(before: Any, after: Any, where: str = "") -> None:
-    if isinstance(before, np.ndarray):
-        assert np.array_equal(before, after), f"got {where} changed by a failed call"
-    elif isinstance(before, dict):
-        assert before.keys() == after.keys(), f"got the keys of {where} changed"
-        for k in before:
-            assert_same(before[k], after[k], f"{where}.{k}")
-    elif isinstance(before, (list, tuple)):
-        assert len(before) == len(after), f"got {where} changed"
-        for i, (a, b) in enumerate(zip(before, after, strict=True)):
-            assert_same(a, b, f"{where}[{i}]")
-    else:
-        assert before == after, f"got {where} = {after!r}, should be {before!r} (a failed call changed it)"
 
 
 def _graph(spec: Any, model: Callable[[Env], Any] = lambda env: env.model) -> Callable[[Env], Any]:
@@ -227,4 +214,4 @@ def test_a_failure_changes_nothing(case_id: str, tmp_path: Path) -> None:
     with pytest.raises(error, match=names) as err:
         trigger(env)
     assert isinstance(err.value, MultiLRError), f"got {type(err.value).__name__}, should be a multilr error"
-    assert_same(before, snapshot(env), "state")
+    assert_bit_identical(snapshot(env), before, "state")

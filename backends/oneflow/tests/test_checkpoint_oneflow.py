@@ -22,7 +22,7 @@ import pytest
 import multilr
 from multilr import CheckpointError, Controller, LayerDecay, Prefix, Regex, Rule, Spec, Stage
 from multilr.schedules import Cosine
-from multilr.testing import FIGURES_ENV, state_figure
+from multilr.testing import FIGURES_ENV, assert_bit_identical, state_figure
 
 flow = multilr_oneflow.import_oneflow()
 
@@ -259,20 +259,6 @@ def _snapshot(run: Run) -> dict[str, Any]:
     }
 
 
-def _assert_same(before: Any, after: Any, where: str = "") -> None:
-    if isinstance(before, np.ndarray):
-        assert np.array_equal(before, after), f"got {where} changed"
-    elif isinstance(before, dict):
-        assert before.keys() == after.keys(), f"got keys of {where} changed"
-        for k in before:
-            _assert_same(before[k], after[k], f"{where}.{k}")
-    elif isinstance(before, (list, tuple)):
-        assert len(before) == len(after), f"got {where} changed"
-        for i, (a, b) in enumerate(zip(before, after, strict=True)):
-            _assert_same(a, b, f"{where}[{i}]")
-    else:
-        assert before == after, f"got {where} = {after!r}, should be {before!r}"
-
 
 @pytest.mark.parametrize("case", list(CHANGED))
 def test_a_changed_spec_is_refused_naming_the_groups(case: str, tmp_path: Path) -> None:
@@ -287,7 +273,7 @@ def test_a_changed_spec_is_refused_naming_the_groups(case: str, tmp_path: Path) 
         multilr.load_state_dict(target.opt, flow.load(str(tmp_path / "ckpt")), target.ctl)
     for fragment in expected:
         assert fragment in str(err.value), f"got message {str(err.value)!r}, should contain {fragment!r}"
-    _assert_same(before, _snapshot(target), "state")
+    assert_bit_identical(_snapshot(target), before, "state")
 
 
 def test_a_plain_oneflow_state_dict_is_checked_by_its_group_names() -> None:
@@ -299,4 +285,4 @@ def test_a_plain_oneflow_state_dict_is_checked_by_its_group_names() -> None:
     before = _snapshot(target)
     with pytest.raises(CheckpointError, match="'head' -> 'classifier'"):
         multilr.load_state_dict(target.opt, plain)
-    _assert_same(before, _snapshot(target), "state")
+    assert_bit_identical(_snapshot(target), before, "state")

@@ -11,6 +11,7 @@ import pytest
 
 import multilr
 from multilr import UnsupportedFeatureError, lr_find
+from multilr.testing import assert_bit_identical
 
 flow = multilr_oneflow.import_oneflow()
 SPEC = {
@@ -63,21 +64,6 @@ def _state(model: Any, opt: Any) -> dict[str, Any]:
     }
 
 
-def _assert_same(got: Any, want: Any, where: str = "") -> None:
-    if isinstance(want, np.ndarray):
-        assert isinstance(got, np.ndarray) and got.dtype == want.dtype, where
-        assert np.array_equal(got, want), f"got a different array at {where}, should be bit-identical"
-    elif isinstance(want, dict):
-        assert set(got) == set(want), f"got keys {sorted(map(str, got))} at {where}, should be {sorted(map(str, want))}"
-        for k in want:
-            _assert_same(got[k], want[k], f"{where}.{k}")
-    elif isinstance(want, (list, tuple)):
-        assert len(got) == len(want), where
-        for i, (a, b) in enumerate(zip(got, want, strict=True)):
-            _assert_same(a, b, f"{where}[{i}]")
-    else:
-        assert got == want, f"got {got!r} at {where}, should be {want!r}"
-
 
 def _trained():
     model = _model()
@@ -96,7 +82,7 @@ def test_eager_state_is_restored_bit_identically(end_lr: float) -> None:
     before = _state(model, opt)
     result = lr_find(model, opt, _step(model, opt, x, y), plan=groups, start_lr=1e-6, end_lr=end_lr, num_it=30)
     assert result.stop == ("completed" if end_lr < 1 else "diverged")
-    _assert_same(_state(model, opt), before, "state")
+    assert_bit_identical(_state(model, opt), before, "state")
     assert [pg["lr"] for pg in opt.param_groups] == [0.0, 1e-3, 1e-2]
 
 
@@ -113,7 +99,7 @@ def test_eager_state_is_restored_when_the_step_raises() -> None:
 
     with pytest.raises(RuntimeError, match="batch failed"):
         lr_find(model, opt, step, plan=groups)
-    _assert_same(_state(model, opt), before, "state")
+    assert_bit_identical(_state(model, opt), before, "state")
 
 
 def test_eager_groups_keep_their_planned_ratio_at_every_step() -> None:

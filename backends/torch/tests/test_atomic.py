@@ -44,6 +44,7 @@ from multilr import (
     UnsupportedFeatureError,
 )
 from multilr.schedules import Chain, Constant, Function
+from multilr.testing import assert_bit_identical
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -138,22 +139,6 @@ def snapshot(env: Env) -> dict[str, Any]:
         "rates": env.ctl.rates(),
     }
 
-
-def assert_same(before: Any, after: Any, where: str = "") -> None:
-    """Recursive equality, tensors bit for bit; the message names the first difference."""
-    if isinstance(before, torch.Tensor):
-        ok = isinstance(after, torch.Tensor) and before.dtype == after.dtype and torch.equal(before, after)
-        assert ok, f"got {where} changed by a failed call"
-    elif isinstance(before, dict):
-        assert isinstance(after, dict) and before.keys() == after.keys(), f"got the keys of {where} changed"
-        for k in before:
-            assert_same(before[k], after[k], f"{where}.{k}")
-    elif isinstance(before, (list, tuple)):
-        assert type(before) is type(after) and len(before) == len(after), f"got {where} changed"
-        for i, (a, b) in enumerate(zip(before, after, strict=True)):
-            assert_same(a, b, f"{where}[{i}]")
-    else:
-        assert before == after, f"got {where} = {after!r}, should be {before!r} (a failed call changed it)"
 
 
 @dataclass(frozen=True)
@@ -579,7 +564,7 @@ def test_a_failure_changes_nothing(case_id: str, tmp_path: Path) -> None:
     with pytest.raises(case.error, match=case.names) as err:
         case.trigger(env)
     assert isinstance(err.value, MultiLRError), f"got {type(err.value).__name__}, should be a multilr error"
-    assert_same(before, snapshot(env), "state")
+    assert_bit_identical(snapshot(env), before, "state")
 
 
 # -- every raise site has a case or a reason --------------------------------------------
@@ -773,4 +758,4 @@ def test_the_snapshot_sees_every_kind_of_change(change: Callable[[Env], Any], tm
     before = snapshot(env)
     change(env)
     with pytest.raises(AssertionError, match=r"changed|should be"):
-        assert_same(before, snapshot(env), "state")
+        assert_bit_identical(snapshot(env), before, "state")

@@ -24,7 +24,7 @@ from models import resnet18
 import multilr
 from multilr import CheckpointError, Controller, LayerDecay, Prefix, Regex, Rule, Spec, Stage
 from multilr.schedules import Cosine
-from multilr.testing import state_figure
+from multilr.testing import assert_bit_identical, state_figure
 
 N, STAGE = 7, 3
 SPEC = Spec(
@@ -269,23 +269,6 @@ def snapshot(run: Run) -> dict[str, Any]:
     }
 
 
-def assert_same(before: Any, after: Any, where: str = "") -> None:
-    """Recursive equality, tensors bit for bit; the message names the first difference."""
-    if isinstance(before, torch.Tensor):
-        assert (
-            isinstance(after, torch.Tensor) and before.dtype == after.dtype and torch.equal(before, after)
-        ), f"got {where} changed"
-    elif isinstance(before, dict):
-        assert isinstance(after, dict) and before.keys() == after.keys(), f"got keys of {where} changed"
-        for k in before:
-            assert_same(before[k], after[k], f"{where}.{k}")
-    elif isinstance(before, (list, tuple)):
-        assert type(before) is type(after) and len(before) == len(after), f"got {where} changed"
-        for i, (a, b) in enumerate(zip(before, after, strict=True)):
-            assert_same(a, b, f"{where}[{i}]")
-    else:
-        assert before == after, f"got {where} = {after!r}, should be {before!r}"
-
 
 @pytest.mark.parametrize("with_controller", [True, False], ids=["with-controller", "no-controller"])
 @pytest.mark.parametrize("case", list(CHANGED))
@@ -309,7 +292,7 @@ def test_a_changed_spec_is_refused_naming_the_groups(
         )
     for fragment in expected:
         assert fragment in str(err.value), f"got message {str(err.value)!r}, should contain {fragment!r}"
-    assert_same(before, snapshot(target), "state")
+    assert_bit_identical(snapshot(target), before, "state")
 
 
 def test_a_plain_torch_state_dict_is_checked_by_group_names() -> None:
@@ -323,7 +306,7 @@ def test_a_plain_torch_state_dict_is_checked_by_group_names() -> None:
     before = snapshot(swapped)
     with pytest.raises(CheckpointError, match=r"in another order: \['default', 'no_decay'\]"):
         multilr.load_state_dict(swapped.opt, plain)
-    assert_same(before, snapshot(swapped), "state")
+    assert_bit_identical(snapshot(swapped), before, "state")
     ok = Run(OPTIMIZERS["sgd-momentum"], BASE)
     multilr.load_state_dict(ok.opt, plain)  # the same groups: loads
     assert ok.opt.state_dict()["state"].keys() == plain["state"].keys()
@@ -346,4 +329,4 @@ def test_a_failing_framework_load_puts_the_controller_back(tmp_path: Path) -> No
     before = snapshot(target)
     with pytest.raises(CheckpointError, match="optimizer state was refused, nothing changed: disk says no"):
         multilr.load_state_dict(target.opt, ckpt, target.ctl)
-    assert_same(before, snapshot(target), "state")
+    assert_bit_identical(snapshot(target), before, "state")

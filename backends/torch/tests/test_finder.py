@@ -14,6 +14,7 @@ from torch import nn
 
 import multilr
 from multilr import FinderJob, MultiLRError, SpecError, UnsupportedFeatureError, lr_find
+from multilr.testing import assert_bit_identical
 
 SPEC = {
     "lr": 1e-2,
@@ -225,26 +226,11 @@ def _state(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
     }
 
 
-def _assert_same(got: Any, want: Any, where: str = "") -> None:
-    if isinstance(want, torch.Tensor):
-        assert isinstance(got, torch.Tensor) and got.dtype == want.dtype, where
-        assert torch.equal(got, want), f"got a different tensor at {where}, should be bit-identical"
-    elif isinstance(want, dict):
-        assert set(got) == set(want), f"got keys {sorted(map(str, got))} at {where}, should be {sorted(map(str, want))}"
-        for k in want:
-            _assert_same(got[k], want[k], f"{where}.{k}")
-    elif isinstance(want, (list, tuple)):
-        assert len(got) == len(want), where
-        for i, (a, b) in enumerate(zip(got, want, strict=True)):
-            _assert_same(a, b, f"{where}[{i}]")
-    else:
-        assert got == want, f"got {got!r} at {where}, should be {want!r}"
-
 
 def _check_restored(model, groups, opt, before) -> None:
     after = _state(model, opt)
     for key in ("model", "opt", "grads", "training"):
-        _assert_same(after[key], before[key], key)
+        assert_bit_identical(after[key], before[key], key)
     assert all(a is b for a, b in zip(opt.param_groups, groups, strict=True)), "group dicts should be the user's own"
 
 
