@@ -331,9 +331,6 @@ def _check_controller(saved: Any, controller: Any, optimizer: Any, names: list[s
             f"the checkpoint's Controller state has multipliers for {sorted(map(str, mult))}, the "
             f"optimizer's groups are {names}"
         )
-    step = saved["step"]
-    if isinstance(step, bool) or not isinstance(step, int):
-        raise CheckpointError(f"the checkpoint's Controller step must be an integer, got {step!r}")
 
 
 def _load(optimizer: Any, opt_state: dict[str, Any], controller: Any, saved_ctl: Any) -> None:

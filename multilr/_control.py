@@ -328,7 +328,9 @@ class Controller:
         if unknown:
             raise SpecError(f"controller state names unknown groups {unknown}; groups: {self.groups}")
         values = [number(mult.get(n, 1.0), f"multiplier of group {n!r}") for n in self.groups]
-        step = int(state["step"])
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, int):  # int("3") would hide a corrupted state
+            raise SpecError(f"controller state step must be an integer, got {step!r}")
         if step < 0:
             raise SpecError(f"controller state step must be >= 0, got {step}")
         done = set(state.get("stages_done", ()))

@@ -153,3 +153,15 @@ def test_tensors_the_model_switched_off_stay_off_until_their_group_is_unfrozen(f
     ctl.unfreeze("default")  # an explicit unfreeze of its group is the user asking for it
     assert model[0].bias.requires_grad, "an explicit unfreeze should switch the group's tensors on"
     ctl.close()
+
+
+@pytest.mark.parametrize("step", ["3", 3.0, True], ids=["text", "float", "bool"])
+def test_a_state_whose_step_is_not_an_integer_is_refused_and_changes_nothing(step: object) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    groups = multilr.build(model, {"lr": 0.1, "rules": [{"prefix": "1", "lr_mult": 10, "name": "head"}]})
+    ctl = Controller(torch.optim.SGD(groups), groups)
+    state = {**ctl.state_dict(), "step": step}
+    before = ctl.state_dict()
+    with pytest.raises(SpecError, match=rf"controller state step must be an integer, got {step!r}"):
+        ctl.load_state_dict(state)
+    assert ctl.state_dict() == before, "got the Controller changed by a refused state"
