@@ -1,8 +1,11 @@
 """multilr benchmarks: build time for a 2,000-tensor model, and optimizer step time.
 
-Part 1 (this file): ``multilr.build`` on a model of exactly 2,000 tensors (a stem, 997
-numbered blocks each holding a ``Linear(8, 8)`` inside a submodule, a norm and a head)
-for several specs, with the time split into the parts ``build`` runs: ``extract_table``
+Part 1 (this file): ``multilr.build`` on two models of exactly 2,000 tensors: a stress
+case (a stem, 997 numbered blocks each holding a ``Linear(8, 8)`` inside a submodule, a
+norm and a head: layer decay makes 1,999 groups of it) for several specs, and a
+transformer of the usual shape (``examples/models.py``'s timm-style ViT with 166 blocks
+of 12 tensors: a few hundred groups), with and without the model's own timm hints,
+with the time split into the parts ``build`` runs: ``extract_table``
 (the torch backend's one walk of the model, as columns), ``resolve`` (the framework-free
 planner on that table), depth inference alone, and ``emit_table`` (the torch backend
 turning the plan into groups with the tensors of the same walk). ``torch
@@ -37,7 +40,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -101,6 +104,28 @@ def specs(model: nn.Module) -> dict[str, Spec]:
         # every tensor its own depth
         "tensor decay": Spec(lr=1e-3, weight_decay=0.05, layer_decay=LayerDecay(0.9, depth="tensor")),
     }
+
+
+def vit_specs(model: nn.Module) -> dict[str, Spec]:
+    """The headline spec on the ViT: as a timm user gets it (hints on), and on names alone."""
+    spec = specs(model)[HEADLINE]
+    # with hints (the default) the depths come from the ViT's group_matcher() regexes and
+    # no_weight_decay() adds cls_token/pos_embed; without, from the module tree
+    return {
+        "vit-166: realistic": spec,
+        "vit-166: realistic, model_hints off": replace(spec, model_hints=False),
+    }
+
+
+def vit(n_tensors: int = N_TENSORS) -> nn.Module:
+    """``examples/models.py``'s ViT (the one the hint tests use) with ``n_tensors`` tensors."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples"))
+    import models  # the examples folder is not a package; only this script needs it
+
+    blocks, rest = divmod(n_tensors - 8, 12)  # 4 stem + 12 per block + 4 (norm, head)
+    if rest:
+        raise ValueError("a ViT has 8 + 12k tensors")
+    return models.tiny_vit(depth=blocks, dim=8)
 
 
 # -- timing ----------------------------------------------------------------------------
@@ -546,6 +571,8 @@ def run_build(quick: bool, reps: int | None, profile: bool | None, top: int) -> 
         warmup,
     )
     results = [bench_spec(model, name, spec, reps, warmup) for name, spec in specs(model).items()]
+    transformer = vit(N_TENSORS)
+    results += [bench_spec(transformer, n, spec, reps, warmup) for n, spec in vit_specs(transformer).items()]
     text = format_build(results, base["extract_table"], base["extract"], base["walk"], n_tensors, reps)
     print(text, flush=True)
     headline = next(r for r in results if r.name == HEADLINE)

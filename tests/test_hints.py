@@ -64,6 +64,22 @@ def test_malformed_matchers_are_refused(matcher):
         ModelHints(group_matcher=matcher).depths(["blocks.w"])
 
 
+def test_first_matching_entry_wins_and_the_error_names_the_parameter():
+    # "blocks.0.norm.w" matches both entries: the first one listed gives its key
+    matcher = {"blocks": r"^blocks\.(\d+)", "norms": r".*norm"}
+    assert ModelHints(group_matcher=matcher).depths(["blocks.0.norm.w", "norm.w", "blocks.1.w"]) == [0, 2, 1]
+    bad = {"blocks": r"^blocks\.(\w+)"}
+    with pytest.raises(PlanError, match=r"matched 'blocks\.x\.w' with groups \('x',\)"):
+        ModelHints(group_matcher=bad).depths(["blocks.0.w", "blocks.x.w"])
+
+
+def test_no_decay_keywords_are_literal_and_names_come_before_keywords():
+    hints = ModelHints(no_weight_decay=("pos_embed",), no_weight_decay_keywords=("pos", "a.b"))
+    # "a.b" is a substring, not a regex: "axb" is not hit; pos_embed is named, so its label is the names'
+    got = hints.no_decay(["pos_embed", "x.pos.w", "axb.w", "q.a.b.w"], None)
+    assert got == [NO_WEIGHT_DECAY, NO_WEIGHT_DECAY_KEYWORDS, "", NO_WEIGHT_DECAY_KEYWORDS]
+
+
 def test_no_decay_names_wildcards_keywords_and_existing_classes():
     hints = ModelHints(no_weight_decay=("pos_embed", "blocks.*.gamma", "dist_token"),
                        no_weight_decay_keywords=("relative_position",))
