@@ -22,6 +22,10 @@ ratios (robust to the machine's slow drifts).
 
 Run alone (``python benchmarks/bench_step.py [--quick]``) or through
 ``benchmarks/bench_build.py``, which runs both benchmarks and prints one summary.
+``--device cuda`` runs the same comparison on a GPU (issue 7's GPU figure): the model,
+its grads and every optimizer state live there, and each timed step is bracketed by
+``torch.cuda.synchronize()`` so the time is the kernels' and not only their launch.
+Nothing else in the project needs a GPU.
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ class StepResult:
         return next(o for o in self.opts if o.name == name)
 
 
-def make_bert(size: ModelSize) -> torch.nn.Module:
+def make_bert(size: ModelSize, device: str = "cpu") -> torch.nn.Module:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(SEED)
@@ -116,12 +120,19 @@ def make_bert(size: ModelSize) -> torch.nn.Module:
         num_attention_heads=size.heads,
         intermediate_size=size.intermediate,
     )
-    model = BertModel(config)
-    gen = torch.Generator().manual_seed(SEED)
+    model = BertModel(config).to(device)
+    gen = torch.Generator().manual_seed(SEED)  # on the CPU: the same grads on every device
     with torch.no_grad():
         for p in model.parameters():
-            p.grad = torch.randn(p.shape, generator=gen, dtype=p.dtype) * 1e-3
+            p.grad = (torch.randn(p.shape, generator=gen, dtype=p.dtype) * 1e-3).to(device)
     return model
+
+
+def _synchronize(device: str) -> Callable[[], None]:
+    """What waits for the device's queued work before a clock is read (nothing on the CPU)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
 
 
 def merged_spec() -> Spec:
@@ -166,12 +177,15 @@ def bench_impl(
         for step in steps:
             step()
     gc.collect()
+    sync = _synchronize(str(next(model.parameters()).device))
     n = len(steps)
     for r in range(rounds):
         for k in range(n):
             i = (r + k) % n  # rotate the order each round
+            sync()
             t0 = time.perf_counter()
             steps[i]()
+            sync()
             results[i].times.append(time.perf_counter() - t0)
     tensors = sum(1 for _ in model.parameters())
     params = sum(p.numel() for p in model.parameters())
@@ -187,6 +201,7 @@ def run_step(
     models: tuple[str, ...] = ("base", "tiny"),
     impls: tuple[str, ...] = ("fused", "foreach"),
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> list[StepResult]:
     torch.set_num_threads(threads)
     sizes = [BERT_TINY] if quick else [{"base": BERT_BASE, "tiny": BERT_TINY}[m] for m in models]
@@ -196,7 +211,7 @@ def run_step(
     out = []
     for size in sizes:
         t0 = time.perf_counter()
-        model = make_bert(size)
+        model = make_bert(size, device)
         log(f"\n## Step: {size.label}  (model + grads made in {time.perf_counter() - t0:.1f} s)")
         for impl in impls:
             t0 = time.perf_counter()
@@ -267,11 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--model", choices=("base", "tiny", "both"), default="both", help="which model(s)")
     parser.add_argument("--impl", choices=("fused", "foreach", "both"), default="both", help="which AdamW")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {args.threads} threads")
+    where = f"{args.threads} threads"
+    if torch.device(args.device).type == "cuda":
+        where = f"{torch.cuda.get_device_name(args.device)}, {where} (host side)"
+    print(f"torch {torch.__version__}, {where}")
     models = ("base", "tiny") if args.model == "both" else (args.model,)
     impls = ("fused", "foreach") if args.impl == "both" else (args.impl,)
-    results = run_step(args.quick, args.rounds, args.threads, models, impls)
+    results = run_step(args.quick, args.rounds, args.threads, models, impls, device=args.device)
     print("\n## Summary\n")
     print("| measurement | measured | goal | status |\n|---|---:|---:|---|")
     for row in summary_rows(results, args.quick):
