@@ -113,6 +113,8 @@ def test_function_is_checked_as_it_runs() -> None:
         (lambda: Warmup(Constant(), steps=2.5), "Warmup.steps must be an integer"),
         (lambda: Chain((Constant(), Constant()), ()), "one milestone fewer than parts"),
         (lambda: Chain((Constant(), Constant(), Constant()), (3, 2)), "increasing"),
+        (lambda: Chain((Constant(), Constant()), (2.7,)), r"Chain.milestones\[0\] must be an integer"),
+        (lambda: Chain((Constant(), Constant()), ("3",)), r"Chain.milestones\[0\] must be an integer"),
         (lambda: Constant().factor(-1), "step must be >= 0"),
     ],
 )

@@ -94,7 +94,9 @@ class Chain(Schedule):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parts", tuple(self.parts))
-        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        # checked like every other step count: int() would take 2.7 as 2, or "3" as 3
+        milestones = tuple(check_steps(m, f"Chain.milestones[{i}]") for i, m in enumerate(self.milestones))
+        object.__setattr__(self, "milestones", milestones)
         if len(self.parts) != len(self.milestones) + 1:
             raise SpecError(
                 f"Chain needs one milestone fewer than parts, got {len(self.parts)} parts and "
