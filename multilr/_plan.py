@@ -463,7 +463,7 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
         decided.frozen[t] = True
     if spec.stages:
         # a staged tensor is frozen until its stage, whatever a rule says
-        decided.stages = spec.stages
+        decided.stages = tuple(spec.stages)
         decided.stage = stage_of(
             spec.stages, hits.selected, lambda: depths or hinted or depth_list(names, "blocks")
         )

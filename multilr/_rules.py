@@ -7,10 +7,10 @@ line that wrote it, not at the first training step.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from multilr._check import MAX_INT, check_keys, integer, number, shown
 from multilr._select import Glob, Selector, selector_from_dict
@@ -65,6 +65,22 @@ class Rule:
     schedule: Schedule | None = None
     optional: bool = False
     priority: int = 0
+
+    if TYPE_CHECKING:
+        # What a type checker sees of the generated __init__: ``select`` also takes a glob
+        # string (made a Glob at once, so the attribute stays a Selector for readers).
+        def __init__(
+            self,
+            select: Selector | str,
+            name: str = "",
+            lr_mult: float | None = None,
+            lr: float | None = None,
+            weight_decay: float | None = None,
+            frozen: bool | None = None,
+            schedule: Schedule | None = None,
+            optional: bool = False,
+            priority: int = 0,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         select: Any = self.select
@@ -217,7 +233,7 @@ class Spread:
 
     lo: float
     hi: float
-    over: tuple[str, ...] = field(default=())
+    over: Sequence[str] = field(default=())
 
     def __post_init__(self) -> None:
         lo = number(self.lo, "spread.lo", positive=True)

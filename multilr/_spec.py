@@ -114,14 +114,14 @@ class Spec:
     lr: float
     weight_decay: float = 0.0
     hyper: Mapping[str, Any] = field(default_factory=dict)
-    rules: tuple[Rule, ...] = ()
+    rules: Sequence[Rule] = ()
     layer_decay: LayerDecay | None = None
     spread: Spread | None = None
     rates: Mapping[str, float] = field(default_factory=dict)
-    no_decay: tuple[str, ...] = ()
+    no_decay: Sequence[str] = ()
     unmatched: Literal["default", "error"] = "default"
     schedule: Schedule | None = None
-    stages: tuple[Stage, ...] = ()
+    stages: Sequence[Stage] = ()
     model_hints: bool = True
 
     def __post_init__(self) -> None:

@@ -47,7 +47,7 @@ class Stage:
         {'epoch': 2, 'from_depth': -2}
     """
 
-    unfreeze: tuple[str, ...] = ()
+    unfreeze: Sequence[str] = ()
     at: int | None = None
     epoch: int | None = None
     from_depth: int | None = None
