@@ -256,7 +256,7 @@ def test_explain_a_model_from_a_file(
     # the table and the group summary, with the rule that decided each rate
     assert "head.weight" in out and "head (lr_mult=10)" in out and "\ngroups\n" in out
     assert "\x1b[" not in out  # stdout is not a terminal here: no colour codes in CI logs
-    assert err == "\nok: 6 tensors in 4 groups (0 frozen)\n"
+    assert err == "\nok: 6 tensors in 4 groups (0 tensors in 0 frozen groups)\n"
 
 
 def test_explain_a_module_path_with_a_yaml_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -265,7 +265,9 @@ def test_explain_a_module_path_with_a_yaml_spec(tmp_path: Path, capsys: pytest.C
     spec.write_text("lr: 1.0e-3\nrules:\n  - {name: head, prefix: fc, lr_mult: 10}\n"
                     "  - {name: stem, regex: '^(conv1|bn1)\\.', frozen: true}\n")
     assert main(["explain", str(spec), "models:resnet18", "--summary-only"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # conv1.weight alone, and bn1's weight and bias: one group of 3 tensors
+    assert err == "\nok: 62 tensors in 3 groups (3 tensors in 1 frozen group)\n"
     import models  # examples/models.py, on pytest's pythonpath
 
     want = multilr.plan(models.resnet18(), multilr.Spec.from_file(spec))

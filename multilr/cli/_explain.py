@@ -72,8 +72,13 @@ def _run(args: argparse.Namespace) -> None:
     rich = rich_tables()
     text = plan.summary(rich=rich) if args.summary_only else plan.table(rich=rich, max_rows=args.max_rows)
     print(text)
-    frozen = sum(1 for g in plan.groups if g.frozen)
-    print(f"\nok: {len(plan.params)} tensors in {len(plan.groups)} groups ({frozen} frozen)", file=sys.stderr)
+    frozen = [g for g in plan.groups if g.frozen]
+    tensors = sum(len(g.params) for g in frozen)
+    print(
+        f"\nok: {len(plan.params)} tensors in {len(plan.groups)} groups "
+        f"({tensors} tensor{'s' * (tensors != 1)} in {len(frozen)} frozen group{'s' * (len(frozen) != 1)})",
+        file=sys.stderr,
+    )
 
 
 def _pick(args: argparse.Namespace, name: str) -> str | None:
