@@ -69,6 +69,7 @@ class Rule:
     if TYPE_CHECKING:
         # What a type checker sees of the generated __init__: ``select`` also takes a glob
         # string (made a Glob at once, so the attribute stays a Selector for readers).
+        # Keep it in step with the fields above: a field missing here is one mypy refuses.
         def __init__(
             self,
             select: Selector | str,
