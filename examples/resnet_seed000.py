@@ -30,12 +30,12 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import models
 import torch
 import torch.nn.functional as F
+from _digits import Split, evaluate, train_epoch
 from _text import table
 from torch import nn
 
@@ -113,18 +113,11 @@ def compare(per_block: bool, width: int) -> tuple[str, int]:
     return f"{title}\n{table(header, rows)}", bad
 
 
-@dataclass(frozen=True)
-class Digits:
-    """Train and test images ``(N, 3, 16, 16)`` in [0, 1] and labels 0-9."""
+def load_digits(seed: int, test: int = 500) -> tuple[Split, Split]:
+    """scikit-learn's digits (no download), upsampled so the ResNet's strides leave a 1x1 map late.
 
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-
-
-def load_digits(seed: int, test: int = 500) -> Digits:
-    """scikit-learn's digits (no download), upsampled so the ResNet's strides leave a 1x1 map late."""
+    All ten classes, as the demo's ``Split`` (here ``(N, 3, 16, 16)`` images): train, test.
+    """
     from sklearn.datasets import load_digits as sk_load  # type: ignore[import-untyped, unused-ignore]
 
     data = sk_load()
@@ -133,32 +126,7 @@ def load_digits(seed: int, test: int = 500) -> Digits:
     y = torch.tensor(data.target)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     tr, te = order[test:], order[:test]
-    return Digits(x[tr], y[tr], x[te], y[te])
-
-
-def train(model: nn.Module, opt: torch.optim.Optimizer, data: Digits, epochs: int, seed: int) -> float:
-    """Shuffled batches of 64 from a generator seeded by ``seed`` alone; the last epoch's mean loss."""
-    gen = torch.Generator().manual_seed(seed)
-    n = len(data.y_train)
-    total = 0.0
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(n, generator=gen)
-        total = 0.0
-        for start in range(0, n, 64):
-            idx = order[start : start + 64]
-            loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
-            opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call, unused-ignore]
-            opt.step()
-            total += loss.item() * len(idx)
-    return total / n
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    return float((model(x).argmax(dim=1) == y).float().mean())
+    return Split(x[tr], y[tr]), Split(x[te], y[te])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         bad += wrong
 
     # Train both block versions from bit-identical weights on the same batches.
-    data = load_digits(args.seed)
+    train, test = load_digits(args.seed)
     rows, weights = [], []
     for label in ("seed 000 by hand", "multilr one line"):
         model = models.resnet18(num_classes=10, width=args.width, seed=args.seed)
@@ -184,12 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             groups = seed_000_by_hand(model, per_block=True)
         opt = torch.optim.Adam(groups)  # the seed's optimizer; every group brings its own lr
-        loss = train(model, opt, data, args.epochs, args.seed)
-        acc = accuracy(model, data.x_train, data.y_train), accuracy(model, data.x_test, data.y_test)
+        gen = torch.Generator().manual_seed(args.seed)  # the same batches for both runs
+        loss = 0.0
+        for _ in range(args.epochs):
+            loss = train_epoch(model, opt, train, 64, gen)
+        acc = evaluate(model, train), evaluate(model, test)
         rows.append([label, str(len(groups)), f"{loss:.4f}", f"{acc[0]:.4f}", f"{acc[1]:.4f}"])
         weights.append([p.detach() for p in model.parameters()])
     diff = max(float((a - b).abs().max()) for a, b in zip(*weights, strict=True))
-    print(f"training on digits ({len(data.y_train)} train / {len(data.y_test)} test images, "
+    print(f"training on digits ({len(train)} train / {len(test)} test images, "
           f"{args.epochs} epochs, Adam, batch 64)")
     print(table(["run", "groups", "last epoch loss", "train acc", "test acc"], rows), end="\n\n")
     print(f"largest weight difference between the two runs: {diff:.3g}")
