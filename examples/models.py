@@ -153,7 +153,9 @@ def bert(
     # imported here: transformers is slow to import and only the BERT tests need it
     from transformers import BertConfig, BertForSequenceClassification
 
-    config = BertConfig(
+    # num_labels and attn_implementation go through PretrainedConfig's keyword handling at
+    # run time; transformers 5's typed signature lists only BERT's own fields
+    config = BertConfig(  # type: ignore[call-arg]
         vocab_size=vocab,
         hidden_size=hidden,
         num_hidden_layers=layers,

@@ -185,6 +185,7 @@ def _run_graph(
 
     groups = multilr.build(model, spec, backend="oneflow-graph")  # refuses own schedules and stages
     opt = fw.optim.SGD(groups)
+    assert spec.schedule is not None, "the graph run is seed 001's, whose spec has a schedule"
     sched = multilr_oneflow.graph_scheduler(opt, spec.schedule, total_steps=len(data))
 
     class Train(fw.nn.Graph):  # type: ignore[name-defined,misc]

@@ -63,20 +63,28 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 def check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
-    """Refuse a mapping with unknown keys, naming each and the closest known key.
+    """Refuse a mapping with unknown keys, naming every one and the closest known key of each.
+
+    All of them in one error: a spec file with two typos should not take two runs to fix.
 
     Raises:
         SpecError: ``data`` is not a mapping, or has a key outside ``allowed``.
+
+    Example:
+        >>> check_keys({"lr": 1, "rule": [], "wd": 0}, ["lr", "rules"], "a")
+        Traceback (most recent call last):
+        ...
+        multilr.errors.SpecError: a: unknown keys 'rule' (did you mean 'rules'?), 'wd'; known keys: lr, rules
     """
     if not isinstance(data, Mapping):
         raise SpecError(f"{where}: expected a mapping, got {type(data).__name__} {shown(data)}")
     allowed = list(allowed)
-    for key in data:
-        if key not in allowed:
-            raise SpecError(
-                f"{where}: unknown key {shown(key)}{did_you_mean(str(key)[:200], allowed)}; "
-                f"known keys: {', '.join(allowed)}"
-            )
+    unknown = [key for key in data if key not in allowed]
+    if unknown:
+        listed = ", ".join(f"{shown(key)}{did_you_mean(str(key)[:200], allowed)}" for key in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        keys = "keys" if len(unknown) > 1 else "key"
+        raise SpecError(f"{where}: unknown {keys} {listed}{more}; known keys: {', '.join(allowed)}")
 
 
 def number(

@@ -142,6 +142,8 @@ ERRORS = [
     pytest.param(["explain", SPEC, "models:resnet18", "--model", MLP], 2, "give MODEL once", id="model-twice"),
     pytest.param(["explain", SPEC, "models:ResNet18.forward"], 2, "needs arguments (self, x", id="factory-args"),
     pytest.param(["explain", '{"lr": 0.1, "rulez": []}', MLP], 1, "did you mean 'rules'", id="spec-typo"),
+    pytest.param(["explain", '{"lr": 0.1, "rulez": [], "no_decy": []}', MLP], 1,
+                 "unknown keys 'rulez' (did you mean 'rules'?), 'no_decy' (did you mean 'no_decay'?)", id="spec-two-typos"),
 ]
 
 

@@ -109,6 +109,11 @@ def test_predicate_has_no_mapping_form():
 
 BAD = [
     pytest.param({"lr": 1, "rule": []}, r"unknown key 'rule' \(did you mean 'rules'\?\)", id="unknown-key"),
+    pytest.param({"lr": 1, "rule": [], "weight_decy": 0.1},
+                 r"spec: unknown keys 'rule' \(did you mean 'rules'\?\), 'weight_decy' \(did you mean 'weight_decay'\?\); "
+                 r"known keys: ", id="two-unknown-keys"),
+    pytest.param({"lr": 1, **{f"x{i}": 0 for i in range(12)}},
+                 r"unknown keys 'x0', .*'x9' and 2 more; known keys", id="many-unknown-keys"),
     pytest.param({"lr": 1, "rules": [{"prefix": "a", "lr_mul": 2}]},
                  r"rules\[0\]: unknown key 'lr_mul' \(did you mean 'lr_mult'\?\)", id="unknown-rule-key"),
     pytest.param({"weight_decay": 0.1}, r"missing required key 'lr'", id="missing-lr"),
@@ -285,7 +290,7 @@ def test_yaml_alias_bombs_are_refused_quickly():
     nested = "".join(f"  {line}\n" for line in lines)
     with pytest.raises(SpecError, match=r"hyper.a3\[9\]: more than 10000 values"):
         Spec.from_yaml("lr: 1\nhyper:\n" + nested)
-    with pytest.raises(SpecError, match=r"layer_decay: unknown key 'a0'"):
+    with pytest.raises(SpecError, match=r"layer_decay: unknown keys 'a0', 'a1', .*'a8'; known keys"):
         Spec.from_yaml("lr: 1\nlayer_decay:\n" + nested)
     defs = ["&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     defs += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
