@@ -19,6 +19,7 @@ naming up to one group per tensor.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from itertools import compress, repeat
@@ -35,7 +36,7 @@ from multilr._rules import LayerDecay, Rule
 from multilr._select import ModuleType, matching, per_class
 from multilr._spec import Spec
 from multilr._stages import stage_of
-from multilr.errors import ConflictError, CoverageError, PlanError
+from multilr.errors import ConflictError, CoverageError, PlanError, SpecError
 from multilr.schedules import Schedule
 
 __all__ = ["resolve"]
@@ -413,6 +414,8 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
         CoverageError: No parameters; a rule or ``rates`` entry matches nothing; a
             parameter matches nothing under ``unmatched="error"``.
         ConflictError: Two rules set one setting of a parameter to different values.
+        SpecError: A stage's ``lr_mult`` makes a parameter's rate overflow; stages in
+            steps and in epochs reach one parameter.
 
     Example:
         >>> from multilr import Spec, Rule
@@ -470,6 +473,13 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
         for t in decided.stage:
             decided.frozen[t] = True
     _rates_and_scales(spec, decided, depths, decayed)
+    for t, k in decided.stage.items():  # a stage's rate is known now: refuse it here, not mid-training
+        stage = decided.stages[k]
+        if not math.isfinite(decided.lr[t] * stage.lr_mult):
+            raise SpecError(
+                f"stage {stage.name!r}: lr_mult {stage.lr_mult!r} x the planned rate {decided.lr[t]!r} of "
+                f"parameter {names[t]!r} overflows; the rate must be a finite number"
+            )
 
     default = spec.weight_decay
     if spec.no_decay:

@@ -142,7 +142,8 @@ def stage_of(
 
     Raises:
         SpecError: An epoch stage and a step stage reach the same tensor (their order
-            depends on the epoch length, unknown to the planner).
+            depends on the epoch length, unknown to the planner), unless one of them
+            starts at 0.
     """
     out: dict[int, int] = {}
     depth_of: list[int] | None = None
@@ -164,7 +165,8 @@ def stage_of(
                 out[t] = k
                 continue
             other = stages[j]
-            if (other.at is None) != (stage.at is None):
+            # step 0 is epoch 0: a stage at 0 is the earliest whatever the epoch length
+            if (other.at is None) != (stage.at is None) and 0 not in (_key(stage), _key(other)):
                 raise SpecError(
                     f"stages {other.name!r} ({other.when}) and {stage.name!r} ({stage.when}) both unfreeze "
                     "the same parameters; use steps for both, or epochs for both"

@@ -204,6 +204,32 @@ def test_an_epoch_stage_and_a_step_stage_on_one_tensor_are_refused() -> None:
         multilr.plan([info("a.w"), info("b.w")], spec)
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "winner"),
+    [
+        pytest.param(Stage(("a",), epoch=2, lr_mult=2), Stage(from_depth=0, at=0, lr_mult=3), "stage1",
+                     id="step-0-beats-epoch-2"),
+        pytest.param(Stage(("a",), epoch=0, lr_mult=2), Stage(from_depth=0, at=4, lr_mult=3), "stage0",
+                     id="epoch-0-beats-step-4"),
+        pytest.param(Stage(("a",), at=0, lr_mult=2), Stage(from_depth=0, epoch=0, lr_mult=3), "stage0",
+                     id="both-at-0-first-listed"),
+    ],
+)
+def test_a_stage_at_0_may_meet_the_other_unit(first: Stage, second: Stage, winner: str) -> None:
+    # step 0 is epoch 0 for any epoch length, so the order is known
+    spec = Spec(lr=0.1, rules=[Rule("a.*", frozen=True, name="a")], stages=[first, second])
+    plan = multilr.plan([info("a.w"), info("b.w")], spec)
+    assert plan.group(plan.param("a.w").group).stage == winner
+    mult = (first if winner == "stage0" else second).lr_mult
+    assert planned_rates(plan, 1, steps_per_epoch=3).rates[f"a/{winner}"] == (0.1 * mult,)
+
+
+def test_a_stage_rate_that_overflows_is_refused_at_plan_time() -> None:
+    spec = Spec(lr=10.0, rules=[Rule("a.*", frozen=True, name="a")], stages=[Stage(("a",), at=1, lr_mult=1e308)])
+    with pytest.raises(SpecError, match=r"stage 'stage0': lr_mult 1e\+308 x the planned rate 10\.0 of parameter 'a\.w'"):
+        multilr.plan([info("a.w"), info("b.w")], spec)
+
+
 def test_the_earliest_stage_wins() -> None:
     spec = Spec(
         lr=0.1,
