@@ -9,15 +9,10 @@ a stale rate or collapse the ratios, and the optimizer's group list never grows:
 8720). Frozen means no gradient and rate 0: no update at all, neither weight decay nor
 momentum (the optimizers skip a tensor without gradient).
 
-How a tensor loses its gradient is ``freeze_by``. ``"requires_grad"`` (the default)
-turns autograd off for it: no backward work, but a data-parallel engine decides at wrap
-time which tensors it synchronises (those with ``requires_grad``), so under
-DistributedDataParallel a tensor unfrozen after wrapping is never all-reduced (the
-ranks drift apart silently) and one frozen after wrapping stops the reducer (Lightning
-20340). ``"grad"`` keeps ``requires_grad=True`` on every tensor that may train, so the
-engine registers and all-reduces all of them on every rank, and drops the gradients of
-frozen tensors in a pre-step hook of the optimizer, just before it updates
-(``docs/distributed.md``).
+How a tensor loses its gradient is ``freeze_by``, in :mod:`multilr._freezing` (the only
+part that touches tensors). What is checked before anything changes (the optimizer, a
+saved state) is in :mod:`multilr._controlcheck`, which groups a name or a depth means
+in :mod:`multilr._targets`.
 
 Works on the optimizer groups of every backend with per-group ``lr`` (``torch``,
 ``oneflow`` eager): it only reads and writes the groups' dicts and the tensors'
@@ -29,20 +24,19 @@ so the controller refuses ``oneflow-graph`` groups; there a schedule goes throug
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from multilr._check import number
-from multilr._depth import infer_depths
+from multilr._controlcheck import check_optimizer, read_state
+from multilr._freezing import FreezeBy, Freezing, step_pre_hook
+from multilr._freezing import params as _params
 from multilr._plantypes import Plan
+from multilr._targets import frozen_below, group_index
 from multilr._timeline import Program
-from multilr.errors import MultiLRError, SpecError, UnsupportedFeatureError
+from multilr.errors import MultiLRError
 from multilr.schedules import Schedule
 
 __all__ = ["Controller", "FreezeBy"]
-
-#: How the Controller keeps a frozen tensor from updating (see the module docstring).
-FreezeBy = Literal["requires_grad", "grad"]
-_FREEZE_BY = ("requires_grad", "grad")
 
 
 class Controller:
@@ -119,48 +113,15 @@ class Controller:
         plan = plan if isinstance(plan, Plan) else getattr(plan, "plan", None)
         if not isinstance(plan, Plan):
             raise MultiLRError("Controller needs the plan (groups.plan) or the groups multilr.build returned")
-        if freeze_by not in _FREEZE_BY:
-            raise SpecError(f"freeze_by must be one of {list(_FREEZE_BY)}, got {freeze_by!r}")
-        register_hook = getattr(optimizer, "register_step_pre_hook", None)
-        if freeze_by == "grad" and not callable(register_hook):
-            raise UnsupportedFeatureError(
-                f"freeze_by='grad' drops frozen tensors' gradients in an optimizer step pre-hook, and "
-                f"{type(optimizer).__module__}.{type(optimizer).__name__} has no register_step_pre_hook "
-                "(OneFlow 0.9 has none); use freeze_by='requires_grad' (the default) there"
-            )
-        pgs = optimizer.param_groups
-        if any("lr_scale" in g for g in pgs):
-            raise UnsupportedFeatureError(
-                "these groups carry lr_scale (backend='oneflow-graph'): nn.Graph compiles the rates at its "
-                "first call, so they cannot be changed at run time; schedule them with "
-                "multilr_oneflow.graph_scheduler(optimizer, schedule), or train in eager mode "
-                "(backend='oneflow')"
-            )
-        if len(pgs) != len(plan.groups):
-            raise MultiLRError(
-                f"the optimizer has {len(pgs)} param groups, the plan {len(plan.groups)}: build the "
-                "optimizer from exactly the groups multilr.build returned (no add_param_group)"
-            )
-        for i, (pg, g) in enumerate(zip(pgs, plan.groups, strict=True)):
-            name = pg["name"] if "name" in pg else g.name  # noqa: SIM401 - OneFlow's ParamGroup has no .get
-            if name != g.name or len(_params(pg)) != len(g.params):
-                raise MultiLRError(
-                    f"optimizer group {i} ({name!r}, {len(_params(pg))} tensors) is not plan "
-                    f"group {g.name!r} ({len(g.params)} tensors): keep multilr's groups in their order"
-                )
+        register_hook = step_pre_hook(optimizer, freeze_by)
+        check_optimizer(optimizer, plan)
         self.optimizer = optimizer
         self.plan = plan
         self._program = Program(plan, schedule, steps_per_epoch=steps_per_epoch)
         self.schedule = self._program.schedule
         self.groups: list[str] = [g.name for g in plan.groups]
         self.freeze_by: FreezeBy = freeze_by
-        # frozen by a spec rule and by no stage: under "grad" these stay out of autograd, so
-        # a wrapping engine skips them on every rank and never has to learn about them later
-        self._for_good = [freeze_by == "grad" and g.frozen and g.stage is None for g in plan.groups]
-        # tensors the model itself had switched off before build (the table's "off"): the
-        # spec does not own them, so only an explicit unfreeze of their group turns them on
-        own = {p.name: p.requires_grad for p in plan.params}
-        self._model_off = [[not own.get(n, True) for n in g.params] for g in plan.groups]
+        self._freezing = Freezing.of(plan, freeze_by)
         self._mult, self._frozen, self._done = self._program.initial()
         self._step = 0
         self._hook: Any = None
@@ -256,23 +217,7 @@ class Controller:
             MultiLRError: A group holds tensors on both sides of ``n`` (the message names
                 it; declare layer decay or stages in the spec so that depths get groups).
         """
-        depths = self._depths()
-        top = max(depths.values())
-        cut = n + top + 1 if n < 0 else n
-        freeze, thaw = [], []
-        for name, g in zip(self.groups, self.plan.groups, strict=True):
-            ds = {depths[p] for p in g.params}
-            if max(ds) < cut:
-                freeze.append(name)
-            elif min(ds) >= cut:
-                thaw.append(name)
-            else:
-                raise MultiLRError(
-                    f"freeze_to({n}): group {name!r} holds depths {min(ds)}..{max(ds)}, on both sides of "
-                    f"depth {cut}; "
-                    "declare layer decay (or stages) in the spec so that each depth has its own groups"
-                )
-        self._transition(self._step, self._mult, [name in freeze for name in self.groups], self._done)
+        self._transition(self._step, self._mult, frozen_below(self.plan, n), self._done)
 
     def drop_frozen_grads(self) -> None:
         """Set the gradient of every frozen tensor to ``None``.
@@ -318,26 +263,8 @@ class Controller:
         Raises:
             SpecError: Missing keys, unknown group names or bad values.
         """
-        # a KeyError or a TypeError from a half-written state would not say what is wrong
-        keys = state if isinstance(state, Mapping) else {}
-        missing = [k for k in ("step", "multipliers", "frozen") if k not in keys]
-        if missing:
-            raise SpecError(f"controller state lacks {missing}; pass what Controller.state_dict() returned")
-        mult = dict(state["multipliers"])
-        unknown = sorted((set(mult) | set(state["frozen"])) - set(self.groups))
-        if unknown:
-            raise SpecError(f"controller state names unknown groups {unknown}; groups: {self.groups}")
-        values = [number(mult.get(n, 1.0), f"multiplier of group {n!r}") for n in self.groups]
-        step = state["step"]
-        if isinstance(step, bool) or not isinstance(step, int):  # int("3") would hide a corrupted state
-            raise SpecError(f"controller state step must be an integer, got {step!r}")
-        if step < 0:
-            raise SpecError(f"controller state step must be >= 0, got {step}")
-        done = set(state.get("stages_done", ()))
         stages = self._program.stages
-        if done - set(stages):
-            raise SpecError(f"controller state names unknown stages {sorted(done - set(stages))}")
-        frozen = [n in state["frozen"] for n in self.groups]
+        step, values, frozen, done = read_state(state, self.groups, stages)
         # the stages are already in the saved flags; none is applied again
         self._transition(
             step,
@@ -352,23 +279,7 @@ class Controller:
 
     def _index(self, group: str) -> int:
         """A group by its name, or by the name of a tensor that has a group to itself."""
-        if group in self.groups:
-            return self.groups.index(group)
-        canonical = self.plan.aliases.get(group, group)
-        for i, g in enumerate(self.plan.groups):
-            if canonical in g.params:
-                if len(g.params) == 1:
-                    return i
-                raise MultiLRError(
-                    f"parameter {group!r} shares group {g.name!r} with {len(g.params) - 1} other tensor(s), "
-                    "so its rate cannot change alone; give it a group of its own in the spec (a `rates` "
-                    "entry or a rule that selects only it), or change the whole group"
-                )
-        from multilr._check import did_you_mean
-
-        raise SpecError(
-            f"unknown group or parameter {group!r}{did_you_mean(group, self.groups)}; groups: {self.groups}"
-        ) from None
+        return group_index(self.plan, self.groups, group)
 
     def _set_frozen(self, groups: Iterable[str], value: bool) -> None:
         idx = [self._index(g) for g in groups]  # all names checked before anything changes
@@ -376,11 +287,6 @@ class Controller:
         for i in idx:
             frozen[i] = value
         self._transition(self._step, self._mult, frozen, self._done)
-
-    def _depths(self) -> dict[str, int]:
-        if self.plan.max_depth is not None:
-            return {p.name: p.depth for p in self.plan.params if p.depth is not None}
-        return infer_depths([p.name for p in self.plan.params], "blocks")
 
     def _transition(
         self,
@@ -403,14 +309,7 @@ class Controller:
         if stages:
             mult, frozen, done = self._program.due(step, (mult, frozen, done))
         rates = self._program.rates(step, mult, frozen)  # may raise: nothing written yet
-        thawed = [n for n, f, good in zip(self.groups, frozen, self._for_good, strict=True) if good and not f]
-        if thawed:
-            raise MultiLRError(
-                f"cannot unfreeze {thawed} with freeze_by='grad': the spec freezes them for good, so they "
-                "stay out of autograd and a DDP/FSDP wrapper never synchronises them; to train them later, "
-                "unfreeze them with a spec stage, or leave them unfrozen in the spec and freeze them with "
-                "Controller.freeze (which keeps them in autograd in this mode)"
-            )
+        self._freezing.check_thaw(self.groups, frozen)
         changed = (
             range(len(frozen)) if everything else [i for i, f in enumerate(frozen) if f != self._frozen[i]]
         )
@@ -418,20 +317,4 @@ class Controller:
         self._step, self._mult, self._frozen, self._done = step, mult, frozen, done
         for pg, rate in zip(self.optimizer.param_groups, rates, strict=True):
             pg["lr"] = rate
-        pgs = self.optimizer.param_groups
-        by_flag = self.freeze_by == "requires_grad"
-        for i in changed:
-            trains = not (frozen[i] if by_flag else self._for_good[i])
-            thawed_now = was_frozen[i] and not frozen[i]
-            for p, model_off in zip(_params(pgs[i]), self._model_off[i], strict=True):
-                if frozen[i]:
-                    p.grad = None  # a leftover gradient would still move it in some optimizers
-                if trains and model_off and not thawed_now:
-                    continue  # never switch on what the model switched off, unless asked to
-                if bool(p.requires_grad) != trains:
-                    p.requires_grad_(trains)
-
-
-def _params(group: Any) -> list[Any]:
-    """A group's tensors: torch's dict ``["params"]``, OneFlow's ``ParamGroup.parameters``."""
-    return list(group["params"] if "params" in group else group.parameters)  # noqa: SIM401 - as above
+        self._freezing.write(self.optimizer.param_groups, frozen, was_frozen, changed)

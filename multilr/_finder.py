@@ -13,133 +13,31 @@ when ``step_fn`` raises.
 Framework-neutral: it only uses ``model.state_dict()``/``load_state_dict()``,
 ``model.modules()``, the optimizer's ``state_dict()``/``load_state_dict()`` and its
 groups' ``"lr"`` (torch, OneFlow eager, anything with PyTorch's API).
+
+This module runs the test; what it returns (:class:`FinderResult`) is in
+:mod:`multilr._finderresult`, the suggestion rules (:func:`suggest`, :data:`METHODS`) in
+:mod:`multilr._suggest`; both are re-exported here.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from multilr._check import number
 from multilr._control import Controller
+from multilr._finderresult import FinderResult
 from multilr._history import RateHistory
 from multilr._plantypes import Plan
+from multilr._suggest import METHODS, suggest
 from multilr.errors import MultiLRError, SpecError, UnsupportedFeatureError
 
 __all__ = ["METHODS", "FinderJob", "FinderResult", "lr_find", "suggest"]
 
-#: Suggestion rules, as in fastai: ``valley`` (the default), ``steep``, ``minimum``.
-METHODS = ("valley", "steep", "minimum")
 BETA = 0.98  # fastai's smoothing factor
-
-
-@dataclass(frozen=True)
-class FinderResult:
-    """What :func:`lr_find` measured.
-
-    Attributes:
-        lrs: The base rate of each step taken (the spec's ``lr``, or with no plan the
-            fastest group's rate).
-        losses: The loss ``step_fn`` returned at each step.
-        smoothed: The smoothed loss at each step (``nan`` after a non-finite loss).
-        rates: Every group's rate at each step (``ratio x lrs[i]``).
-        ratios: Each group's rate divided by the base rate (0 for frozen groups).
-        suggestions: Base rate suggested by each rule of :data:`METHODS` (empty when
-            too few finite points were measured).
-        method: The rule :attr:`suggestion` follows.
-        stop: ``"completed"``, ``"diverged"`` or ``"non-finite"``.
-        num_it: Steps asked for (``len(lrs)`` is smaller after an early stop).
-    """
-
-    lrs: tuple[float, ...]
-    losses: tuple[float, ...]
-    smoothed: tuple[float, ...]
-    rates: RateHistory
-    ratios: Mapping[str, float]
-    suggestions: Mapping[str, float]
-    method: str = "valley"
-    stop: str = "completed"
-    num_it: int = 0
-    meta: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ratios", MappingProxyType(dict(self.ratios)))
-        object.__setattr__(self, "suggestions", MappingProxyType(dict(self.suggestions)))
-        object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
-
-    @property
-    def suggestion(self) -> float | None:
-        """The suggested base rate (by :attr:`method`), or ``None`` if none could be made."""
-        return self.suggestions.get(self.method)
-
-    def group_rates(self, lr: float | None = None) -> dict[str, float]:
-        """Each group's rate at base rate ``lr`` (default: the suggestion)."""
-        base = self.suggestion if lr is None else lr
-        if base is None:
-            raise MultiLRError(f"no suggestion: the run measured too few finite losses ({self.stop})")
-        return {g: r * base for g, r in self.ratios.items()}
-
-    def plot(self, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
-        """Write a PNG: raw and smoothed loss against the base rate, suggestions marked.
-
-        Raises:
-            MissingDependencyError: matplotlib is not installed (``pip install 'multilr[plot]'``).
-        """
-        from multilr._plot import plot_finder
-
-        return plot_finder(self, path, title=title)
-
-    def summary(self, *, width: int = 60, ascii: bool = False) -> str:
-        """A few lines for a terminal: range, stop reason, suggestions, group rates, a loss sparkline."""
-        from multilr._plot import sparkline
-
-        if not self.lrs:
-            return "lr finder: no steps taken"
-        lines = [
-            f"lr finder: {len(self.lrs)} of {self.num_it} steps, base rate {self.lrs[0]:.3g} .. "
-            f"{self.lrs[-1]:.3g}, stopped: {self.stop}"
-        ]
-        finite = [v for v in self.smoothed if math.isfinite(v)]
-        if finite:
-            hi = max(finite[:-5] or finite)  # the divergence at the end would flatten the rest
-            line = sparkline(self.smoothed, width=width, lo=min(finite), hi=hi, log=False, ascii=ascii)
-            lines.append(f"smoothed loss {finite[0]:.4g} -> min {min(finite):.4g}: {line}")
-        if self.suggestion is None:
-            lines.append("no suggestion: too few finite losses; widen the range or lower start_lr")
-            return "\n".join(lines)
-        others = ", ".join(f"{k} {v:.3g}" for k, v in self.suggestions.items() if k != self.method)
-        lines.append(f"suggested base lr: {self.suggestion:.3g} ({self.method}; also {others})")
-        rates = self.group_rates()
-        w = max(map(len, rates))
-        lines.extend(f"  {g:<{w}}  {r:.3g}" for g, r in rates.items())
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able mapping (non-finite losses as ``None``)."""
-
-        def clean(xs: Sequence[float]) -> list[float | None]:
-            return [x if math.isfinite(x) else None for x in xs]
-
-        return {
-            "format": "multilr.lr_find/1",
-            "lrs": list(self.lrs),
-            "losses": clean(self.losses),
-            "smoothed": clean(self.smoothed),
-            "ratios": dict(self.ratios),
-            "suggestions": dict(self.suggestions),
-            "suggestion": self.suggestion,
-            "method": self.method,
-            "stop": self.stop,
-            "num_it": self.num_it,
-            "rates": self.rates.to_dict(),
-            "meta": dict(self.meta),
-        }
 
 
 @dataclass(frozen=True)
@@ -397,58 +295,3 @@ class _Saved:
 def _params(group: Any) -> list[Any]:
     """A group's tensors: torch's dict ``["params"]``, OneFlow's ``ParamGroup.parameters``."""
     return list(group["params"] if "params" in group else group.parameters)  # noqa: SIM401 - OneFlow
-
-
-# -- suggestions -----------------------------------------------------------------------
-
-
-def suggest(
-    lrs: Sequence[float], losses: Sequence[float], *, skip_start: int = 0, skip_end: int = 5
-) -> dict[str, float]:
-    """The three suggestions of fastai suggestions from rates and smoothed losses.
-
-    Points ``skip_start .. len - skip_end`` are used (all of them if that leaves fewer
-    than 3), up to the first non-finite loss.
-
-    Example:
-        >>> lrs = [10 ** (k / 4 - 6) for k in range(20)]
-        >>> losses = [1.0, 1.0, 1.0, 0.98, 0.9, 0.7, 0.5, 0.4, 0.35, 0.33,
-        ...           0.32, 0.34, 0.4, 0.6, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
-        >>> {k: f"{v:.2g}" for k, v in suggest(lrs, losses, skip_start=2).items()}
-        {'valley': '1.8e-05', 'steep': '1e-05', 'minimum': '3.2e-05'}
-    """
-    lo, hi = skip_start, len(losses) - skip_end
-    if hi - lo < 3:
-        lo, hi = 0, len(losses)
-    xs, ys = [], []
-    for x, y in zip(lrs[lo:hi], losses[lo:hi], strict=True):
-        if not math.isfinite(y):
-            break
-        xs.append(x)
-        ys.append(y)
-    if len(xs) < 2:
-        return {}
-    return {"valley": _valley(xs, ys), "steep": _steep(xs, ys), "minimum": xs[ys.index(min(ys))] / 10}
-
-
-def _valley(lrs: list[float], losses: list[float]) -> float:
-    """As fastai's ``valley``: the longest decreasing run of losses, a point about halfway down it."""
-    n = len(losses)
-    run = [1] * n  # length of the longest decreasing subsequence ending at i
-    start = end = 0
-    for i in range(1, n):
-        for j in range(i):
-            if losses[i] < losses[j] and run[i] < run[j] + 1:
-                run[i] = run[j] + 1
-            if run[end] < run[i]:
-                end, start = i, i - run[i]
-    third = (end - start) / 3
-    return lrs[max(start + int(third) + int(third / 2), 0)]  # fastai's start can be -1
-
-
-def _steep(lrs: list[float], losses: list[float]) -> float:
-    """As fastai's ``steep``: the rate where the loss falls fastest per unit of log rate."""
-    slopes = [
-        (losses[i + 1] - losses[i]) / (math.log(lrs[i + 1]) - math.log(lrs[i])) for i in range(len(lrs) - 1)
-    ]
-    return lrs[slopes.index(min(slopes))]

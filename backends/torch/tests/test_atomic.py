@@ -360,6 +360,9 @@ CASES: dict[str, Case] = {
         SpecError,
         "both unfreeze the same parameters",
     ),
+    "plan-stage-overflow": Case(
+        _build(_spec(lr=10.0, stages=[{"at": 1, "unfreeze": ["low"], "lr_mult": 1e308}])), SpecError, "overflows"
+    ),
     "plan-plugin-not-paraminfo": Case(
         _build(SPEC, backend=_Plugin(lambda m: [("stem.weight", (4, 3))])), PlanError, "expected ParamInfo"
     ),
@@ -572,10 +575,11 @@ def test_a_failure_changes_nothing(case_id: str, tmp_path: Path) -> None:
 #: Modules whose raise sites build, the Controller and the checkpoint loader can reach.
 MODULES = [
     "multilr/_build.py", "multilr/_check.py", "multilr/_checkpoint.py", "multilr/_control.py",
-    "multilr/_decisions.py", "multilr/_depth.py", "multilr/_params.py", "multilr/_plan.py",
-    "multilr/_plantypes.py", "multilr/_registry.py", "multilr/_rules.py", "multilr/_select.py",
-    "multilr/_spec.py", "multilr/_stages.py", "multilr/_table.py", "multilr/_text.py",
-    "multilr/_timeline.py", "multilr/backend.py", "multilr/schedules/_base.py",
+    "multilr/_controlcheck.py", "multilr/_decisions.py", "multilr/_depth.py", "multilr/_freezing.py",
+    "multilr/_params.py", "multilr/_plan.py", "multilr/_plantypes.py", "multilr/_registry.py",
+    "multilr/_rules.py", "multilr/_select.py", "multilr/_spec.py", "multilr/_stages.py",
+    "multilr/_table.py", "multilr/_targets.py", "multilr/_text.py", "multilr/_timeline.py",
+    "multilr/backend.py", "multilr/schedules/_base.py",
     "multilr/schedules/_io.py", "multilr/schedules/_shapes.py",
     "backends/torch/src/multilr_torch/_backend.py",
 ]  # fmt: skip
@@ -604,28 +608,26 @@ SITES: dict[str, list[str] | str] = {
         "ckpt-controller-step",
     ],
     "multilr/_checkpoint.py::_load": ["ckpt-controller-refuses", "ckpt-optimizer-refuses"],
-    "multilr/_control.py::Controller.__init__": [
-        "ctl-no-plan",
+    "multilr/_control.py::Controller.__init__": ["ctl-no-plan"],
+    "multilr/_control.py::Controller.unfreeze": ["ctl-unfreeze-not-frozen"],
+    "multilr/_freezing.py::step_pre_hook": [
         "ctl-freeze-by",
-        "ctl-lr-scale",
-        "ctl-group-count",
-        "ctl-group-order",
         "(no register_step_pre_hook: torch always has one; test_atomic_oneflow covers it)",
     ],
-    "multilr/_control.py::Controller.unfreeze": ["ctl-unfreeze-not-frozen"],
-    "multilr/_control.py::Controller.freeze_to": ["ctl-freeze-to-mixed-group"],
-    "multilr/_control.py::Controller.load_state_dict": [
+    "multilr/_freezing.py::Freezing.check_thaw": ["ctl-grad-mode-thaw"],
+    "multilr/_controlcheck.py::check_optimizer": ["ctl-lr-scale", "ctl-group-count", "ctl-group-order"],
+    "multilr/_controlcheck.py::read_state": [
         "ctl-load-unknown-group",
         "ctl-load-negative-step",
         "ctl-load-unknown-stage",
         "ctl-load-missing-key",
     ],
-    "multilr/_control.py::Controller._index": [
+    "multilr/_targets.py::group_index": [
         "ctl-unknown-group",
         "ctl-shared-parameter",
         "ctl-freeze-one-unknown",
     ],
-    "multilr/_control.py::Controller._transition": ["ctl-grad-mode-thaw"],
+    "multilr/_targets.py::frozen_below": ["ctl-freeze-to-mixed-group"],
     "multilr/_depth.py::_explicit": ["plan-depth-map"],
     "multilr/_plan.py::_check_names": "duplicate names from a table backend: collect_params walks a module tree, "
     "whose names are unique; the ParamInfo path is plan-plugin-duplicate-name",
@@ -634,7 +636,7 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_plan.py::_layer_decay": ["plan-layer-decay-within-matches-nothing"],
     "multilr/_plan.py::_pick": ["plan-conflict"],
     "multilr/_plan.py::_apply_rates": ["plan-rates-unknown", "plan-rates-tied"],
-    "multilr/_plan.py::resolve": ["plan-no-parameters", "plan-unmatched-error"],
+    "multilr/_plan.py::resolve": ["plan-no-parameters", "plan-unmatched-error", "plan-stage-overflow"],
     "multilr/_plantypes.py::Plan.__getattr__": "attribute access on a finished plan, after build returned",
     "multilr/_plantypes.py::Plan.param": "a lookup on a finished plan (KeyError by contract), after build returned",
     "multilr/_plantypes.py::Plan.group": "a lookup on a finished plan (KeyError by contract), after build returned",

@@ -1,0 +1,84 @@
+"""What the Controller checks before it owns anything: the optimizer, and a saved state.
+
+A Controller changes rates and tensors only through a transition that cannot fail
+half-way; what it is given from outside (an optimizer's groups when it is created, a
+saved state when one is loaded) is checked here first, and a mismatch is refused with
+a message naming both sides. Apart from :mod:`multilr._control` because these are pure
+functions of the given values and the plan: nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from multilr._check import number
+from multilr._freezing import params as _params
+from multilr._plantypes import Plan
+from multilr.errors import MultiLRError, SpecError, UnsupportedFeatureError
+
+__all__ = ["check_optimizer", "read_state"]
+
+
+def check_optimizer(optimizer: Any, plan: Plan) -> None:
+    """Refuse an optimizer whose groups are not exactly ``plan``'s, in the plan's order.
+
+    Raises:
+        UnsupportedFeatureError: The groups carry ``lr_scale`` (``oneflow-graph``).
+        MultiLRError: The optimizer's groups do not match the plan's.
+    """
+    pgs = optimizer.param_groups
+    if any("lr_scale" in g for g in pgs):
+        raise UnsupportedFeatureError(
+            "these groups carry lr_scale (backend='oneflow-graph'): nn.Graph compiles the rates at its "
+            "first call, so they cannot be changed at run time; schedule them with "
+            "multilr_oneflow.graph_scheduler(optimizer, schedule), or train in eager mode "
+            "(backend='oneflow')"
+        )
+    if len(pgs) != len(plan.groups):
+        raise MultiLRError(
+            f"the optimizer has {len(pgs)} param groups, the plan {len(plan.groups)}: build the "
+            "optimizer from exactly the groups multilr.build returned (no add_param_group)"
+        )
+    for i, (pg, g) in enumerate(zip(pgs, plan.groups, strict=True)):
+        name = pg["name"] if "name" in pg else g.name  # noqa: SIM401 - OneFlow's ParamGroup has no .get
+        if name != g.name or len(_params(pg)) != len(g.params):
+            raise MultiLRError(
+                f"optimizer group {i} ({name!r}, {len(_params(pg))} tensors) is not plan "
+                f"group {g.name!r} ({len(g.params)} tensors): keep multilr's groups in their order"
+            )
+
+
+def read_state(
+    state: Mapping[str, Any], groups: Sequence[str], stages: Mapping[str, Any]
+) -> tuple[int, list[float], list[bool], set[str]]:
+    """Step, multipliers and frozen flags (in ``groups`` order) and the stages done, from ``state``.
+
+    Args:
+        state: What ``Controller.state_dict()`` returned.
+        groups: The Controller's group names.
+        stages: The spec's stages by name (``Program.stages``).
+
+    Raises:
+        SpecError: Missing keys, unknown group names or bad values.
+    """
+    # a KeyError or a TypeError from a half-written state would not say what is wrong
+    keys = state if isinstance(state, Mapping) else {}
+    missing = [k for k in ("step", "multipliers", "frozen") if k not in keys]
+    if missing:
+        raise SpecError(f"controller state lacks {missing}; pass what Controller.state_dict() returned")
+    mult = dict(state["multipliers"])
+    unknown = sorted((set(mult) | set(state["frozen"])) - set(groups))
+    if unknown:
+        raise SpecError(f"controller state names unknown groups {unknown}; groups: {groups}")
+    values = [number(mult.get(n, 1.0), f"multiplier of group {n!r}") for n in groups]
+    step = state["step"]
+    if isinstance(step, bool) or not isinstance(step, int):  # int("3") would hide a corrupted state
+        raise SpecError(f"controller state step must be an integer, got {step!r}")
+    if step < 0:
+        raise SpecError(f"controller state step must be >= 0, got {step}")
+    done = set(state.get("stages_done", ()))
+    if done - set(stages):
+        raise SpecError(f"controller state names unknown stages {sorted(done - set(stages))}")
+    frozen = [n in state["frozen"] for n in groups]
+    return step, values, frozen, done
