@@ -209,9 +209,11 @@ class Controller:
     def freeze_to(self, n: int) -> None:
         """Freeze every group below depth ``n`` and unfreeze the rest (fastai's ``freeze_to``).
 
-        Depths are the plan's layer-decay depths, or else the model's block structure
-        (stem 0, blocks 1..N, head N+1). ``n < 0`` counts from the top: ``freeze_to(-1)``
-        trains only the top depth.
+        Depths are :meth:`Plan.block_depths <multilr.Plan.block_depths>`: the plan's
+        layer-decay depths, else the model's ``group_matcher()`` (timm: a ViT's final norm
+        is in the last block's layer), else the block structure of the names (stem 0,
+        blocks 1..N, head N+1). ``n < 0`` counts from the top: ``freeze_to(-1)`` trains
+        only the top depth.
 
         Raises:
             MultiLRError: A group holds tensors on both sides of ``n`` (the message names

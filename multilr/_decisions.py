@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple, TypeVar
 
+from multilr._depth import depth_list
+from multilr._hints import ModelHints
 from multilr._plantypes import GroupRow, ParamPlan
 from multilr._rules import Rule
 from multilr._stages import Stage
@@ -56,6 +58,9 @@ class Decisions:
         max_depth: The highest depth, or ``None`` without layer decay.
         group_of: Index of each tensor's group in :attr:`groups`.
         groups: The merged groups, in order.
+        structure: Every tensor's depth in the model's block structure, once known
+            (layer decay's or the stages' depths; else made by :meth:`block_depths`).
+        hints: The model's hints the planner honoured, or ``None``.
     """
 
     __slots__ = (
@@ -68,6 +73,7 @@ class Decisions:
         "group_firsts",
         "group_of",
         "groups",
+        "hints",
         "lr",
         "max_depth",
         "names",
@@ -80,6 +86,7 @@ class Decisions:
         "shapes",
         "stage",
         "stages",
+        "structure",
         "wd_rule",
         "weight_decay",
     )
@@ -115,6 +122,20 @@ class Decisions:
         self.depth_from = ""  # who gave the depths when not the spec's mode ("model.group_matcher()")
         self.group_of: list[int] = []
         self.groups = GroupColumns([], [], [], [], [], [])
+        self.structure: list[int] | None = None
+        self.hints: ModelHints | None = None
+
+    def block_depths(self) -> list[int]:
+        """Every tensor's depth, as ``Controller.freeze_to`` and ``from_depth`` stages count them.
+
+        The depths the planner used (layer decay's, of every tensor, also those outside
+        ``within``; or a stage's), else the model's ``group_matcher`` when the spec
+        honoured hints, else the block structure of the names. Made on first call.
+        """
+        if self.structure is None:
+            hinted = self.hints.depths(self.names) if self.hints is not None else None
+            self.structure = hinted if hinted is not None else depth_list(self.names, "blocks")
+        return self.structure
 
     def group_names(self, firsts: Iterable[int]) -> list[str]:
         """The name of the group of each tensor in ``firsts``: the rules that decided it.

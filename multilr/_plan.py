@@ -439,6 +439,7 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
     decided = Decisions(
         names, tensors.alias_names, tensors.column(table.shapes), tensors.column(table.requires_grad)
     )
+    decided.hints = hints
     decided.rates = _apply_rates(spec, tensors)
     hits.touched.update(decided.rates)
     depths: list[int] = []
@@ -446,6 +447,9 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
     decay = spec.layer_decay
     if decay is not None:
         depths, decayed = _layer_decay(decay, table, tensors, decided, hits, hinted)
+        decided.structure = depths
+    elif hinted is not None:
+        decided.structure = hinted
 
     # layer decay over the whole model touches every tensor
     if spec.unmatched == "error" and (decay is None or decay.within is not None):
@@ -467,9 +471,7 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
     if spec.stages:
         # a staged tensor is frozen until its stage, whatever a rule says
         decided.stages = tuple(spec.stages)
-        decided.stage = stage_of(
-            spec.stages, hits.selected, lambda: depths or hinted or depth_list(names, "blocks")
-        )
+        decided.stage = stage_of(spec.stages, hits.selected, decided.block_depths)
         for t in decided.stage:
             decided.frozen[t] = True
     _rates_and_scales(spec, decided, depths, decayed)

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from multilr._depth import infer_depths
 from multilr._spec import Spec
 from multilr.schedules import Schedule
 
@@ -107,6 +108,10 @@ class Decided(Protocol):
         """Each group's own schedule and unfreezing stage."""
         ...
 
+    def block_depths(self) -> list[int]:
+        """Every tensor's depth in the model's structure, in model order."""
+        ...
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -187,6 +192,31 @@ class Plan:
         if decided is not None and "groups" not in self.__dict__:
             return decided.group_rows()
         return [(g.name, g.params, g.lr, g.scale, g.weight_decay, g.frozen) for g in self.groups]
+
+    def block_depths(self) -> dict[str, int]:
+        """Every parameter's depth in the model's structure: what ``Controller.freeze_to`` counts.
+
+        The depths the planner used (layer decay's, for every tensor, also those outside
+        its ``within``), else the model's ``group_matcher()`` when the spec honoured the
+        model's hints, else the block structure of the names (stem 0, blocks 1..N,
+        head N+1). A plan not made by the planner (built from records) uses layer
+        decay's depths when every parameter has one, else the names.
+
+        Example:
+            >>> from multilr import ParamInfo, Spec, plan
+            >>> names = ["stem.w", "blocks.0.fc.w", "blocks.1.fc.w", "head.w"]
+            >>> infos = [ParamInfo(n, (2,), "float32", n[:-2], ("Linear",), True, n) for n in names]
+            >>> p = plan(infos, Spec(lr=0.1))
+            >>> p.block_depths()
+            {'stem.w': 0, 'blocks.0.fc.w': 1, 'blocks.1.fc.w': 2, 'head.w': 3}
+        """
+        names = [p.name for p in self.params]
+        decided: Decided | None = self.__dict__.get("_decided")
+        if decided is not None:
+            return dict(zip(names, decided.block_depths(), strict=True))
+        if self.max_depth is not None and all(p.depth is not None for p in self.params):
+            return {p.name: p.depth for p in self.params if p.depth is not None}
+        return infer_depths(names, "blocks")
 
     @property
     def base_lr(self) -> float:

@@ -9,7 +9,6 @@ or a tensor or depth that does not have groups of its own. Apart from
 
 from __future__ import annotations
 
-from multilr._depth import infer_depths
 from multilr._plantypes import Plan
 from multilr.errors import MultiLRError, SpecError
 
@@ -53,7 +52,7 @@ def frozen_below(plan: Plan, n: int) -> list[bool]:
     Raises:
         MultiLRError: A group holds tensors on both sides of ``n``.
     """
-    depths = _depths(plan)
+    depths = plan.block_depths()
     top = max(depths.values())
     cut = n + top + 1 if n < 0 else n
     freeze, thaw = [], []
@@ -71,10 +70,3 @@ def frozen_below(plan: Plan, n: int) -> list[bool]:
                 "declare layer decay (or stages) in the spec so that each depth has its own groups"
             )
     return [g.name in freeze for g in plan.groups]
-
-
-def _depths(plan: Plan) -> dict[str, int]:
-    """Each tensor's depth: the plan's layer-decay depths, or else the model's blocks."""
-    if plan.max_depth is not None:
-        return {p.name: p.depth for p in plan.params if p.depth is not None}
-    return infer_depths([p.name for p in plan.params], "blocks")

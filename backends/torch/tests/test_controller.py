@@ -97,6 +97,39 @@ def test_freeze_to_refuses_a_group_across_the_cut() -> None:
     assert ctl.frozen() == []
 
 
+def test_freeze_to_counts_every_tensor_when_layer_decay_has_a_within() -> None:
+    # layer decay on the blocks only: stem and head have no decay factor, yet a depth
+    spec = Spec(lr=0.1, rules=[Rule(Prefix("head"), lr_mult=10, name="head")],
+                layer_decay=LayerDecay(0.5, within=Prefix("blocks")))
+    groups = multilr.build(Net(), spec, backend="torch")
+    ctl = Controller(torch.optim.SGD(groups), groups)
+    assert groups.plan.block_depths()["head.weight"] == 3
+    ctl.freeze_to(-1)  # was a KeyError on 'stem.weight'
+    assert ctl.frozen() == [n for n in ctl.groups if n != "head"]
+
+
+@pytest.mark.parametrize("hints", [True, False], ids=["model-hints", "names-only"])
+def test_freeze_to_follows_the_models_group_matcher(hints: bool) -> None:
+    # timm's ViT matcher puts the final norm in the last block's layer; the names alone
+    # put it beside the head, so "train the head only" works with the model's hints
+    import models
+
+    model = models.tiny_vit(depth=2, dim=8)
+    spec = Spec(lr=0.1, rules=[Rule(Prefix("head"), lr_mult=10, name="head")], model_hints=hints)
+    groups = multilr.build(model, spec, backend="torch")
+    ctl = Controller(torch.optim.SGD(groups), groups)
+    depths = groups.plan.block_depths()
+    assert (depths["norm.weight"], depths["head.weight"]) == ((2, 3) if hints else (3, 3))
+    if hints:
+        ctl.freeze_to(-1)
+        assert ctl.frozen() == ["default"]
+        assert [p.requires_grad for p in model.head.parameters()] == [True, True]
+        assert not model.norm.weight.requires_grad
+    else:
+        with pytest.raises(MultiLRError, match=r"group 'default' holds depths 0\.\.3, on both sides of depth 3"):
+            ctl.freeze_to(-1)
+
+
 def test_bad_calls_change_nothing() -> None:
     _, groups, opt, ctl = _setup()
     rates = ctl.rates()
