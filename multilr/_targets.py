@@ -55,18 +55,14 @@ def frozen_below(plan: Plan, n: int) -> list[bool]:
     depths = plan.block_depths()
     top = max(depths.values())
     cut = n + top + 1 if n < 0 else n
-    freeze, thaw = [], []
+    frozen = []
     for g in plan.groups:
-        name = g.name
         ds = {depths[p] for p in g.params}
-        if max(ds) < cut:
-            freeze.append(name)
-        elif min(ds) >= cut:
-            thaw.append(name)
-        else:
+        if min(ds) < cut <= max(ds):
             raise MultiLRError(
-                f"freeze_to({n}): group {name!r} holds depths {min(ds)}..{max(ds)}, on both sides of "
+                f"freeze_to({n}): group {g.name!r} holds depths {min(ds)}..{max(ds)}, on both sides of "
                 f"depth {cut}; "
                 "declare layer decay (or stages) in the spec so that each depth has its own groups"
             )
-    return [g.name in freeze for g in plan.groups]
+        frozen.append(max(ds) < cut)
+    return frozen
