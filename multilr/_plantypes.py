@@ -13,7 +13,7 @@ planning), and a backend reads the groups as :data:`GroupRow` tuples
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -106,6 +106,11 @@ class Decided(Protocol):
 
     def group_runtime(self) -> list[tuple[Schedule | None, str | None]]:
         """Each group's own schedule and unfreezing stage."""
+        ...
+
+    @property
+    def names(self) -> Sequence[str]:
+        """Canonical parameter names, in model order."""
         ...
 
     def block_depths(self) -> list[int]:
@@ -210,13 +215,12 @@ class Plan:
             >>> p.block_depths()
             {'stem.w': 0, 'blocks.0.fc.w': 1, 'blocks.1.fc.w': 2, 'head.w': 3}
         """
-        names = [p.name for p in self.params]
         decided: Decided | None = self.__dict__.get("_decided")
-        if decided is not None:
-            return dict(zip(names, decided.block_depths(), strict=True))
+        if decided is not None:  # from the planner's columns: no per-parameter records made
+            return dict(zip(decided.names, decided.block_depths(), strict=True))
         if self.max_depth is not None and all(p.depth is not None for p in self.params):
             return {p.name: p.depth for p in self.params if p.depth is not None}
-        return infer_depths(names, "blocks")
+        return infer_depths([p.name for p in self.params], "blocks")
 
     @property
     def base_lr(self) -> float:
