@@ -60,7 +60,7 @@ def plan(model: Any, spec: SpecLike, *, backend: str | Backend | None = None) ->
     if _is_infos(model):
         return resolve(model, spec)
     be = get_backend(backend or infer_backend(model))
-    hints = _hints(model, spec)
+    hints = _hints(_unwrapped(be, model), spec)
     if _reads_once(be):
         return resolve(cast(TableBackend, be).extract_table(model), spec, hints=hints)
     return resolve(be.extract(model), spec, hints=hints)
@@ -97,10 +97,20 @@ def build(model: Any, spec: SpecLike, backend: str | Backend | None = None) -> P
         # one walk of the model: emit takes the tensors the planner's table came with
         reader, checked = cast(TableBackend, be), as_spec(spec)  # the spec first, as plan() does
         table = reader.extract_table(model)
-        resolved = resolve(table, checked, hints=_hints(model, checked))
+        resolved = resolve(table, checked, hints=_hints(_unwrapped(be, model), checked))
         return ParamGroups(reader.emit_table(table, resolved), plan=resolved, backend=be.name)
     resolved = plan(model, spec, backend=be)
     return ParamGroups(be.emit(model, resolved), plan=resolved, backend=be.name)
+
+
+def _unwrapped(be: Backend, model: Any) -> Any:
+    """The model inside a wrapper the backend knows (DDP's ``module``): its hints are read.
+
+    ``unwrap`` is optional in the backend contract; the backend's own ``extract`` and
+    ``emit`` read through the wrapper themselves.
+    """
+    unwrap = getattr(be, "unwrap", None)
+    return model if unwrap is None else unwrap(model)
 
 
 def _hints(model: Any, spec: Spec) -> ModelHints | None:

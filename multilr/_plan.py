@@ -149,6 +149,24 @@ def _record(wins: dict[int, Any], rivals: dict[int, list[Any]], hits: list[int],
     wins.update(dict.fromkeys(hits, win))
 
 
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _wrapper_hint(described: str, names: Sequence[str]) -> str:
+    """Why a selector written for a wrapper's names (DDP's ``module.head``) found nothing.
+
+    Backends read the model inside its wrapper (torch: DDP, ``DataParallel``,
+    ``torch.compile``), so the wrapper's prefix is in no name.
+    """
+    pattern = described.partition(":")[2].lstrip("^").replace("\\.", ".")  # a regex escapes its dots
+    if not pattern.startswith(_WRAPPER_PREFIXES) or any(n.startswith(_WRAPPER_PREFIXES) for n in names):
+        return ""
+    return (
+        "; names are the model's own: the model inside DDP, DataParallel or torch.compile is read, "
+        "without their 'module.' or '_orig_mod.' prefix"
+    )
+
+
 def _match_rules(spec: Spec, table: ParamTable, tensors: _Tensors) -> tuple[_Hits, tuple[str, ...]]:
     """Record every rule's settings on the tensors it selects.
 
@@ -167,7 +185,7 @@ def _match_rules(spec: Spec, table: ParamTable, tensors: _Tensors) -> tuple[_Hit
             sample = ", ".join(repr(n) for n in tensors.names[:5])
             raise CoverageError(
                 f"rule {rule.name!r} matches no parameter (names look like {sample}, ...); "
-                "fix its selector or mark it optional"
+                f"fix its selector or mark it optional{_wrapper_hint(rule.select.describe(), tensors.names)}"
             )
         hits.touched.update(selected)
         rate: tuple[str, float] | None = None
@@ -295,10 +313,12 @@ def _layer_decay(
     decayed = tensors.of(matching(decay.within, table))
     if not decayed:  # a typo here would silently switch layer decay off
         sample = ", ".join(repr(n) for n in tensors.names[:5])
+        described = decay.within.describe()
         raise CoverageError(
-            f"layer_decay.within ({decay.within.describe()}) "
+            f"layer_decay.within ({described}) "
             f"matches no parameter (names look like {sample}, ...); fix the selector (a prefix matches on "
             "dot boundaries: 'layer' does not match 'layer1', use glob 'layer*')"
+            + _wrapper_hint(described, tensors.names)
         )
     hits.touched.update(decayed)
     return depths, decayed

@@ -13,6 +13,12 @@ A plugin registers a factory (a class or function taking no arguments) in the
 
 A backend that also implements :class:`TableBackend` lets ``build`` read the model
 once: its table (columns plus the tensors) serves both the planner and ``emit``.
+
+Optional: ``unwrap(model)`` returns the model inside a framework wrapper (torch's DDP,
+``DataParallel``, ``torch.compile``); ``plan`` and ``build`` read the model's hints
+(timm's ``group_matcher()``) from it. A backend with ``unwrap`` reads through the
+wrapper in ``extract`` and ``emit`` too, so names and depths are the model's own and
+a spec matches the same tensors with or without the wrapper.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ import pytest
 from multilr import (
     ConflictError,
     CoverageError,
+    Glob,
     LayerDecay,
     ModuleType,
     ParamInfo,
@@ -169,6 +170,31 @@ def test_rule_matching_nothing_is_an_error_unless_optional():
         plan(resnet_like(), spec)
     spec = Spec(lr=1, rules=[Rule(Prefix("head"), lr_mult=10, name="head", optional=True)])
     assert len(plan(resnet_like(), spec).groups) == 1
+
+
+@pytest.mark.parametrize(
+    "select",
+    [Prefix("module.fc"), Glob("_orig_mod.layer1.*"), Regex(r"^module\.fc\.")],
+    ids=["ddp-prefix", "compile-glob", "ddp-regex"],
+)
+def test_a_selector_with_a_wrappers_prefix_gets_told_the_names_are_the_models_own(select):
+    spec = Spec(lr=1, rules=[Rule(select, lr_mult=10, name="head")])
+    with pytest.raises(CoverageError, match=r"optional; names are the model's own: .*'module\.' or '_orig_mod\.'"):
+        plan(resnet_like(), spec)
+    within = Spec(lr=1, layer_decay=LayerDecay(0.5, within=select))
+    with pytest.raises(CoverageError, match=r"layer_decay\.within .*names are the model's own"):
+        plan(resnet_like(), within)
+
+
+def test_no_wrapper_hint_where_the_names_carry_the_prefix_or_the_selector_does_not():
+    # a model whose own names start with "module." is not behind a wrapper
+    names = [info("module.fc.weight"), info("module.fc.bias")]
+    with pytest.raises(CoverageError) as caught:
+        plan(names, Spec(lr=1, rules=[Rule(Prefix("module.head"), lr_mult=10)]))
+    assert "names are the model's own" not in str(caught.value)
+    with pytest.raises(CoverageError) as caught:
+        plan(resnet_like(), Spec(lr=1, rules=[Rule(Prefix("head"), lr_mult=10)]))
+    assert "names are the model's own" not in str(caught.value)
 
 
 def test_unknown_rates_name():

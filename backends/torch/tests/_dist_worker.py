@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from multilr_torch import TorchBackend
 
 import multilr
 from multilr import Controller, LayerDecay, Prefix, Rule, Spec, Stage
@@ -166,9 +167,33 @@ def run_ddp(rank: int) -> dict[str, Any]:
     ctl = Controller(opt, groups, schedule=SCHEDULE, freeze_by="grad")
     # find_unused_parameters=False (the default): every registered tensor must get a gradient
     ddp = DistributedDataParallel(model)
+    # built through the wrapper: the model's names (no "module."), the same tensors
+    through = multilr.build(ddp, RATES_SPEC, backend="torch")
+    same = [[id(p) for p in g["params"]] for g in through] == [[id(p) for p in g["params"]] for g in groups]
+    # a spec that freezes tensors DDP registered as trainable is refused, the model untouched
+    flags = [p.requires_grad for p in model.parameters()]
+    try:
+        multilr.build(ddp, STAGED_SPEC, backend="torch")
+        refused = ""
+    except multilr.BackendError as e:
+        refused = str(e)
+    try:  # the backend's own emit (no table) refuses it too
+        TorchBackend().emit(ddp, multilr.plan(model, STAGED_SPEC, backend="torch"))
+        emit_refused = ""
+    except multilr.BackendError as e:
+        emit_refused = str(e)
+    untouched = flags == [p.requires_grad for p in model.parameters()]
     rec = train(ddp, model, opt, ctl, RATE_STEPS, rank)
     ctl.close()
-    return {**rec, "plans": plans}
+    return {
+        **rec,
+        "plans": plans,
+        "plan_through_ddp": through.plan.to_json(),
+        "same_tensors_through_ddp": same,
+        "freeze_refused": refused,
+        "emit_refused": emit_refused,
+        "untouched_after_refusal": untouched,
+    }
 
 
 def run_fsdp2(rank: int) -> dict[str, Any]:

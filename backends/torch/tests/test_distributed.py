@@ -171,6 +171,14 @@ def test_ddp_every_rank_builds_the_same_plan_and_trains_at_its_rates(ranks, refe
     plans = [p for rec in recs for p in rec["plans"]]
     same = sum(p == plan.to_json() for p in recs[0]["plans"])
     assert all(p == plan.to_json() for p in plans), "the ranks built different plans"
+    assert all(rec["plan_through_ddp"] == plan.to_json() for rec in recs), "built through DDP, the plan differs"
+    assert all(rec["same_tensors_through_ddp"] for rec in recs)
+    for rec in recs:
+        # STAGED_SPEC freezes the backbone, which DDP registered as trainable
+        assert rec["freeze_refused"].startswith("build from the model before wrapping it in DistributedDataParallel")
+        assert "freezes 'blocks.0.0.weight' and 11 more" in rec["freeze_refused"], rec["freeze_refused"]
+        assert rec["emit_refused"] == rec["freeze_refused"]
+        assert rec["untouched_after_refusal"]
     assert all(rec["groups"] == [len(plan.groups)] * W.RATE_STEPS for rec in recs)
     pairs = _ranks_identical(recs)
     compared, worst, frozen = _effective_rates(recs[0], plan)

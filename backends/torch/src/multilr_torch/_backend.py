@@ -19,6 +19,7 @@ from multilr.backend import (
     frozen_params,
     frozen_tensors,
 )
+from multilr_torch._wrappers import DDPTable, peel, refuse_ddp_freeze, unwrap
 
 __all__ = ["TorchBackend"]
 
@@ -28,10 +29,11 @@ _DTYPE = attrgetter("dtype")
 _REQUIRES_GRAD = attrgetter("requires_grad")
 
 
-def _require_module(model: Any) -> torch.nn.Module:
+def _require_module(model: Any) -> tuple[torch.nn.Module, bool]:
+    """The model inside its wrappers, and whether DDP was one of them."""
     if not isinstance(model, torch.nn.Module):
         raise BackendError(f"backend 'torch' needs a torch.nn.Module, got {type(model).__name__}")
-    return model
+    return peel(model)
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -47,6 +49,15 @@ class TorchBackend:
     name = "torch"
     convention: Convention = "lr"
 
+    def unwrap(self, model: Any) -> Any:
+        """The model a DDP, ``DataParallel`` or ``torch.compile`` wrapper holds.
+
+        ``build`` and ``plan`` read the model's timm hints from it; ``extract`` and
+        ``emit`` read through wrappers too, so a wrapper and its model give the same
+        plan and groups holding the same tensors (``multilr_torch._wrappers``).
+        """
+        return unwrap(model)
+
     def extract(self, model: Any) -> list[ParamInfo]:
         """Every named parameter, tied ones under each name (key: tensor identity)."""
         return self.extract_table(model).infos()
@@ -57,7 +68,8 @@ class TorchBackend:
         Each attribute is read for all tensors at once (``map`` with ``attrgetter``),
         which keeps the per-tensor Python work to the walk itself.
         """
-        names, modules, module_types, tensors = collect_params(_require_module(model), torch.nn.Module)
+        module, ddp = _require_module(model)
+        names, modules, module_types, tensors = collect_params(module, torch.nn.Module)
         # is_lazy is an isinstance check: asked once per tensor class, not once per tensor
         if any(issubclass(cls, UninitializedTensorMixin) for cls in set(map(type, tensors))):
             name = next(n for n, p in zip(names, tensors, strict=True) if is_lazy(p))
@@ -66,7 +78,7 @@ class TorchBackend:
                 f"parameter {name!r} is uninitialized (lazy module); "
                 "run one forward pass before multilr.build"
             )
-        return ParamTable(
+        return (DDPTable if ddp else ParamTable)(
             names,
             list(map(_SHAPE, tensors)),  # torch.Size, a tuple; records get plain tuples
             lambda: list(map(_dtype_name, map(_DTYPE, tensors))),  # made only if ParamInfos are
@@ -83,18 +95,26 @@ class TorchBackend:
         Raises:
             BackendError: The model's parameters no longer match the plan.
         """
-        walk = collect_params(_require_module(model), torch.nn.Module)
-        return self._emit(plan, walk.names, walk.tensors)
+        module, ddp = _require_module(model)
+        walk = collect_params(module, torch.nn.Module)
+        return self._emit(plan, walk.names, walk.tensors, ddp)
 
     def emit_table(self, table: ParamTable, plan: Plan) -> list[dict[str, Any]]:
         """:meth:`emit` with the tensors of the table :meth:`extract_table` just read."""
         groups = attach_table(plan, self.convention, table)  # tensors by position when it can
+        frozen = frozen_tensors(plan, groups)
+        if isinstance(table, DDPTable):
+            trainable = {id(p) for p in frozen if p.requires_grad}
+            named = zip(table.names, table.tensors or (), strict=True)
+            refuse_ddp_freeze([n for n, p in named if id(p) in trainable])
         # Everything is validated; only now touch the model.
-        for p in frozen_tensors(plan, groups):
+        for p in frozen:
             p.requires_grad_(False)
         return groups
 
-    def _emit(self, plan: Plan, names: Sequence[str], tensors: Sequence[Any]) -> list[dict[str, Any]]:
+    def _emit(
+        self, plan: Plan, names: Sequence[str], tensors: Sequence[Any], ddp: bool
+    ) -> list[dict[str, Any]]:
         aliases = plan.aliases
         by_name: dict[str, Any] = {}
         if aliases:
@@ -103,7 +123,10 @@ class TorchBackend:
         else:
             by_name = dict(zip(names, tensors, strict=True))
         groups = attach_params(plan, self.convention, by_name)
+        frozen = frozen_params(plan)
+        if ddp:
+            refuse_ddp_freeze([n for n in frozen if by_name[n].requires_grad])
         # Everything is validated; only now touch the model.
-        for name in frozen_params(plan):
+        for name in frozen:
             by_name[name].requires_grad_(False)
         return groups
