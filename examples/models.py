@@ -9,6 +9,7 @@ of well-known architectures, so each builder documents the names it produces.
 * :func:`bert`: ``transformers.BertForSequenceClassification`` from a tiny config.
 * :func:`tied_lm`: a decoder LM whose ``lm_head.weight`` *is* ``embed.weight``.
 * :func:`mlp`: two linear layers named ``layer1``/``layer2``.
+* :func:`tiny_net`: stem, two numbered blocks, a head (the Controller tests' model).
 * :func:`digits_cnn`: the demo's stem / numbered blocks / head CNN (``examples/_digits.py``).
 * :func:`tiny_vit`: a timm-style ViT with timm's ``no_weight_decay()`` and ``group_matcher()``.
 * :func:`llama`: LLaMA's module tree and names (LLaMA-7B shapes by default), made on the
@@ -36,6 +37,8 @@ __all__ = [
     "mlp",
     "resnet18",
     "tied_lm",
+    "TinyNet",
+    "tiny_net",
     "TinyViT",
     "tiny_vit",
     "LlamaConfig",
@@ -174,18 +177,19 @@ def bert(
 
 
 class _Attention(nn.Module):
-    """Causal multi-head self-attention with one fused ``qkv`` projection."""
+    """Multi-head self-attention with one fused ``qkv`` projection (causal for the LM, not for the ViT)."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, *, causal: bool = True) -> None:
         super().__init__()
         self.heads = heads
+        self.causal = causal
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -270,6 +274,40 @@ def mlp(*, seed: int = 0) -> nn.Module:
     return _MLP()
 
 
+class TinyNet(nn.Module):
+    """Stem, two blocks, an optional final norm, a head (3 -> 4 -> 2): see :func:`tiny_net`."""
+
+    def __init__(self, *, nested: bool, norm: bool, act: str) -> None:
+        super().__init__()
+        self.stem = nn.Linear(3, 4)
+        block = (lambda: nn.Sequential(nn.Linear(4, 4))) if nested else (lambda: nn.Linear(4, 4))
+        self.blocks = nn.ModuleList(block() for _ in range(2))
+        self.norm = nn.LayerNorm(4) if norm else None
+        self.head = nn.Linear(4, 2)
+        self.act = getattr(torch, act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for b in self.blocks:
+            x = self.act(b(x))
+        return self.head(x if self.norm is None else self.norm(x))
+
+
+def tiny_net(*, nested: bool = False, norm: bool = False, act: str = "tanh", seed: int = 0) -> TinyNet:
+    """The Controller and atomicity tests' model: stem, two numbered blocks, a head.
+
+    Names: ``stem.{weight,bias}``, ``blocks.{0,1}.{weight,bias}`` (``blocks.{0,1}.0.*``
+    with ``nested``, a Sequential per block), ``norm.{weight,bias}`` with ``norm``,
+    ``head.{weight,bias}``. ``act`` names a torch function (``tanh``, ``relu``).
+
+    Example:
+        >>> [n for n, _ in tiny_net(nested=True).named_parameters()][2:4]
+        ['blocks.0.0.weight', 'blocks.0.0.bias']
+    """
+    torch.manual_seed(seed)
+    return TinyNet(nested=nested, norm=norm, act=act)
+
+
 # -- digits CNN ------------------------------------------------------------------------
 # The demo's own model (examples/_digits.py), one copy.
 
@@ -295,20 +333,6 @@ def digits_cnn(num_classes: int = 5, *, seed: int = 0) -> nn.Module:
 # timm's VisionTransformer names and hints, without timm (it would pull torchvision).
 
 
-class _ViTAttention(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(y.transpose(1, 2).reshape(b, t, d))
-
-
 class _ViTMlp(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -323,7 +347,7 @@ class _ViTBlock(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = _ViTAttention(dim, heads)
+        self.attn = _Attention(dim, heads, causal=False)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = _ViTMlp(dim)
 

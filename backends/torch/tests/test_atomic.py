@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import torch
-from models import tied_lm
+from models import TinyNet, tied_lm, tiny_net
 from multilr_torch import TorchBackend
 
 import multilr
@@ -49,22 +49,9 @@ from multilr.testing import assert_bit_identical
 ROOT = Path(__file__).resolve().parents[3]
 
 
-class Net(torch.nn.Module):
-    """A stem, two blocks with a LayerNorm, a head: module types, depths and no_decay classes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.stem = torch.nn.Linear(3, 4)
-        self.blocks = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(2))
-        self.norm = torch.nn.LayerNorm(4)
-        self.head = torch.nn.Linear(4, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for b in self.blocks:
-            x = b(x).tanh()
-        return self.head(self.norm(x))
+def Net() -> TinyNet:
+    """A stem, two blocks, a final LayerNorm, a head: module types, depths and no_decay classes."""
+    return tiny_net(norm=True)
 
 
 #: The running set-up: a frozen stem, a stage for blocks.0 at step 2, a head at 10x.

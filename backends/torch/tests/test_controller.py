@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import models
 import pytest
 import torch
 
@@ -10,19 +11,9 @@ from multilr import Controller, LayerDecay, MultiLRError, Prefix, Rule, Spec, Sp
 from multilr.schedules import Function, Step
 
 
-class Net(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.stem = torch.nn.Linear(3, 4)
-        self.blocks = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.Linear(4, 4)) for _ in range(2))
-        self.head = torch.nn.Linear(4, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for b in self.blocks:
-            x = b(x).relu()
-        return self.head(x)
+def Net() -> models.TinyNet:
+    """The model of these tests (examples/models.py)."""
+    return models.tiny_net(nested=True, act="relu")
 
 
 HEAD = "head/depth3"  # the head rule and its layer-decay depth name the group

@@ -9,6 +9,7 @@ freezes for good stays out of autograd and cannot be thawed.
 
 from __future__ import annotations
 
+import models
 import pytest
 import torch
 
@@ -16,19 +17,9 @@ import multilr
 from multilr import Controller, LayerDecay, MultiLRError, Prefix, Rule, Spec, SpecError, Stage
 
 
-class Net(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.stem = torch.nn.Linear(3, 4)
-        self.blocks = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.Linear(4, 4)) for _ in range(2))
-        self.head = torch.nn.Linear(4, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for b in self.blocks:
-            x = b(x).relu()
-        return self.head(x)
+def Net() -> models.TinyNet:
+    """The model of these tests (examples/models.py)."""
+    return models.tiny_net(nested=True, act="relu")
 
 
 # stem frozen for good, the blocks from step 2 (a stage), the head at x10

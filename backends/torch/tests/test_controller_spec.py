@@ -6,6 +6,7 @@ weight decay a tensor moves by ``-lr * grad``, so its step gives its rate.
 
 from __future__ import annotations
 
+import models
 import pytest
 import torch
 
@@ -14,19 +15,9 @@ from multilr import Controller, LayerDecay, Prefix, Rule, Spec, SpecError, Stage
 from multilr.schedules import Cosine, Function, Step
 
 
-class Net(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.stem = torch.nn.Linear(3, 4)
-        self.blocks = torch.nn.ModuleList(torch.nn.Linear(4, 4) for _ in range(2))
-        self.head = torch.nn.Linear(4, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for b in self.blocks:
-            x = b(x).tanh()
-        return self.head(x)
+def Net() -> models.TinyNet:
+    """The model of these tests (examples/models.py)."""
+    return models.tiny_net()
 
 
 SPEC = Spec(
