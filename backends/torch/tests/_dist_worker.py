@@ -216,6 +216,22 @@ def run_fsdp2(rank: int) -> dict[str, Any]:
     }
 
 
+def run_fsdp1(rank: int) -> dict[str, Any]:
+    """FSDP1: a build through it is refused; groups built before it keep their tensors (use_orig_params)."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    model = make_model()
+    groups = multilr.build(model, RATES_SPEC, backend="torch")
+    wrapped = FullyShardedDataParallel(model, device_id=torch.device("cpu"), use_orig_params=True)
+    try:
+        multilr.build(wrapped, RATES_SPEC, backend="torch")
+        refused = ""
+    except multilr.BackendError as e:
+        refused = str(e)
+    live = sorted(id(p) for p in wrapped.parameters())
+    return {"refused": refused, "groups_hold_live_tensors": sorted(id(p) for g in groups for p in g["params"]) == live}
+
+
 def _shard(model: Net) -> None:
     """FSDP2 per block, then the root (the usual layout); the parameters become DTensors."""
     from torch.distributed.fsdp import fully_shard
@@ -254,6 +270,7 @@ def run_fsdp2_stages(rank: int, freeze_by: str) -> dict[str, Any]:
 SCENARIOS: dict[str, Callable[[int], dict[str, Any]]] = {
     "ddp": run_ddp,
     "fsdp2": run_fsdp2,
+    "fsdp1": run_fsdp1,
     "stages-grad": lambda rank: run_stages(rank, "grad"),
     "stages-requires_grad": lambda rank: run_stages(rank, "requires_grad"),
     "fsdp2-stages-grad": lambda rank: run_fsdp2_stages(rank, "grad"),

@@ -217,6 +217,13 @@ def test_fsdp2_plan_before_and_after_sharding_agree_and_rates_equal_one_process(
     )
 
 
+def test_fsdp1_is_refused_and_groups_built_before_it_keep_their_tensors(ranks) -> None:
+    for rec in ranks["fsdp1"]:
+        # its names carry _fsdp_wrapped_module.; a plan of them would match no rule of the spec
+        assert rec["refused"].startswith("parameter '_fsdp_wrapped_module.stem.weight' is inside FullyShardedDataParallel")
+        assert rec["groups_hold_live_tensors"], "FSDP1 (use_orig_params=True) replaced the tensors the groups hold"
+
+
 def test_staged_unfreezing_under_ddp_with_grad_freezing(ranks, references) -> None:
     recs, ref = ranks["stages-grad"], references["stages-grad"]
     plan = multilr.plan(W.make_model(), W.STAGED_SPEC, backend="torch")

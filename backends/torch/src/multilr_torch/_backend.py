@@ -19,7 +19,7 @@ from multilr.backend import (
     frozen_params,
     frozen_tensors,
 )
-from multilr_torch._wrappers import DDPTable, peel, refuse_ddp_freeze, unwrap
+from multilr_torch._wrappers import DDPTable, peel, refuse_ddp_freeze, refuse_fsdp1, unwrap
 
 __all__ = ["TorchBackend"]
 
@@ -70,6 +70,7 @@ class TorchBackend:
         """
         module, ddp = _require_module(model)
         names, modules, module_types, tensors = collect_params(module, torch.nn.Module)
+        refuse_fsdp1(names)
         # is_lazy is an isinstance check: asked once per tensor class, not once per tensor
         if any(issubclass(cls, UninitializedTensorMixin) for cls in set(map(type, tensors))):
             name = next(n for n, p in zip(names, tensors, strict=True) if is_lazy(p))
@@ -97,6 +98,7 @@ class TorchBackend:
         """
         module, ddp = _require_module(model)
         walk = collect_params(module, torch.nn.Module)
+        refuse_fsdp1(walk.names)
         return self._emit(plan, walk.names, walk.tensors, ddp)
 
     def emit_table(self, table: ParamTable, plan: Plan) -> list[dict[str, Any]]:

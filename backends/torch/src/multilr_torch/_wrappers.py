@@ -4,8 +4,12 @@ A wrapper holds the model's own tensors under a prefix of its own (``module.``,
 ``_orig_mod.``). Read through it, a spec written for the model would match nothing
 and depth inference would see one top-level child, so the backend reads the model
 inside, as MMEngine's optimizer constructor does. The groups hold the same tensor
-objects, so they train the wrapped model. FSDP1 is not unwrapped (it flattens the
-tensors); FSDP2's ``fully_shard`` keeps the names and needs nothing.
+objects, so they train the wrapped model. FSDP2's ``fully_shard`` keeps the names and
+tensors and needs nothing. FSDP1 (``FullyShardedDataParallel``) is refused: its names
+carry ``_fsdp_wrapped_module.`` and, unless ``use_orig_params=True``, its tensors are
+flat concatenations, so no per-tensor rate could be right; the groups are built from
+the model before it is wrapped (with ``use_orig_params=True`` FSDP1 keeps those
+tensor objects).
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 from multilr import BackendError
 from multilr.backend import ParamTable
 
-__all__ = ["DDPTable", "peel", "refuse_ddp_freeze", "unwrap"]
+__all__ = ["DDPTable", "peel", "refuse_ddp_freeze", "refuse_fsdp1", "unwrap"]
+
+_FSDP1_MODULE = "torch.distributed.fsdp.fully_sharded_data_parallel"
+_FSDP1_PREFIX = "_fsdp_wrapped_module."
 
 
 def peel(model: Any) -> tuple[Any, bool]:
@@ -81,3 +88,24 @@ def refuse_ddp_freeze(names: list[str]) -> None:
         f"{names[0]!r}{more}, which DDP registered as trainable when it was made and would wait "
         "for gradients from; build, optimizer and Controller come first, then DDP (docs/distributed.md)"
     )
+
+
+def refuse_fsdp1(names: list[str]) -> None:
+    """Refuse a model read through FSDP1, whose names and tensors are not the model's.
+
+    Only looked for once FSDP1 has been imported (it is not, by ``import torch``), so a
+    build that never meets it pays nothing.
+
+    Raises:
+        BackendError: A name runs through an FSDP1 wrapper (``_fsdp_wrapped_module.``).
+    """
+    if _FSDP1_MODULE not in sys.modules:
+        return
+    name = next((n for n in names if _FSDP1_PREFIX in n), None)
+    if name is not None:
+        raise BackendError(
+            f"parameter {name!r} is inside FullyShardedDataParallel (FSDP1), whose names and (without "
+            "use_orig_params=True) flattened tensors are not the model's: build from the model before "
+            "wrapping it, and wrap with use_orig_params=True so the groups keep its tensors; or shard "
+            "with FSDP2's fully_shard, which keeps names and tensors (docs/distributed.md)"
+        )
