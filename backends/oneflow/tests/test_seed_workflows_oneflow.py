@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import multilr_oneflow
@@ -26,13 +27,18 @@ flow = multilr_oneflow.import_oneflow()
 
 
 def _graph(seed: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--seed", seed, "--backend", "oneflow-graph", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    """The example's JSON from a process of its own; a death by signal is retried once.
+
+    OneFlow 0.9 aborts a graph process at random now and then (seen: SIGABRT in a
+    loaded `make test`; 6 of 6 reruns passed), as the conformance GraphServer also
+    meets; a second death, or any other failure, fails the test with the stderr.
+    """
+    command = [sys.executable, str(EXAMPLE), "--seed", seed, "--backend", "oneflow-graph", "--json"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if out.returncode < 0:
+        warnings.warn(f"graph process died by signal {-out.returncode} on seed {seed}; rerunning it", stacklevel=2)
+        out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"seed {seed} on oneflow-graph exited {out.returncode}:\n{out.stderr[-3000:]}"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
