@@ -48,30 +48,32 @@ def cases() -> ModuleType:
     return _load_cases()
 
 
-def _run(case: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(RUNNER), json.dumps(case)],
-        capture_output=True,
-        text=True,
-        timeout=CASE_TIMEOUT_S,
-        cwd=RUNNER.parent,
-    )
+def run_graph_process(
+    command: list[str], what: str, *, timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a process that compiles an ``nn.Graph``; one killed by a signal runs once more.
+
+    OneFlow 0.9 crashed at random in ~2% of long-lived graph runs (a SIGABRT, also seen in
+    a loaded ``make test``), and such runs passed when rerun fresh; the rerun comes with a
+    warning naming ``what``. The caller judges the second result.
+    """
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if proc.returncode < 0:
+        warnings.warn(
+            f"{what} died with signal {-proc.returncode}; rerunning it once in a fresh process", stacklevel=2
+        )
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return proc
 
 
 def run_graph_case(case: dict[str, Any]) -> dict[str, Any]:
     """Run one graph case in a fresh process; its ``RESULT`` JSON, or a failure with its output.
 
-    A process killed by a signal (OneFlow 0.9 crashed at random in ~2% of long-lived graph
-    runs, and passed when rerun fresh) is run once more, with a warning; a second crash, a
-    non-zero exit or a missing result fails the test.
+    A process killed by a signal is run once more (:func:`run_graph_process`); a second
+    crash, a non-zero exit or a missing result fails the test.
     """
-    proc = _run(case)
-    if proc.returncode < 0:
-        warnings.warn(
-            f"graph case {case} died with signal {-proc.returncode}; rerunning it once in a fresh process",
-            stacklevel=2,
-        )
-        proc = _run(case)
+    command = [sys.executable, str(RUNNER), json.dumps(case)]
+    proc = run_graph_process(command, f"graph case {case}", timeout=CASE_TIMEOUT_S, cwd=RUNNER.parent)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         pytest.fail(
@@ -83,6 +85,12 @@ def run_graph_case(case: dict[str, Any]) -> dict[str, Any]:
     if set(result) == {"error", "traceback"}:
         pytest.fail(f"graph case {case} raised, should have run:\n{result['traceback']}")
     return result
+
+
+@pytest.fixture(scope="session")
+def graph_process() -> Any:
+    """:func:`run_graph_process`, for tests that start a graph process of their own."""
+    return run_graph_process
 
 
 @pytest.fixture(scope="session")

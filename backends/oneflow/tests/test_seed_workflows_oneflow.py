@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
-import warnings
 from pathlib import Path
+from typing import Any
 
 import multilr_oneflow
 import pytest
@@ -26,18 +25,10 @@ import seed_workflows  # noqa: E402
 flow = multilr_oneflow.import_oneflow()
 
 
-def _graph(seed: str) -> dict:
-    """The example's JSON from a process of its own; a death by signal is retried once.
-
-    OneFlow 0.9 aborts a graph process at random now and then (seen: SIGABRT in a
-    loaded `make test`; 6 of 6 reruns passed), as the conformance GraphServer also
-    meets; a second death, or any other failure, fails the test with the stderr.
-    """
+def _graph(graph_process: Any, seed: str) -> dict:
+    """The example's JSON from a process of its own (a death by signal is rerun once, conftest)."""
     command = [sys.executable, str(EXAMPLE), "--seed", seed, "--backend", "oneflow-graph", "--json"]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    if out.returncode < 0:
-        warnings.warn(f"graph process died by signal {-out.returncode} on seed {seed}; rerunning it", stacklevel=2)
-        out = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    out = graph_process(command, f"seed {seed} on oneflow-graph", timeout=300)
     assert out.returncode == 0, f"seed {seed} on oneflow-graph exited {out.returncode}:\n{out.stderr[-3000:]}"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -53,8 +44,8 @@ def test_eager_trains_at_the_planned_rates(seed: str) -> None:
     assert all(math.isfinite(v) for v in run["losses"])
 
 
-def test_graph_runs_seed_001_at_the_eager_rates() -> None:
-    graph = _graph("001")
+def test_graph_runs_seed_001_at_the_eager_rates(graph_process: Any) -> None:
+    graph = _graph(graph_process, "001")
     eager = seed_workflows.run("001", "oneflow")
     assert graph["groups"] == eager["groups"]
     for t, (g, e) in enumerate(zip(graph["rates"], eager["rates"], strict=True)):
@@ -71,8 +62,8 @@ def test_graph_runs_seed_001_at_the_eager_rates() -> None:
     ],
     ids=["002-own-schedules", "004-stages"],
 )
-def test_graph_refuses_what_it_cannot_run(seed: str, words: tuple[str, ...]) -> None:
-    result = _graph(seed)
+def test_graph_refuses_what_it_cannot_run(graph_process: Any, seed: str, words: tuple[str, ...]) -> None:
+    result = _graph(graph_process, seed)
     assert result.get("refused") == "UnsupportedFeatureError", f"got {result}, should be refused"
     for word in words:
         assert word in result["message"], f"got {result['message']!r}, should mention {word!r}"
