@@ -7,13 +7,13 @@ Run with the OneFlow venv (Python 3.10)::
 Eager cases run in this process. Every case that compiles an ``nn.Graph`` runs in a
 fresh subprocess through ``_graph_case.py`` (see its docstring for why), via the
 ``run_case`` fixture. The shared model, spec and gradients come from the ``cases``
-fixture, which is that same module loaded by path (tests are imported with
-``--import-mode=importlib``, so they cannot import a sibling module by name).
+fixture, which is that same module (pytest's ``--import-mode=importlib`` makes these
+tests modules of the namespace package ``backends.oneflow.tests``: siblings are
+imported relatively, ``from . import _conformance``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -31,21 +31,12 @@ RUNNER = Path(__file__).with_name("_graph_case.py")
 CASE_TIMEOUT_S = 120
 
 
-def _load_cases() -> ModuleType:
-    name = "multilr_oneflow_test_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, RUNNER)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="session")
 def cases() -> ModuleType:
     """``_graph_case.py`` as a module: ``make_model``, ``make_spec``, ``gradient``, ..."""
-    return _load_cases()
+    from . import _graph_case  # imported here: it imports OneFlow
+
+    return _graph_case
 
 
 def run_graph_process(

@@ -8,11 +8,7 @@ With ``MULTILR_TRACES`` set, every cell is recorded for the cross-environment co
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import multilr_oneflow
@@ -27,19 +23,8 @@ from multilr.testing import (
     conformance_cells,
 )
 
+from . import _conformance as conf  # a sibling module (pytest's importlib mode allows this)
 
-def _load() -> ModuleType:
-    name = "multilr_oneflow_conformance"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_conformance.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-conf = _load()
 EAGER = TorchLikeHarness(multilr_oneflow.import_oneflow(), "oneflow")
 
 

@@ -9,31 +9,20 @@ a real graph fail to compile, and a process die right after, then run a real cas
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from multilr.testing import case_by_id, check_cell, state_figure
 
+# a sibling module: the same object as test_conformance.py's (pytest's importlib mode
+# names these tests as modules of the namespace package backends.oneflow.tests)
+from . import _conformance as conf
 
-def _load() -> ModuleType:
-    name = "multilr_oneflow_conformance"  # same module object as test_conformance.py's
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_conformance.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-conf = _load()
 CASE = "sgd-step-layer_decay"  # a real conformance cell nn.Graph passes
 
 

@@ -16,13 +16,11 @@ recorded and compares it with the same training in this process on the whole bat
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -32,24 +30,12 @@ import multilr
 from multilr import planned_rates
 from multilr.testing import state_figure
 
+from . import _dist_worker as W  # a sibling module (pytest's importlib mode allows this)
+
 WORKER = Path(__file__).with_name("_dist_worker.py")
 LAUNCH_TIMEOUT_S = 240  # two torch imports on a loaded 2-core machine take ~30 s; a hang fails, not blocks
 RATE_TOL = 1e-9  # float64: a rank differs from one process by the order of two sums only
 PARAM_TOL = 1e-12
-
-
-def _worker() -> ModuleType:
-    name = "multilr_torch_dist_worker"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, WORKER)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-W = _worker()
 
 
 def _launch(out: Path) -> str:
@@ -171,11 +157,15 @@ def test_ddp_every_rank_builds_the_same_plan_and_trains_at_its_rates(ranks, refe
     plans = [p for rec in recs for p in rec["plans"]]
     same = sum(p == plan.to_json() for p in recs[0]["plans"])
     assert all(p == plan.to_json() for p in plans), "the ranks built different plans"
-    assert all(rec["plan_through_ddp"] == plan.to_json() for rec in recs), "built through DDP, the plan differs"
+    assert all(rec["plan_through_ddp"] == plan.to_json() for rec in recs), (
+        "built through DDP, the plan differs"
+    )
     assert all(rec["same_tensors_through_ddp"] for rec in recs)
     for rec in recs:
         # STAGED_SPEC freezes the backbone, which DDP registered as trainable
-        assert rec["freeze_refused"].startswith("build from the model before wrapping it in DistributedDataParallel")
+        assert rec["freeze_refused"].startswith(
+            "build from the model before wrapping it in DistributedDataParallel"
+        )
         assert "freezes 'blocks.0.0.weight' and 11 more" in rec["freeze_refused"], rec["freeze_refused"]
         assert rec["emit_refused"] == rec["freeze_refused"]
         assert rec["untouched_after_refusal"]
@@ -220,8 +210,12 @@ def test_fsdp2_plan_before_and_after_sharding_agree_and_rates_equal_one_process(
 def test_fsdp1_is_refused_and_groups_built_before_it_keep_their_tensors(ranks) -> None:
     for rec in ranks["fsdp1"]:
         # its names carry _fsdp_wrapped_module.; a plan of them would match no rule of the spec
-        assert rec["refused"].startswith("parameter '_fsdp_wrapped_module.stem.weight' is inside FullyShardedDataParallel")
-        assert rec["groups_hold_live_tensors"], "FSDP1 (use_orig_params=True) replaced the tensors the groups hold"
+        assert rec["refused"].startswith(
+            "parameter '_fsdp_wrapped_module.stem.weight' is inside FullyShardedDataParallel"
+        )
+        assert rec["groups_hold_live_tensors"], (
+            "FSDP1 (use_orig_params=True) replaced the tensors the groups hold"
+        )
 
 
 def test_staged_unfreezing_under_ddp_with_grad_freezing(ranks, references) -> None:
