@@ -1,4 +1,4 @@
-"""One rank of ``test_distributed.py``: multilr inside DDP and FSDP2, gloo on CPU, 2 processes.
+"""One rank of ``test_distributed.py``: multilr inside DDP, FSDP2 and FSDP1, gloo on CPU, 2 processes.
 
 Run as ``python _dist_worker.py RANK INIT_FILE OUT_DIR`` by the test, twice at once
 (ranks 0 and 1, a ``FileStore`` at ``INIT_FILE``, so no port is needed). Every scenario
@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -108,23 +109,31 @@ def train(
     steps: int,
     rank: int | None,
     events: dict[int, Callable[[Controller], None]] | None = None,
+    whole: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> dict[str, Any]:
-    """Train ``steps`` steps through ``forward``; record parameters, gradients and rates by name."""
+    """Train ``steps`` steps through ``forward``; record parameters, gradients and rates by name.
+
+    ``whole()`` is entered to read them when the tensors are shards of their own (FSDP1:
+    ``summon_full_params``); a DTensor (FSDP2) is gathered by :func:`_full`.
+    """
     rec: dict[str, Any] = {"params": [], "grads": [], "rates": [], "groups": [], "requires_grad": []}
     named = list(model.named_parameters())  # the model's own names (DDP's wrapper adds "module.")
-    rec["params"].append({n: _full(p) for n, p in named})
+    with whole():
+        rec["params"].append({n: _full(p) for n, p in named})
     for t in range(steps):
         if events and t in events:
             events[t](ctl)
         x, y = batch(t, rank)
         opt.zero_grad()
         (forward(x) - y).square().mean().backward()
-        rec["grads"].append({n: _full(p.grad) for n, p in named if p.grad is not None})
+        with whole():
+            rec["grads"].append({n: _full(p.grad) for n, p in named if p.grad is not None})
         rec["rates"].append(ctl.rates())
         rec["requires_grad"].append({n: bool(p.requires_grad) for n, p in named})
         opt.step()
         ctl.step()
-        rec["params"].append({n: _full(p) for n, p in named})
+        with whole():
+            rec["params"].append({n: _full(p) for n, p in named})
         rec["groups"].append(len(opt.param_groups))
     return rec
 
@@ -217,11 +226,17 @@ def run_fsdp2(rank: int) -> dict[str, Any]:
 
 
 def run_fsdp1(rank: int) -> dict[str, Any]:
-    """FSDP1: a build through it is refused; groups built before it keep their tensors (use_orig_params)."""
+    """FSDP1, the recipe: build -> optimizer -> Controller -> wrap with use_orig_params=True.
+
+    Also what a build through the wrapper would read (refused): FSDP1's names and the
+    flattened shards it leaves in the model's tensors between steps.
+    """
     from torch.distributed.fsdp import FullyShardedDataParallel
 
     model = make_model()
     groups = multilr.build(model, RATES_SPEC, backend="torch")
+    opt = torch.optim.SGD(groups)
+    ctl = Controller(opt, groups, schedule=SCHEDULE)
     wrapped = FullyShardedDataParallel(model, device_id=torch.device("cpu"), use_orig_params=True)
     try:
         multilr.build(wrapped, RATES_SPEC, backend="torch")
@@ -229,7 +244,23 @@ def run_fsdp1(rank: int) -> dict[str, Any]:
     except multilr.BackendError as e:
         refused = str(e)
     live = sorted(id(p) for p in wrapped.parameters())
-    return {"refused": refused, "groups_hold_live_tensors": sorted(id(p) for g in groups for p in g["params"]) == live}
+    shapes = {n: tuple(p.shape) for n, p in wrapped.named_parameters()}
+    rec = train(
+        wrapped,
+        model,
+        opt,
+        ctl,
+        RATE_STEPS,
+        rank,
+        whole=lambda: FullyShardedDataParallel.summon_full_params(wrapped, with_grads=True),
+    )
+    ctl.close()
+    return {
+        **rec,
+        "refused": refused,
+        "groups_hold_live_tensors": sorted(id(p) for g in groups for p in g["params"]) == live,
+        "shapes_through_fsdp1": shapes,
+    }
 
 
 def _shard(model: Net) -> None:

@@ -207,15 +207,34 @@ def test_fsdp2_plan_before_and_after_sharding_agree_and_rates_equal_one_process(
     )
 
 
-def test_fsdp1_is_refused_and_groups_built_before_it_keep_their_tensors(ranks) -> None:
-    for rec in ranks["fsdp1"]:
+def test_fsdp1_trains_at_the_plans_rates_when_built_before_wrapping(ranks, references) -> None:
+    recs = ranks["fsdp1"]
+    plan = multilr.plan(W.make_model(), W.RATES_SPEC, backend="torch")
+    for rec in recs:
         # its names carry _fsdp_wrapped_module.; a plan of them would match no rule of the spec
         assert rec["refused"].startswith(
             "parameter '_fsdp_wrapped_module.stem.weight' is inside FullyShardedDataParallel"
         )
+        # and, use_orig_params or not, its tensors are flat shards between steps: a 2-D
+        # weight reads 1-D, which no_decay's "other 1-D tensors" class would misfile
+        shapes = rec["shapes_through_fsdp1"]
+        assert len(shapes["_fsdp_wrapped_module.stem.weight"]) == 1, shapes
         assert rec["groups_hold_live_tensors"], (
             "FSDP1 (use_orig_params=True) replaced the tensors the groups hold"
         )
+        assert rec["groups"] == [len(plan.groups)] * W.RATE_STEPS
+    pairs = _ranks_identical(recs)
+    compared, worst, frozen = _effective_rates(recs[0], plan)
+    diff = _max_param_diff(recs[0], references["ddp"])
+    assert diff < PARAM_TOL, f"got parameters {diff:.2e} (relative) away from the single-process run"
+    assert compared == (len(plan.params) - 2) * W.RATE_STEPS and frozen == 2 * W.RATE_STEPS
+    state_figure(
+        "distributed.2b-fsdp1",
+        f"distributed: FSDP1 (use_orig_params=True, built before wrapping) gloo {W.WORLD} ranks: a build "
+        f"through it refused on {W.WORLD}/{W.WORLD} ranks; {compared} tensor-steps rates compared with the "
+        f"plan, max rel diff {worst:.1e}; 2 frozen tensors bit-identical; parameters vs one process max rel "
+        f"diff {diff:.1e}; ranks identical ({pairs} tensor-steps)",
+    )
 
 
 def test_staged_unfreezing_under_ddp_with_grad_freezing(ranks, references) -> None:

@@ -5,11 +5,13 @@ A wrapper holds the model's own tensors under a prefix of its own (``module.``,
 and depth inference would see one top-level child, so the backend reads the model
 inside, as MMEngine's optimizer constructor does. The groups hold the same tensor
 objects, so they train the wrapped model. FSDP2's ``fully_shard`` keeps the names and
-tensors and needs nothing. FSDP1 (``FullyShardedDataParallel``) is refused: its names
-carry ``_fsdp_wrapped_module.`` and, unless ``use_orig_params=True``, its tensors are
-flat concatenations, so no per-tensor rate could be right; the groups are built from
-the model before it is wrapped (with ``use_orig_params=True`` FSDP1 keeps those
-tensor objects).
+tensors and needs nothing. FSDP1 (``FullyShardedDataParallel``) is refused rather
+than read through: its names carry ``_fsdp_wrapped_module.``, and between steps its
+tensors are flat shards (without ``use_orig_params=True`` concatenations of several
+tensors; with it, each tensor's own shard, 1-D: a 2-D weight would land in no_decay's
+"other 1-D tensors" class). The groups are built from the model before it is wrapped;
+with ``use_orig_params=True`` FSDP1 keeps those tensor objects and trains them at the
+plan's rates (the ``fsdp1`` scenario of ``test_distributed.py``).
 """
 
 from __future__ import annotations
@@ -104,8 +106,9 @@ def refuse_fsdp1(names: list[str]) -> None:
     name = next((n for n in names if _FSDP1_PREFIX in n), None)
     if name is not None:
         raise BackendError(
-            f"parameter {name!r} is inside FullyShardedDataParallel (FSDP1), whose names and (without "
-            "use_orig_params=True) flattened tensors are not the model's: build from the model before "
-            "wrapping it, and wrap with use_orig_params=True so the groups keep its tensors; or shard "
-            "with FSDP2's fully_shard, which keeps names and tensors (docs/distributed.md)"
+            f"parameter {name!r} is inside FullyShardedDataParallel (FSDP1), whose names are not the "
+            "model's and whose tensors are flat 1-D shards between steps (with use_orig_params=True too): "
+            "build from the model before wrapping it, and wrap with use_orig_params=True so the groups "
+            "keep its tensors; or shard with FSDP2's fully_shard, which keeps names and shapes "
+            "(docs/distributed.md)"
         )
