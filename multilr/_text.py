@@ -3,12 +3,14 @@
 Specs, schedules on the command line and rate histories all come as text that people
 edit; each reader names what it was reading (``what``) and gets a :class:`SpecError`
 instead of the parser's own exception. YAML is read with ``safe_load`` only: nothing
-in it is ever run as code.
+in it is ever run as code, and numbers are read as YAML 1.2 does (``1e-8`` is a float).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from functools import cache
 from typing import Any
 
 from multilr.errors import SpecError
@@ -37,8 +39,25 @@ def parse_json(text: str, what: str) -> Any:
         raise SpecError(f"{what} is not usable JSON: nested too deeply") from None
 
 
+#: YAML 1.2's float with no dot (``1e-8``, ``5E3``), which YAML 1.1 and so PyYAML read
+#: as a string: an optimizer handed ``eps: "1e-8"`` fails only at its first step.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+@cache
+def _loader() -> Any:
+    """``yaml.SafeLoader`` that also reads YAML 1.2 floats without a dot (``1e-8``)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+    return Loader
+
+
 def parse_yaml(text: str, what: str) -> Any:
-    """``yaml.safe_load(text)``.
+    """``yaml.safe_load(text)``, with ``1e-8`` read as a number (YAML 1.2) and not a string.
 
     Raises:
         SpecError: PyYAML is missing (names the extra to install), or
@@ -47,13 +66,15 @@ def parse_yaml(text: str, what: str) -> Any:
     Example:
         >>> parse_yaml("lr: 1.0e-3", "spec")
         {'lr': 0.001}
+        >>> parse_yaml("hyper: {eps: 1e-8, betas: [0.9, 0.999]}", "spec")
+        {'hyper': {'eps': 1e-08, 'betas': [0.9, 0.999]}}
     """
     try:
         import yaml
     except ImportError:
         raise SpecError("reading YAML needs PyYAML: pip install 'multilr[yaml]'") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_loader())  # a SafeLoader subclass: safe_load plus 1e-8
     except yaml.YAMLError as exc:
         raise SpecError(f"{what} is not valid YAML: {exc}") from None
     except ValueError as exc:  # a date like 2024-13-45, an integer past 4,300 digits

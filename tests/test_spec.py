@@ -33,12 +33,12 @@ FULL = Spec(
 )
 
 YAML = """
-lr: 1e-3            # YAML 1.1 reads this as a string; multilr accepts it
+lr: 1e-3            # YAML 1.1 (PyYAML) reads "1e-3" as a string; multilr reads YAML 1.2's float
 weight_decay: 0.05
-hyper: {betas: [0.9, 0.98], eps: 1.0e-8, amsgrad: false}
+hyper: {betas: [0.9, 0.98], eps: 1e-8, amsgrad: false}
 rules:
   - {name: head, prefix: fc, lr_mult: 10}
-  - {name: early, regex: '^layer[12]\\.', lr: 1.0e-5, priority: 1}
+  - {name: early, regex: '^layer[12]\\.', lr: 1e-5, priority: 1}
   - {name: norms, module_type: norm, weight_decay: 0}
   - {name: stem, glob: 'conv1.*', frozen: true, optional: true}
 layer_decay: {decay: 0.75, depth: blocks, within: {prefix: layer}}
