@@ -268,8 +268,13 @@ def _apply_rates(spec: Spec, tensors: _Tensors) -> dict[int, float]:
 
 
 def _no_decay_classes(classes: Sequence[str], table: ParamTable, tensors: _Tensors) -> list[str]:
-    """The first no-decay class each tensor belongs to (by its first name), or ``""``."""
-    names = tensors.names
+    """The first no-decay class each tensor belongs to, or ``""``.
+
+    A tied tensor is in a class when any of its names is, as a rule selecting any of
+    its names applies to it: ``lm_head.weight`` tied to ``embed.weight`` is an embedding
+    whichever module registered it first.
+    """
+    names = table.names
     out: list[str] = []
     for cls in classes:
         if cls == "bias":  # the attribute is named bias
@@ -277,13 +282,18 @@ def _no_decay_classes(classes: Sequence[str], table: ParamTable, tensors: _Tenso
             if "bias" in names:
                 flags = [f or n == "bias" for f, n in zip(flags, names, strict=True)]
         elif cls == "1d":
-            flags = (len(shape) <= 1 for shape in tensors.column(table.shapes))
+            flags = (len(shape) <= 1 for shape in table.shapes)
         else:  # "norm", "embedding": a family of module classes, as ModuleType("norm") selects
-            flags = per_class(tensors.column(table.module_types), ModuleType(cls)._matches_types)
+            flags = per_class(table.module_types, ModuleType(cls)._matches_types)
+        if tensors.position is not None:  # tied names: a tensor is in the class if any name is
+            folded = [False] * len(tensors.names)
+            for t in compress(tensors.position, flags):
+                folded[t] = True
+            flags = folded
         if not out:  # the first class: nothing to keep
             out = [cls if flag else "" for flag in flags]
             continue
-        for t in compress(range(len(names)), flags):
+        for t in compress(range(len(out)), flags):
             if not out[t]:
                 out[t] = cls
     return out

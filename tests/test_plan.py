@@ -229,6 +229,20 @@ def test_tied_parameters_counted_once_and_reported():
     assert sum(len(g.params) for g in p.groups) == len(tied_lm()) - 1
 
 
+@pytest.mark.parametrize("head_first", [False, True], ids=["embedding-first", "head-first"])
+def test_tied_tensor_is_in_a_no_decay_class_when_any_of_its_names_is(head_first: bool):
+    # as rules reach a tied tensor through any name, so do the no-decay classes: the
+    # embedding stays undecayed whichever module registered it first
+    infos = tied_lm()
+    if head_first:
+        infos = [infos[-1], *infos[:-1]]
+    p = plan(infos, Spec(lr=1, weight_decay=0.1, no_decay=("embedding",)))
+    canonical = infos[0].name
+    assert p.param(canonical).weight_decay == 0.0
+    assert p.param(canonical).wd_source == "no_decay:embedding"
+    assert p.param("layers.0.attn.weight").weight_decay == 0.1
+
+
 def test_tied_conflict_between_names():
     spec = Spec(lr=1, rules=[Rule(Prefix("embed"), lr_mult=0.1, name="emb"),
                              Rule(Prefix("lm_head"), lr_mult=1.0, name="head")])
