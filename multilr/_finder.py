@@ -88,7 +88,9 @@ def lr_find(
 
     With ``plan`` (the ``ParamGroups`` from :func:`multilr.build`, or their ``.plan``),
     step ``i`` trains group ``g`` at ``planned rate of g / spec lr x lrs[i]`` (frozen groups
-    at 0), so the suggestion is a value for the spec's ``lr``. With a
+    at 0), so the suggestion is a value for the spec's ``lr``: apply it with
+    ``spec.with_lr(result.suggestion)``, which moves the spec's absolute rates (a rule's
+    ``lr``, a spread, ``rates``) with it, as the sweep did. With a
     :class:`~multilr.Controller` as ``plan``, its groups as they are now (stages not yet
     reached stay at 0, multipliers count). Without it, the groups keep the ratios of their
     current rates and the base is the fastest group's rate.
@@ -211,8 +213,23 @@ def lr_find(
         method=method,
         stop=stop,
         num_it=num_it,
-        meta={"start_lr": start, "end_lr": end, "diverge": div, "planned": plan is not None},
+        meta={
+            "start_lr": start,
+            "end_lr": end,
+            "diverge": div,
+            "planned": plan is not None,
+            "absolute_rates": _has_absolute_rates(plan),
+        },
     )
+
+
+def _has_absolute_rates(plan: Any) -> bool:
+    """Whether the plan's spec sets rates that its ``lr`` does not move (see ``Spec.with_lr``)."""
+    found = getattr(plan, "plan", plan)  # a Controller or ParamGroups hold their Plan
+    if not isinstance(found, Plan):
+        return False
+    spec = found.spec
+    return bool(spec.rates or spec.spread is not None or any(r.lr is not None for r in spec.rules))
 
 
 def _ratios(pgs: list[Any], plan: Any) -> tuple[list[str], list[float]]:

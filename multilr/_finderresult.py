@@ -97,6 +97,12 @@ class FinderResult:
             return "\n".join(lines)
         others = ", ".join(f"{k} {v:.3g}" for k, v in self.suggestions.items() if k != self.method)
         lines.append(f"suggested base lr: {self.suggestion:.3g} ({self.method}; also {others})")
+        if self.meta.get("absolute_rates"):
+            # the sweep moved every group; replace(spec, lr=...) would move only the relative ones
+            lines.append(
+                f"apply it with spec.with_lr({self.suggestion:.3g}): this spec sets absolute rates "
+                "(a rule's lr, a spread or rates), which the spec's lr alone does not move"
+            )
         rates = self.group_rates()
         w = max(map(len, rates))
         lines.extend(f"  {g:<{w}}  {r:.3g}" for g, r in rates.items())

@@ -220,6 +220,32 @@ class Spec:
                 raise SpecError(f"stages: two stages are named {label!r}; give them distinct names")
         return tuple(out)
 
+    def with_lr(self, lr: float) -> Spec:
+        """This spec at base rate ``lr``, its absolute rates scaled with it.
+
+        ``dataclasses.replace(spec, lr=x)`` moves only the rates relative to the base
+        (multipliers, layer decay); a rule's ``lr``, a spread and ``rates`` are absolute
+        and stay. This moves every rate by ``lr / self.lr``, so every group keeps its
+        ratio to the base: what :func:`multilr.lr_find` measured at that base rate.
+
+        Raises:
+            SpecError: ``lr`` is not a positive finite number, or a scaled rate overflows.
+
+        Example:
+            >>> spec = Spec(lr=1e-3, rules=[Rule("a", lr=1e-4), Rule("b", lr_mult=2)])
+            >>> fast = spec.with_lr(1e-2)
+            >>> fast.lr, fast.rules[0].lr, fast.rules[1].lr_mult
+            (0.01, 0.001, 2.0)
+        """
+        new = number(lr, "lr", positive=True)
+        k = new / self.lr
+        rules = [r if r.lr is None else dataclasses.replace(r, lr=r.lr * k) for r in self.rules]
+        spread = self.spread
+        if spread is not None:
+            spread = dataclasses.replace(spread, lo=spread.lo * k, hi=spread.hi * k)
+        rates = {name: rate * k for name, rate in self.rates.items()}
+        return dataclasses.replace(self, lr=new, rules=rules, spread=spread, rates=rates)
+
     def rule_rates(self) -> Mapping[str, float]:
         """Absolute rate a spread gives each rule it names (empty without a spread)."""
         if self.spread is None:

@@ -25,3 +25,4 @@ spec = Spec(
 )
 spread = Spread(1e-5, 1e-3, over=["backbone", "head"])
 names: tuple[str, ...] = tuple(r.name for r in spec.rules)
+faster: Spec = spec.with_lr(1e-2)

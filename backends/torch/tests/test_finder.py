@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from typing import Any
@@ -87,17 +88,63 @@ def test_every_group_keeps_its_planned_ratio_at_every_step() -> None:
     for i, (base, want, got) in enumerate(zip(result.lrs, seen, used, strict=True)):
         expect = {"stem/frozen": 0.0, "default": base, "head": 10 * base}
         assert want == pytest.approx(expect, rel=1e-12), f"step {i}: got groups at {want}, should be {expect}"
-        assert got == pytest.approx(expect, rel=1e-9), f"step {i}: optimizer applied {got}, should be {expect}"
+        assert got == pytest.approx(expect, rel=1e-9), (
+            f"step {i}: optimizer applied {got}, should be {expect}"
+        )
         assert result.rates.at(i) == pytest.approx(expect, rel=1e-12)
+
+
+@pytest.mark.parametrize("absolute", ["spread", "rule-lr", "rates"])
+def test_spec_with_lr_trains_every_group_at_the_rates_the_finder_measured(absolute: str) -> None:
+    # absolute rates do not follow the spec's lr; the sweep scaled them, so must applying it
+    spec = multilr.Spec.from_dict(
+        {
+            "lr": 1e-2,
+            "rules": [
+                {"name": "body", "prefix": "0", "frozen": False},
+                {"name": "head", "prefix": "2", "frozen": False},
+            ],
+        }
+    )
+    if absolute == "spread":
+        spec = dataclasses.replace(spec, spread=multilr.Spread(1e-4, 5e-3, over=("body", "head")))
+    elif absolute == "rule-lr":
+        spec = dataclasses.replace(spec, rules=[multilr.Rule(multilr.Prefix("2"), lr=3e-3, name="head")])
+    else:
+        spec = dataclasses.replace(spec, rules=(), rates={"2.weight": 5e-3})
+    model = _mlp()
+    groups = multilr.build(model, spec)
+    opt = torch.optim.SGD(groups)
+    result = lr_find(model, opt, _step(model, opt, *_data()), plan=groups, num_it=30)
+    assert result.suggestion is not None
+    applied = spec.with_lr(result.suggestion)
+    rebuilt = {g["name"]: g["lr"] for g in multilr.build(_mlp(), applied)}
+    assert rebuilt == pytest.approx(result.group_rates(), rel=1e-12)
+    assert "apply it with spec.with_lr(" in result.summary()
+    # what the plain replace gives instead: the absolute groups stay where they were
+    replaced = {
+        g["name"]: g["lr"] for g in multilr.build(_mlp(), dataclasses.replace(spec, lr=result.suggestion))
+    }
+    assert replaced != pytest.approx(result.group_rates(), rel=1e-6)
+
+
+def test_summary_needs_no_with_lr_note_for_relative_rates() -> None:
+    model = _mlp()
+    groups = multilr.build(model, _spec())
+    opt = torch.optim.SGD(groups)
+    result = lr_find(model, opt, _step(model, opt, *_data()), plan=groups, num_it=30)
+    assert result.suggestion is not None and "with_lr" not in result.summary()
 
 
 def test_without_a_plan_the_current_ratios_are_kept() -> None:
     model = _mlp()
-    opt = torch.optim.SGD([
-        {"params": model[0].parameters(), "lr": 0.0},
-        {"params": model[1].parameters(), "lr": 1e-3},
-        {"params": model[2].parameters(), "lr": 4e-3},
-    ])
+    opt = torch.optim.SGD(
+        [
+            {"params": model[0].parameters(), "lr": 0.0},
+            {"params": model[1].parameters(), "lr": 1e-3},
+            {"params": model[2].parameters(), "lr": 4e-3},
+        ]
+    )
     seen = []
 
     def step() -> float:
@@ -226,12 +273,13 @@ def _state(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
     }
 
 
-
 def _check_restored(model, groups, opt, before) -> None:
     after = _state(model, opt)
     for key in ("model", "opt", "grads", "training"):
         assert_bit_identical(after[key], before[key], key)
-    assert all(a is b for a, b in zip(opt.param_groups, groups, strict=True)), "group dicts should be the user's own"
+    assert all(a is b for a, b in zip(opt.param_groups, groups, strict=True)), (
+        "group dicts should be the user's own"
+    )
 
 
 @pytest.mark.parametrize("stop", ["completed", "diverged"])
