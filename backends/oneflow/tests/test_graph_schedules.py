@@ -88,3 +88,51 @@ def test_eager_groups_are_refused() -> None:
     groups = multilr.build(model, Spec(lr=0.1, rules=[Rule(Prefix("1"), lr_mult=10)]), backend="oneflow")
     with pytest.raises(UnsupportedFeatureError, match="LambdaLR"):
         multilr_oneflow.graph_scheduler(flow.optim.SGD(groups), Step(2))
+
+
+def _options(opt) -> list[dict]:
+    return [dict(g.options) for g in opt.param_groups]
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        pytest.param(Constant(2.0), id="constant-2"),
+        pytest.param(Cyclical(0.5, 2.0, 3), id="cyclical-to-2"),
+        pytest.param(Constant(0.5).then(Constant(1.5), at=3), id="chain-to-1.5"),
+        pytest.param(Warmup(Constant(), steps=4, start=3.0), id="warmup-from-3"),
+    ],
+)
+def test_a_factor_above_one_is_refused_and_the_optimizer_untouched(schedule) -> None:
+    # OneFlow's ConstantLR / LinearLR raise a bare ValueError on such factors, after the
+    # schedulers made before it have already rewritten the groups' lr
+    opt, _ = _optimizer()
+    before = _options(opt)
+    with pytest.raises(UnsupportedFeatureError, match=r"reaches factor .* take factors in \[0, 1\]"):
+        multilr_oneflow.graph_scheduler(opt, schedule, total_steps=12)
+    assert _options(opt) == before
+
+
+def test_a_scheduler_failing_half_way_leaves_the_optimizer_as_it_was(monkeypatch) -> None:
+    # fault injection: the second of two real segments fails while it is made, after the
+    # first has set every group's lr and initial_lr
+    from multilr_oneflow import _schedules
+
+    def fail(optimizer, base):
+        raise RuntimeError("made to fail")
+
+    real = _schedules._segments(Constant(0.5), None)[0]
+    monkeypatch.setattr(
+        _schedules,
+        "_segments",
+        lambda s, total: [_schedules._Segment(real.make, 3), _schedules._Segment(fail, None)],
+    )
+    opt, _ = _optimizer()
+    before = _options(opt)
+    with pytest.raises(RuntimeError, match="made to fail"):
+        multilr_oneflow.graph_scheduler(opt, Step(2))
+    assert _options(opt) == before
+    monkeypatch.undo()
+    sched = multilr_oneflow.graph_scheduler(opt, Polynomial(4, final=0.5))  # a retry reads the real base
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.1]
+    assert multilr_oneflow.rates_at(_optimizer()[1], 10, sched)["head"] == pytest.approx(0.5)

@@ -48,6 +48,7 @@ Make = Callable[[Any, float], Any]  # (optimizer, base lr) -> scheduler
 class _Segment:
     make: Make
     length: int | None  # None: runs to the end
+    factors: tuple[float, ...] = ()  # what ConstantLR / LinearLR are given: each must be in [0, 1]
 
 
 def graph_scheduler(optimizer: Any, schedule: Schedule, *, total_steps: int | None = None) -> Any:
@@ -65,8 +66,10 @@ def graph_scheduler(optimizer: Any, schedule: Schedule, *, total_steps: int | No
 
     Raises:
         UnsupportedFeatureError: The groups do not share one base ``lr`` (not built for
-            ``oneflow-graph``), or the schedule has no built-in form and ``total_steps``
-            was not given (the message names an alternative).
+            ``oneflow-graph``), the schedule has no built-in form and ``total_steps``
+            was not given (the message names an alternative), or it needs a factor
+            above 1, which OneFlow's ``ConstantLR`` / ``LinearLR`` refuse. The optimizer
+            is left as it was.
 
     Example:
         >>> import multilr, multilr_oneflow
@@ -87,19 +90,35 @@ def graph_scheduler(optimizer: Any, schedule: Schedule, *, total_steps: int | No
     flow = import_oneflow()
     sch = flow.optim.lr_scheduler
     (base,) = bases
-    if len(segments) == 1:
-        return segments[0].make(optimizer, base)
-    milestones, at = [], 0
-    for seg in segments[:-1]:
-        assert seg.length is not None
-        at += seg.length
-        milestones.append(at)
-    return sch.SequentialLR(
-        optimizer,
-        [seg.make(optimizer, base) for seg in segments],
-        milestones=milestones,
-        interval_rescaling=True,  # each piece from its own step 0, as multilr's Chain
-    )
+    over = [f for seg in segments for f in seg.factors if not 0.0 <= f <= 1.0]
+    if over:
+        raise UnsupportedFeatureError(
+            f"{schedule.describe()} reaches factor {max(over, key=abs):.6g}; nn.Graph runs it with OneFlow's "
+            "ConstantLR / LinearLR, which take factors in [0, 1]. Raise the spec's lr so the schedule "
+            "peaks at 1 (Constant(2.0) at lr 0.1 is Constant(1.0) at lr 0.2)"
+        )
+    # A scheduler sets each group's lr and initial_lr as it is made: a failure half-way
+    # would leave the optimizer changed, and a retry would read the changed lr as its base.
+    saved = [dict(g.options) for g in optimizer.param_groups]
+    try:
+        if len(segments) == 1:
+            return segments[0].make(optimizer, base)
+        milestones, at = [], 0
+        for seg in segments[:-1]:
+            assert seg.length is not None
+            at += seg.length
+            milestones.append(at)
+        return sch.SequentialLR(
+            optimizer,
+            [seg.make(optimizer, base) for seg in segments],
+            milestones=milestones,
+            interval_rescaling=True,  # each piece from its own step 0, as multilr's Chain
+        )
+    except BaseException:
+        for group, options in zip(optimizer.param_groups, saved, strict=True):
+            group.options.clear()
+            group.options.update(options)
+        raise
 
 
 def _lr() -> Any:
@@ -107,12 +126,14 @@ def _lr() -> Any:
 
 
 def _constant(value: float, length: int | None = None) -> _Segment:
-    return _Segment(lambda o, b: _lr().ConstantLR(o, factor=value, total_iters=_FOREVER), length)
+    return _Segment(lambda o, b: _lr().ConstantLR(o, factor=value, total_iters=_FOREVER), length, (value,))
 
 
 def _linear(start: float, end: float, length: int) -> _Segment:
     return _Segment(
-        lambda o, b: _lr().LinearLR(o, start_factor=start, end_factor=end, total_iters=length), length
+        lambda o, b: _lr().LinearLR(o, start_factor=start, end_factor=end, total_iters=length),
+        length,
+        (start, end),
     )
 
 
@@ -196,7 +217,7 @@ def _chain(s: Chain, total: int | None) -> list[_Segment]:
             if used >= length:
                 break
             take = length - used if seg.length is None else min(seg.length, length - used)
-            out.append(_Segment(seg.make, take))
+            out.append(_Segment(seg.make, take, seg.factors))
             used += take
     return out
 
