@@ -265,3 +265,67 @@ def test_lr_write_before_first_call_with_scheduler_not_silently_ignored(run_case
         f"{r['lr_read_before_call']}) and silently ignored [StepLR attached, write before the first call]"
     )
     assert_rates_at_reports_moves(r)
+
+
+# -- gradient clipping through hyper --------------------------------------------------------
+
+CLIP = {"clip_grad_max_norm": 1.0, "clip_grad_norm_type": 2.0}
+
+
+def _two_linears(flow: Any) -> Any:
+    flow.manual_seed(0)
+    return flow.nn.Sequential(flow.nn.Linear(4, 4), flow.nn.Linear(4, 2))
+
+
+def _clipped_norm(flow: Any, model: Any, groups: Any) -> float:
+    """The model's gradient norm after OneFlow's own per-group clip (eager ``clip_grad``)."""
+    opt = flow.optim.SGD(groups)
+    x = flow.tensor(np.linspace(-3, 3, 32, dtype=np.float32).reshape(8, 4))
+    (model(x) * 100).sum().backward()
+    opt.clip_grad()
+    return float(np.sqrt(sum(float((p.grad * p.grad).sum().numpy()) for p in model.parameters())))
+
+
+def test_oneflow_clips_each_group_by_its_own_norm() -> None:
+    # the measured reason for the refusal below: two groups, each clipped to 1, total above 1
+    flow = multilr_oneflow.import_oneflow()
+    model = _two_linears(flow)
+    groups = [{"params": list(m.parameters()), "lr": 0.1, **CLIP} for m in model]
+    assert _clipped_norm(flow, model, groups) == pytest.approx(2**0.5, rel=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["oneflow", "oneflow-graph"])
+def test_clipping_in_hyper_with_several_groups_is_refused(backend: str) -> None:
+    flow = multilr_oneflow.import_oneflow()
+    model = _two_linears(flow)
+    flags = [p.requires_grad for p in model.parameters()]
+    spec = Spec(
+        lr=0.1,
+        hyper=CLIP,
+        rules=[Rule(Prefix("1"), lr_mult=10, name="head")],
+    )
+    with pytest.raises(
+        UnsupportedFeatureError, match=r"clips each param group by its own gradient norm.*'head'"
+    ):
+        multilr.build(model, spec, backend=backend)
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
+@pytest.mark.parametrize("backend", ["oneflow", "oneflow-graph"])
+def test_one_clip_key_without_the_other_is_refused(backend: str) -> None:
+    flow = multilr_oneflow.import_oneflow()
+    with pytest.raises(
+        UnsupportedFeatureError, match=r"hyper.clip_grad_max_norm without hyper.clip_grad_norm_type"
+    ):
+        multilr.build(_two_linears(flow), Spec(lr=0.1, hyper={"clip_grad_max_norm": 1.0}), backend=backend)
+
+
+def test_clipping_in_hyper_with_one_trainable_group_clips_the_model() -> None:
+    # one group that trains (the other frozen): OneFlow's per-group clip is the model's
+    flow = multilr_oneflow.import_oneflow()
+    model = _two_linears(flow)
+    groups = multilr.build(model, Spec(lr=0.1, hyper=CLIP), backend="oneflow")
+    assert _clipped_norm(flow, model, groups) == pytest.approx(1.0, rel=1e-4)
+    model = _two_linears(flow)
+    spec = Spec(lr=0.1, hyper=CLIP, rules=[Rule(Prefix("0"), frozen=True, name="stem")])
+    assert len(multilr.build(model, spec, backend="oneflow")) == 2
