@@ -76,6 +76,7 @@ def state_dict(optimizer: Any, controller: Any = None, *, plan: Any = None) -> d
         >>> ckpt["multilr"]["controller"]["step"]
         0
     """
+    _refuse_graph_groups(optimizer)
     the_plan = _plan_of(plan, controller)
     layout = _live_layout(optimizer, the_plan)
     out = dict(optimizer.state_dict())
@@ -125,6 +126,7 @@ def load_state_dict(
         ...
         multilr.errors.CheckpointError: the checkpoint's param groups do not match this optimizer's ...
     """
+    _refuse_graph_groups(optimizer)
     the_plan = _plan_of(plan, controller)
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("param_groups"), list):
         keys = sorted(map(str, checkpoint)) if isinstance(checkpoint, Mapping) else None
@@ -150,6 +152,23 @@ def load_state_dict(
 
 
 # -- layouts ---------------------------------------------------------------------------
+
+
+def _refuse_graph_groups(optimizer: Any) -> None:
+    """Refuse an nn.Graph optimizer: its state lives in the graph, not in the optimizer.
+
+    OneFlow's graph keeps momentum, Adam moments and step counts as graph variables
+    (``graph.state_dict()``: ``"<param>-momentum"``); the optimizer's own state stays
+    empty, so a checkpoint of it would save nothing and resume from nothing.
+    """
+    for i, group in enumerate(getattr(optimizer, "param_groups", None) or ()):
+        if "lr_scale" in group:
+            name = group["name"] if "name" in group else "unnamed"  # noqa: SIM401 - OneFlow's ParamGroup
+            raise CheckpointError(
+                f"param_groups[{i}] ({name}) carries lr_scale: an nn.Graph optimizer "
+                "(backend='oneflow-graph') keeps its state (momentum, Adam moments, steps) in the graph, "
+                "and its own state is empty; save and load graph.state_dict() instead (docs/checkpoints.md)"
+            )
 
 
 def _plan_of(plan: Any, controller: Any) -> Plan | None:

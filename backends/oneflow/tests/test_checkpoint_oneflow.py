@@ -259,7 +259,6 @@ def _snapshot(run: Run) -> dict[str, Any]:
     }
 
 
-
 @pytest.mark.parametrize("case", list(CHANGED))
 def test_a_changed_spec_is_refused_naming_the_groups(case: str, tmp_path: Path) -> None:
     spec, expected = CHANGED[case]
@@ -286,3 +285,21 @@ def test_a_plain_oneflow_state_dict_is_checked_by_its_group_names() -> None:
     with pytest.raises(CheckpointError, match="'head' -> 'classifier'"):
         multilr.load_state_dict(target.opt, plain)
     assert_bit_identical(_snapshot(target), before, "state")
+
+
+@pytest.mark.parametrize("call", ["state_dict", "load_state_dict"])
+def test_graph_optimizers_are_refused_pointing_at_the_graphs_state(call: str) -> None:
+    # nn.Graph keeps the optimizer state in the graph: the optimizer's own is empty
+    model = flow.nn.Sequential(flow.nn.Linear(3, 3), flow.nn.Linear(3, 2))
+    spec = Spec(lr=0.1, rules=[Rule(Prefix("1"), lr_mult=10, name="head")])
+    opt = flow.optim.SGD(multilr.build(model, spec, backend="oneflow-graph"), momentum=0.9)
+    eager = flow.optim.SGD(multilr.build(model, spec, backend="oneflow"), momentum=0.9)
+    before = [dict(g.options) for g in opt.param_groups]
+    with pytest.raises(
+        CheckpointError, match=r"param_groups\[0\] \(default\) carries lr_scale.*graph.state_dict"
+    ):
+        if call == "state_dict":
+            multilr.state_dict(opt)
+        else:
+            multilr.load_state_dict(opt, multilr.state_dict(eager))
+    assert [dict(g.options) for g in opt.param_groups] == before

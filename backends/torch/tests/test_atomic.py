@@ -487,6 +487,13 @@ CASES: dict[str, Case] = {
         CheckpointError,
         "keys \\['model'\\]",
     ),
+    "ckpt-graph-groups": Case(
+        lambda env: multilr.load_state_dict(
+            torch.optim.SGD([{"params": [torch.zeros(1)], "lr": 0.1, "lr_scale": 1.0}]), env.saved
+        ),
+        CheckpointError,
+        "carries lr_scale",
+    ),
     "ckpt-plan-type": Case(
         lambda env: multilr.load_state_dict(env.opt, env.saved, plan=3), CheckpointError, "plan must be"
     ),
@@ -578,6 +585,7 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_check.py::integer": ["spec-rule-priority"],
     "multilr/_checkpoint.py::load_state_dict": ["ckpt-not-a-checkpoint", "ckpt-renamed-group"],
     "multilr/_checkpoint.py::_plan_of": ["ckpt-plan-type"],
+    "multilr/_checkpoint.py::_refuse_graph_groups": ["ckpt-graph-groups"],
     "multilr/_checkpoint.py::_saved_layout": [
         "ckpt-section-malformed",
         "ckpt-section-format",
