@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from multilr._check import number
-from multilr._controlcheck import check_optimizer, read_state
+from multilr._controlcheck import check_optimizer, check_rates_unchanged, read_state
 from multilr._freezing import FreezeBy, Freezing, step_pre_hook
 from multilr._freezing import params as _params
 from multilr._plantypes import Plan
@@ -125,6 +125,7 @@ class Controller:
         self._mult, self._frozen, self._done = self._program.initial()
         self._step = 0
         self._hook: Any = None
+        self._written: list[float] = []  # each group's lr as last written, to spot another driver
         self._transition(0, self._mult, self._frozen, self._done, everything=True)
         if freeze_by == "grad" and callable(register_hook):  # checked above; callable() for mypy
             self._hook = register_hook(self._before_optimizer_step)
@@ -160,7 +161,13 @@ class Controller:
     # -- changing ------------------------------------------------------------------------
 
     def step(self) -> None:
-        """Advance by one step (call after ``optimizer.step()``): schedules, then due stages."""
+        """Advance by one step (call after ``optimizer.step()``): schedules, then due stages.
+
+        Raises:
+            MultiLRError: A group's ``lr`` is not the one the Controller wrote: a framework
+                scheduler (or anything else) drives the same optimizer; nothing changes.
+        """
+        check_rates_unchanged(self.optimizer, self.groups, self._written, self._step)
         self._transition(self._step + 1, list(self._mult), list(self._frozen), set(self._done))
 
     def set_scale(self, group: str, multiplier: float) -> None:
@@ -319,4 +326,5 @@ class Controller:
         self._step, self._mult, self._frozen, self._done = step, mult, frozen, done
         for pg, rate in zip(self.optimizer.param_groups, rates, strict=True):
             pg["lr"] = rate
+        self._written = rates
         self._freezing.write(self.optimizer.param_groups, frozen, was_frozen, changed)

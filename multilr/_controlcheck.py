@@ -17,7 +17,32 @@ from multilr._freezing import params as _params
 from multilr._plantypes import Plan
 from multilr.errors import MultiLRError, SpecError, UnsupportedFeatureError
 
-__all__ = ["check_optimizer", "read_state"]
+__all__ = ["check_optimizer", "check_rates_unchanged", "read_state"]
+
+
+def check_rates_unchanged(optimizer: Any, groups: Sequence[str], written: Sequence[float], step: int) -> None:
+    """Refuse to go on when a group's ``lr`` is not what the Controller last wrote.
+
+    Something else drives the rates too: a framework scheduler on the same optimizer
+    (its next step would undo the Controller's, and a group the Controller unfreezes
+    would stay at the scheduler's 0), a hand write, or ``optimizer.load_state_dict``
+    without the Controller's state. Either driver would silently undo the other.
+
+    Raises:
+        MultiLRError: Names the first group whose rate changed, both rates, and the fix.
+    """
+    for name, pg, mine in zip(groups, optimizer.param_groups, written, strict=True):
+        now = pg["lr"]
+        if now != mine:
+            raise MultiLRError(
+                f"group {name!r} has lr {now!r}, but the Controller set {mine!r} for step {step}: something "
+                "else changed it (a framework LR scheduler on the same optimizer, a write to "
+                "param_groups[i]['lr'], or optimizer.load_state_dict without the Controller's state). The "
+                "Controller drives every group's rate: give it the schedule (Controller(opt, groups, "
+                "schedule=...), or the spec's schedule; MultiLRScheduler where a trainer wants a torch "
+                "scheduler), change rates with set_scale, and restore checkpoints with "
+                "multilr.load_state_dict(opt, ckpt, controller)"
+            )
 
 
 def check_optimizer(optimizer: Any, plan: Plan) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import multilr
-from multilr import CheckpointError, Controller, LayerDecay, Prefix, Regex, Rule, Spec, Stage
+from multilr import CheckpointError, Controller, LayerDecay, MultiLRError, Prefix, Regex, Rule, Spec, Stage
 from multilr.schedules import Cosine
 from multilr.testing import FIGURES_ENV, assert_bit_identical, state_figure
 
@@ -199,7 +199,10 @@ def test_the_comparison_sees_a_resume_without_the_controller_state(tmp_path: Pat
     naive.model.load_state_dict(ckpt["model"])
     with pytest.raises(CheckpointError, match="holds a Controller's state"):
         multilr.load_state_dict(naive.opt, ckpt["optim"])
-    naive.opt.load_state_dict(ckpt["optim"])
+    naive.opt.load_state_dict(ckpt["optim"])  # the checkpoint's rates, which the Controller did not write
+    with pytest.raises(MultiLRError, match=r"or optimizer\.load_state_dict without the Controller's state"):
+        naive.train(N - STAGE - 1)
+    naive.ctl = Controller(naive.opt, naive.groups)  # a Controller made afresh restarts at 0
     naive.train(N - STAGE - 1)
     assert _differences(straight, naive), "a resume without the Controller's state should diverge"
 

@@ -102,6 +102,18 @@ def _train(model: torch.nn.Module, opt: torch.optim.Optimizer, ctl: Controller, 
     model(x).square().mean().backward()  # leftover gradients: a failed call must keep them too
 
 
+def _step_after_foreign_write(env: Env) -> None:
+    """``ctl.step()`` after another driver wrote a rate; the write itself is undone after."""
+    i = env.ctl.groups.index("head")
+    pg = env.opt.param_groups[i]
+    mine = pg["lr"]
+    pg["lr"] = 0.123
+    try:
+        env.ctl.step()  # refused: the Controller's state must not move
+    finally:
+        pg["lr"] = mine
+
+
 def make_env(tmp: Path, spec: Any = SPEC, **ctl_kwargs: Any) -> Env:
     model = Net()
     groups = multilr.build(model, spec)
@@ -125,7 +137,6 @@ def snapshot(env: Env) -> dict[str, Any]:
         "controller": env.ctl.state_dict(),
         "rates": env.ctl.rates(),
     }
-
 
 
 @dataclass(frozen=True)
@@ -348,7 +359,9 @@ CASES: dict[str, Case] = {
         "both unfreeze the same parameters",
     ),
     "plan-stage-overflow": Case(
-        _build(_spec(lr=10.0, stages=[{"at": 1, "unfreeze": ["low"], "lr_mult": 1e308}])), SpecError, "overflows"
+        _build(_spec(lr=10.0, stages=[{"at": 1, "unfreeze": ["low"], "lr_mult": 1e308}])),
+        SpecError,
+        "overflows",
     ),
     "plan-plugin-not-paraminfo": Case(
         _build(SPEC, backend=_Plugin(lambda m: [("stem.weight", (4, 3))])), PlanError, "expected ParamInfo"
@@ -429,6 +442,11 @@ CASES: dict[str, Case] = {
         lambda env: env.ctl.set_scale("blocks.1.bias", 2.0),
         MultiLRError,
         "'blocks.1.bias' shares group 'no_decay'",
+    ),
+    "ctl-rate-written-elsewhere": Case(
+        lambda env: _step_after_foreign_write(env),
+        MultiLRError,
+        "group 'head' has lr 0.123, but the Controller set",
     ),
     "ctl-bad-multiplier": Case(
         lambda env: env.ctl.set_scale("head", -1.0), SpecError, "multiplier of group 'head'"
@@ -611,6 +629,7 @@ SITES: dict[str, list[str] | str] = {
     ],
     "multilr/_freezing.py::Freezing.check_thaw": ["ctl-grad-mode-thaw"],
     "multilr/_controlcheck.py::check_optimizer": ["ctl-lr-scale", "ctl-group-count", "ctl-group-order"],
+    "multilr/_controlcheck.py::check_rates_unchanged": ["ctl-rate-written-elsewhere"],
     "multilr/_controlcheck.py::read_state": [
         "ctl-load-unknown-group",
         "ctl-load-negative-step",

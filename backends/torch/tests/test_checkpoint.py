@@ -22,7 +22,7 @@ import torch
 from models import resnet18
 
 import multilr
-from multilr import CheckpointError, Controller, LayerDecay, Prefix, Regex, Rule, Spec, Stage
+from multilr import CheckpointError, Controller, LayerDecay, MultiLRError, Prefix, Regex, Rule, Spec, Stage
 from multilr.schedules import Cosine
 from multilr.testing import assert_bit_identical, state_figure
 
@@ -186,8 +186,12 @@ def test_the_comparison_sees_a_resume_without_the_controller_state(tmp_path: Pat
     naive.model.load_state_dict(ckpt["model"])
     with pytest.raises(CheckpointError, match="holds a Controller's state"):
         multilr.load_state_dict(naive.opt, ckpt["optim"])  # without the Controller: refused
-    naive.opt.load_state_dict(ckpt["optim"])  # what torch alone does: the Controller restarts at 0
+    naive.opt.load_state_dict(ckpt["optim"])  # what torch alone does: the rates of the checkpoint...
     naive.step = STAGE + 1
+    # ... which the Controller, still at step 0, did not write: its next step refuses to go on
+    with pytest.raises(MultiLRError, match=r"or optimizer\.load_state_dict without the Controller's state"):
+        naive.train(N)
+    naive.ctl = Controller(naive.opt, naive.groups)  # a Controller made afresh restarts at 0
     naive.train(N)
     assert _differences(straight, naive), "a resume without the Controller's state should diverge"
 
@@ -267,7 +271,6 @@ def snapshot(run: Run) -> dict[str, Any]:
         "groups": [{k: v for k, v in g.items() if k != "params"} for g in run.opt.param_groups],
         "controller": run.ctl.state_dict() if run.ctl is not None else None,
     }
-
 
 
 @pytest.mark.parametrize("with_controller", [True, False], ids=["with-controller", "no-controller"])

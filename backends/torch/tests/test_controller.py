@@ -90,8 +90,11 @@ def test_freeze_to_refuses_a_group_across_the_cut() -> None:
 
 def test_freeze_to_counts_every_tensor_when_layer_decay_has_a_within() -> None:
     # layer decay on the blocks only: stem and head have no decay factor, yet a depth
-    spec = Spec(lr=0.1, rules=[Rule(Prefix("head"), lr_mult=10, name="head")],
-                layer_decay=LayerDecay(0.5, within=Prefix("blocks")))
+    spec = Spec(
+        lr=0.1,
+        rules=[Rule(Prefix("head"), lr_mult=10, name="head")],
+        layer_decay=LayerDecay(0.5, within=Prefix("blocks")),
+    )
     groups = multilr.build(Net(), spec, backend="torch")
     ctl = Controller(torch.optim.SGD(groups), groups)
     assert groups.plan.block_depths()["head.weight"] == 3
@@ -117,14 +120,18 @@ def test_freeze_to_follows_the_models_group_matcher(hints: bool) -> None:
         assert [p.requires_grad for p in model.head.parameters()] == [True, True]
         assert not model.norm.weight.requires_grad
     else:
-        with pytest.raises(MultiLRError, match=r"group 'default' holds depths 0\.\.3, on both sides of depth 3"):
+        with pytest.raises(
+            MultiLRError, match=r"group 'default' holds depths 0\.\.3, on both sides of depth 3"
+        ):
             ctl.freeze_to(-1)
 
 
 def test_bad_calls_change_nothing() -> None:
     _, groups, opt, ctl = _setup()
     rates = ctl.rates()
-    with pytest.raises(SpecError, match=r"unknown group or parameter 'haed/depth3' \(did you mean 'head/depth3'\?\)"):
+    with pytest.raises(
+        SpecError, match=r"unknown group or parameter 'haed/depth3' \(did you mean 'head/depth3'\?\)"
+    ):
         ctl.freeze("haed/depth3")
     with pytest.raises(MultiLRError, match=r"cannot unfreeze \['head/depth3'\]: not frozen"):
         ctl.unfreeze(HEAD)
@@ -189,3 +196,35 @@ def test_a_state_whose_step_is_not_an_integer_is_refused_and_changes_nothing(ste
     with pytest.raises(SpecError, match=rf"controller state step must be an integer, got {step!r}"):
         ctl.load_state_dict(state)
     assert ctl.state_dict() == before, "got the Controller changed by a refused state"
+
+
+@pytest.mark.parametrize(
+    "made", ["before", "after"], ids=["scheduler-before-controller", "scheduler-after-controller"]
+)
+@pytest.mark.parametrize("kind", ["lambda", "cosine", "onecycle"])
+def test_a_framework_scheduler_on_the_same_optimizer_is_refused_at_the_next_step(
+    made: str, kind: str
+) -> None:
+    # two drivers of one optimizer's rates undo each other silently (a group the Controller
+    # unfreezes would stay at the scheduler's 0): the Controller's step refuses to go on
+    model = Net()
+    groups = multilr.build(model, SPEC, backend="torch")
+    opt = torch.optim.AdamW(groups)
+
+    def scheduler():
+        if kind == "lambda":
+            return torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5**t)
+        if kind == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=10)
+
+    sched = scheduler() if made == "before" else None
+    ctl = Controller(opt, groups)
+    sched = sched or scheduler()
+    opt.zero_grad()
+    model(torch.ones(5, 3)).square().sum().backward()
+    opt.step()
+    sched.step()
+    with pytest.raises(MultiLRError, match=r"has lr .* but the Controller set .*\(a framework LR scheduler"):
+        ctl.step()
+    assert ctl.step_count == 0
