@@ -41,8 +41,12 @@ def group_index(plan: Plan, groups: list[str], group: str) -> int:
             )
     from multilr._check import did_you_mean
 
+    # group names join the labels of the rules that decided them ("stem/frozen"): a rule's
+    # name alone is the likeliest slip
+    labelled = [g for g in groups if group in g.split("/")]
+    hint = f" (did you mean {labelled[0]!r}?)" if len(labelled) == 1 else ""
     raise SpecError(
-        f"unknown group or parameter {group!r}{did_you_mean(group, groups)}; groups: {groups}"
+        f"unknown group or parameter {group!r}{hint or did_you_mean(group, groups)}; groups: {groups}"
     ) from None
 
 

@@ -228,3 +228,13 @@ def test_a_framework_scheduler_on_the_same_optimizer_is_refused_at_the_next_step
     with pytest.raises(MultiLRError, match=r"has lr .* but the Controller set .*\(a framework LR scheduler"):
         ctl.step()
     assert ctl.step_count == 0
+
+
+def test_a_rule_name_alone_suggests_the_group_named_after_it() -> None:
+    model = Net()
+    groups = multilr.build(model, Spec(lr=0.1, rules=[Rule(Prefix("stem"), frozen=True, name="stem")]))
+    ctl = Controller(torch.optim.SGD(groups), groups)
+    with pytest.raises(
+        SpecError, match=r"unknown group or parameter 'stem' \(did you mean 'stem/frozen'\?\)"
+    ):
+        ctl.unfreeze("stem")
