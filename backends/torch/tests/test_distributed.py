@@ -151,6 +151,22 @@ def _effective_rates(rec: dict[str, Any], plan: multilr.Plan) -> tuple[int, floa
     return compared, worst, frozen
 
 
+def _as_one_process(
+    recs: list[dict[str, Any]], plan: multilr.Plan, references: dict[str, Any]
+) -> tuple[int, int, float, float]:
+    """A RATES_SPEC run on the ranks: identical ranks, the plan's rates, a still stem, one process's parameters.
+
+    Returns the (tensor, step) pairs compared across ranks, the rates compared with the
+    plan, their largest relative difference, and the parameters' from one process.
+    """
+    pairs = _ranks_identical(recs)
+    compared, worst, frozen = _effective_rates(recs[0], plan)
+    diff = _max_param_diff(recs[0], references["ddp"])
+    assert diff < PARAM_TOL, f"got parameters {diff:.2e} (relative) away from the single-process run"
+    assert compared == (len(plan.params) - 2) * W.RATE_STEPS and frozen == 2 * W.RATE_STEPS
+    return pairs, compared, worst, diff
+
+
 def test_ddp_every_rank_builds_the_same_plan_and_trains_at_its_rates(ranks, references) -> None:
     recs = ranks["ddp"]
     plan = multilr.plan(W.make_model(), W.RATES_SPEC, backend="torch")
@@ -170,11 +186,7 @@ def test_ddp_every_rank_builds_the_same_plan_and_trains_at_its_rates(ranks, refe
         assert rec["emit_refused"] == rec["freeze_refused"]
         assert rec["untouched_after_refusal"]
     assert all(rec["groups"] == [len(plan.groups)] * W.RATE_STEPS for rec in recs)
-    pairs = _ranks_identical(recs)
-    compared, worst, frozen = _effective_rates(recs[0], plan)
-    diff = _max_param_diff(recs[0], references["ddp"])
-    assert diff < PARAM_TOL, f"got parameters {diff:.2e} (relative) away from the single-process run"
-    assert compared == (len(plan.params) - 2) * W.RATE_STEPS and frozen == 2 * W.RATE_STEPS
+    pairs, _, worst, diff = _as_one_process(recs, plan, references)
     state_figure(
         "distributed.1-ddp",
         f"distributed: DDP gloo {W.WORLD} ranks: plans identical {same}/{W.WORLD}; {len(plan.params) - 2} tensors "
@@ -194,10 +206,7 @@ def test_fsdp2_plan_before_and_after_sharding_agree_and_rates_equal_one_process(
         assert rec["plans"] == [plan.to_json()] * W.WORLD, "the plan built after fully_shard differs"
         # fully_shard replaces the parameters: groups built before it train nothing
         assert rec["prebuilt_still_live"] == 0
-    pairs = _ranks_identical(recs)
-    compared, worst, _ = _effective_rates(recs[0], plan)
-    diff = _max_param_diff(recs[0], references["ddp"])
-    assert diff < PARAM_TOL, f"got parameters {diff:.2e} (relative) away from the single-process run"
+    pairs, compared, worst, diff = _as_one_process(recs, plan, references)
     state_figure(
         "distributed.2-fsdp2",
         f"distributed: FSDP2 fully_shard gloo {W.WORLD} ranks (DTensor parameters): plan after sharding == before "
@@ -223,11 +232,7 @@ def test_fsdp1_trains_at_the_plans_rates_when_built_before_wrapping(ranks, refer
             "FSDP1 (use_orig_params=True) replaced the tensors the groups hold"
         )
         assert rec["groups"] == [len(plan.groups)] * W.RATE_STEPS
-    pairs = _ranks_identical(recs)
-    compared, worst, frozen = _effective_rates(recs[0], plan)
-    diff = _max_param_diff(recs[0], references["ddp"])
-    assert diff < PARAM_TOL, f"got parameters {diff:.2e} (relative) away from the single-process run"
-    assert compared == (len(plan.params) - 2) * W.RATE_STEPS and frozen == 2 * W.RATE_STEPS
+    pairs, compared, worst, diff = _as_one_process(recs, plan, references)
     state_figure(
         "distributed.2b-fsdp1",
         f"distributed: FSDP1 (use_orig_params=True, built before wrapping) gloo {W.WORLD} ranks: a build "
