@@ -30,6 +30,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from multilr._freezing import params as _params
 from multilr._plantypes import Plan
 from multilr.errors import CheckpointError, MultiLRError
 
@@ -182,15 +183,10 @@ def _plan_of(plan: Any, controller: Any) -> Plan | None:
     return inner
 
 
-def _tensors(group: Any) -> list[Any]:
-    """A live group's tensors: torch's dict ``["params"]``, OneFlow's ``ParamGroup.parameters``."""
-    return list(group["params"] if "params" in group else group.parameters)  # noqa: SIM401 - no .get on OneFlow's
-
-
 def _live_layout(optimizer: Any, plan: Plan | None) -> list[_Layout]:
     groups = list(optimizer.param_groups)
     names: list[str | None] = [g["name"] if "name" in g else None for g in groups]  # noqa: SIM401
-    tensors = [_tensors(g) for g in groups]
+    tensors = [_params(g) for g in groups]
     plan_params: list[list[str] | None] = [None] * len(groups)
     if plan is not None and [g.name for g in plan.groups] == names:
         plan_params = [list(g.params) for g in plan.groups]
@@ -355,7 +351,7 @@ def _check_controller(saved: Any, controller: Any, optimizer: Any, names: list[s
 def _load(optimizer: Any, opt_state: dict[str, Any], controller: Any, saved_ctl: Any) -> None:
     """Write the checked state; on a failure put back everything the Controller could have touched."""
     groups = list(optimizer.param_groups)
-    tensors = [t for g in groups for t in _tensors(g)]
+    tensors = [t for g in groups for t in _params(g)]
     flags = [(t, bool(t.requires_grad), t.grad) for t in tensors]
     rates = [g["lr"] for g in groups]
     before = controller.state_dict() if controller is not None else None

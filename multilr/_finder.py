@@ -30,6 +30,7 @@ from typing import Any
 from multilr._check import number
 from multilr._control import Controller
 from multilr._finderresult import FinderResult
+from multilr._freezing import params as _params
 from multilr._history import RateHistory
 from multilr._plantypes import Plan
 from multilr._suggest import METHODS, suggest
@@ -308,7 +309,3 @@ class _Saved:
         for p, g in self.grads:
             p.grad = g
 
-
-def _params(group: Any) -> list[Any]:
-    """A group's tensors: torch's dict ``["params"]``, OneFlow's ``ParamGroup.parameters``."""
-    return list(group["params"] if "params" in group else group.parameters)  # noqa: SIM401 - OneFlow
