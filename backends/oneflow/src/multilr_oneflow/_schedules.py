@@ -99,15 +99,15 @@ def graph_scheduler(optimizer: Any, schedule: Schedule, *, total_steps: int | No
         )
     # A scheduler sets each group's lr and initial_lr as it is made: a failure half-way
     # would leave the optimizer changed, and a retry would read the changed lr as its base.
+    milestones, at = [], 0
+    for seg in segments[:-1]:
+        assert seg.length is not None
+        at += seg.length
+        milestones.append(at)
     saved = [dict(g.options) for g in optimizer.param_groups]
     try:
         if len(segments) == 1:
             return segments[0].make(optimizer, base)
-        milestones, at = [], 0
-        for seg in segments[:-1]:
-            assert seg.length is not None
-            at += seg.length
-            milestones.append(at)
         return sch.SequentialLR(
             optimizer,
             [seg.make(optimizer, base) for seg in segments],
