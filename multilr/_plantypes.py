@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from multilr._depth import infer_depths
 from multilr._spec import Spec
-from multilr.schedules import Schedule
+from multilr.schedules import Schedule, schedule_to_dict
 
 __all__ = ["Decided", "Group", "GroupRow", "ParamPlan", "Plan"]
 
@@ -282,7 +282,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping of the whole plan (spec, groups, parameters, aliases)."""
         return {
-            "spec": self.spec.to_dict(),
+            "spec": self.spec.to_dict(describe_code=True),  # a report: Python code by its label
             "base_lr": self.spec.lr,
             "max_depth": self.max_depth,
             "groups": [
@@ -293,7 +293,7 @@ class Plan:
                     "weight_decay": g.weight_decay,
                     "frozen": g.frozen,
                     "params": list(g.params),
-                    **({"schedule": _schedule_json(g.schedule)} if g.schedule is not None else {}),
+                    **({"schedule": _described(g.schedule)} if g.schedule is not None else {}),
                     **({"stage": g.stage} if g.stage is not None else {}),
                 }
                 for g in self.groups
@@ -327,8 +327,6 @@ class Plan:
         return self.table(rich=False)
 
 
-def _schedule_json(schedule: Schedule) -> Any:
-    """The mapping form, or the description of a schedule that has none (a Python function)."""
-    from multilr.schedules import Function
-
-    return schedule.describe() if isinstance(schedule, Function) else schedule.to_dict()
+def _described(schedule: Schedule) -> dict[str, Any]:
+    """A group's schedule in a plan's report: its mapping form, a Python function by its name."""
+    return schedule_to_dict(schedule, describe_code=True)

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from multilr._check import MAX_INT, check_keys, integer, number, shown
-from multilr._select import Glob, Selector, selector_from_dict
+from multilr._select import Glob, Selector, selector_from_dict, selector_to_dict
 from multilr.errors import SpecError
 from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
 
@@ -135,16 +135,21 @@ class Rule:
             message = str(exc)
             raise SpecError(message if message.startswith(where) else f"{where}: {message}") from None
 
-    def to_dict(self) -> dict[str, Any]:
-        """Mapping form; ``Rule.from_dict(r.to_dict()) == r``."""
-        out: dict[str, Any] = dict(self.select.to_dict())  # type: ignore[attr-defined]
+    def to_dict(self, *, describe_code: bool = False) -> dict[str, Any]:
+        """Mapping form; ``Rule.from_dict(r.to_dict()) == r``.
+
+        Args:
+            describe_code: Describe a Python-only selector or schedule instead of raising
+                (see :meth:`Spec.to_dict <multilr.Spec.to_dict>`).
+        """
+        out: dict[str, Any] = selector_to_dict(self.select, describe_code=describe_code)
         if self.name != self.select.describe():
             out["name"] = self.name
         for key in ("lr_mult", "lr", "weight_decay", "frozen"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.schedule is not None:
-            out["schedule"] = schedule_to_dict(self.schedule)
+            out["schedule"] = schedule_to_dict(self.schedule, describe_code=describe_code)
         if self.optional:
             out["optional"] = True
         if self.priority:
@@ -212,11 +217,11 @@ class LayerDecay:
             within = selector_from_dict(within, "layer_decay.within")
         return cls(data["decay"], depth=data.get("depth", "blocks"), within=within)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, describe_code: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"decay": self.decay}
         out["depth"] = self.depth if isinstance(self.depth, str) else dict(self.depth)
         if self.within is not None:
-            out["within"] = self.within.to_dict()  # type: ignore[attr-defined]
+            out["within"] = selector_to_dict(self.within, describe_code=describe_code)
         return out
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "matching",
     "per_class",
     "selector_from_dict",
+    "selector_to_dict",
 ]
 
 #: Families of module types, usable as ``ModuleType("norm")``. Matched against the
@@ -280,6 +281,38 @@ def per_class(module_types: list[tuple[str, ...]], test: Callable[[tuple[str, ..
 def _check_pattern(value: object, kind: str) -> None:
     if not isinstance(value, str) or not value:
         raise SpecError(f"{kind} must be a non-empty string, got {shown(value)}")
+
+
+def selector_to_dict(selector: Selector, *, describe_code: bool = False) -> dict[str, Any]:
+    """The mapping form of a selector (``{"glob": "layer4.*"}``).
+
+    Args:
+        selector: The selector.
+        describe_code: Write a selector that is Python code (a :class:`Predicate`, a class
+            of your own without ``to_dict``) as ``{"predicate": "<label>"}`` instead of
+            raising: a report (what ``Plan.to_json`` shows), not something a spec file reads.
+
+    Raises:
+        SpecError: The selector is Python code and ``describe_code`` is false.
+
+    Example:
+        >>> selector_to_dict(Prefix("fc"))
+        {'prefix': 'fc'}
+        >>> selector_to_dict(Predicate(lambda name, info: True, label="all"), describe_code=True)
+        {'predicate': 'all'}
+    """
+    if describe_code and isinstance(selector, Predicate):
+        return {"predicate": selector.label}
+    to_dict = getattr(selector, "to_dict", None)
+    if to_dict is not None:
+        out: dict[str, Any] = to_dict()
+        return out
+    if describe_code:
+        return {"predicate": selector.describe()}
+    raise SpecError(
+        f"selector {selector.describe()!r} ({type(selector).__name__}) has no mapping form; "
+        "use glob, regex, prefix or module_type in a spec file"
+    )
 
 
 #: Mapping key -> selector constructor, in the order error messages list them.

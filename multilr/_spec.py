@@ -293,15 +293,32 @@ class Spec:
         kwargs["stages"] = tuple(Stage.from_dict(st, f"stages[{i}]") for i, st in enumerate(stages))
         return cls(**kwargs)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The mapping form; plain lists, dicts, numbers and strings only."""
+    def to_dict(self, *, describe_code: bool = False) -> dict[str, Any]:
+        """The mapping form; plain lists, dicts, numbers and strings only.
+
+        Args:
+            describe_code: Write the parts that are Python code (a
+                :class:`~multilr.Predicate` selector as ``{"predicate": "<label>"}``, a
+                :class:`~multilr.schedules.Function` schedule as ``{"function": "..."}``)
+                instead of raising. The result then describes the spec (``Plan.to_json``
+                uses it) but cannot be read back.
+
+        Raises:
+            SpecError: The spec holds Python code and ``describe_code`` is false.
+
+        Example:
+            >>> from multilr import Predicate, Rule
+            >>> spec = Spec(lr=0.1, rules=[Rule(Predicate(lambda n, i: True, label="all"), lr_mult=2)])
+            >>> spec.to_dict(describe_code=True)["rules"]
+            [{'predicate': 'all', 'lr_mult': 2.0}]
+        """
         out: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
         if self.hyper:
             out["hyper"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.hyper.items()}
         if self.rules:
-            out["rules"] = [r.to_dict() for r in self.rules]
+            out["rules"] = [r.to_dict(describe_code=describe_code) for r in self.rules]
         if self.layer_decay is not None:
-            out["layer_decay"] = self.layer_decay.to_dict()
+            out["layer_decay"] = self.layer_decay.to_dict(describe_code=describe_code)
         if self.spread is not None:
             out["spread"] = self.spread.to_dict()
         if self.rates:
@@ -311,7 +328,7 @@ class Spec:
         if self.unmatched != "default":
             out["unmatched"] = self.unmatched
         if self.schedule is not None:
-            out["schedule"] = schedule_to_dict(self.schedule)
+            out["schedule"] = schedule_to_dict(self.schedule, describe_code=describe_code)
         if self.stages:
             out["stages"] = [st.to_dict() for st in self.stages]
         if not self.model_hints:

@@ -136,6 +136,10 @@ def test_module_type_and_predicate_selectors():
                                                Rule(Predicate(lambda n, i: i.ndim == 4, "4d"), lr_mult=2)]))
     assert p.param("layer3.1.bn2.bias").lr == 0.5 and p.param("layer3.1.conv2.weight").lr == 2
     assert p.param("fc.weight").lr == 1
+    # the plan's JSON report names the predicate (its spec has no file form, the report has)
+    report = json.loads(p.to_json())
+    assert report["spec"]["rules"][1] == {"predicate": "4d", "lr_mult": 2.0}
+    assert {g["name"] for g in report["groups"]} == {g.name for g in p.groups}
 
 
 def test_conflict_names_both_rules_and_the_parameter():

@@ -15,6 +15,7 @@ from multilr import (
     SpecError,
     Spread,
 )
+from multilr.schedules import Function, Warmup
 
 FULL = Spec(
     lr=1e-3,
@@ -103,6 +104,35 @@ def test_predicate_has_no_mapping_form():
     spec = Spec(lr=1, rules=[Rule(Predicate(lambda n, i: True, label="all"), lr_mult=1)])
     with pytest.raises(SpecError, match=r"predicate:all.*no mapping form"):
         spec.to_dict()
+
+
+class _Mine:
+    """A selector class of the user's: the Selector protocol, no ``to_dict``."""
+
+    def matches(self, info):
+        return info.name.startswith("head")
+
+    def describe(self):
+        return "mine:head"
+
+
+def test_code_in_a_spec_is_described_on_request_and_refused_otherwise():
+    flat = Function(lambda i: 1.0, name="flat")
+    spec = Spec(
+        lr=1,
+        rules=[Rule(_Mine(), lr_mult=2, name="head"), Rule(Predicate(lambda n, i: True, label="all"), weight_decay=0)],
+        layer_decay=LayerDecay(0.5, within=Predicate(lambda n, i: True, label="every")),
+        schedule=Warmup(flat, steps=3),
+    )
+    described = spec.to_dict(describe_code=True)
+    assert described["rules"][0] == {"predicate": "mine:head", "name": "head", "lr_mult": 2.0}
+    assert described["rules"][1] == {"predicate": "all", "weight_decay": 0.0}
+    assert described["layer_decay"]["within"] == {"predicate": "every"}
+    assert described["schedule"]["inner"] == {"function": "Function(flat)"}
+    with pytest.raises(SpecError, match=r"'mine:head' \(_Mine\) has no mapping form"):
+        Spec(lr=1, rules=[Rule(_Mine(), lr_mult=2)]).to_dict()
+    with pytest.raises(SpecError, match=r"Function\(flat\) is Python code"):
+        Spec(lr=1, schedule=Warmup(flat, steps=3)).to_dict()
 
 
 # --- bad input: every error names the key ----------------------------------------------

@@ -16,7 +16,6 @@ from multilr.schedules._shapes import (
     Cosine,
     Cyclical,
     Exponential,
-    Function,
     Inverse,
     MultiStep,
     OneCycle,
@@ -45,26 +44,40 @@ KINDS: Mapping[str, type[Schedule]] = {
 _NAMES = {cls: kind for kind, cls in KINDS.items()}
 
 
-def schedule_to_dict(schedule: Schedule) -> dict[str, Any]:
+def schedule_to_dict(schedule: Schedule, *, describe_code: bool = False) -> dict[str, Any]:
     """The mapping form of ``schedule``.
 
+    Args:
+        schedule: The schedule.
+        describe_code: Write a part that is Python code (a :class:`~multilr.schedules.Function`,
+            a schedule class of your own) as ``{"function": "<its description>"}`` instead of
+            raising: a report (what :meth:`Plan.to_json <multilr.Plan.to_json>` shows), not
+            something :func:`schedule_from_dict` reads back.
+
     Raises:
-        SpecError: A :class:`~multilr.schedules.Function` (code has no mapping form).
+        SpecError: A part is Python code (a ``Function``, a class of your own) and
+            ``describe_code`` is false: code has no mapping form.
 
     Example:
-        >>> from multilr.schedules import Cosine, Warmup
+        >>> from multilr.schedules import Cosine, Function, Warmup
         >>> schedule_to_dict(Warmup(Cosine(100), steps=10))["inner"]
         {'kind': 'cosine', 'total': 100, 'final': 0.0}
+        >>> flat = Function(lambda i: 1.0, name="flat")
+        >>> schedule_to_dict(Warmup(flat, steps=10), describe_code=True)["inner"]
+        {'function': 'Function(flat)'}
     """
-    if isinstance(schedule, Function):
+    kind = _NAMES.get(type(schedule))
+    if kind is None:  # a Function, or a Schedule subclass of the user's: code
+        if describe_code:
+            return {"function": schedule.describe()}
         raise SpecError(f"{schedule.describe()} is Python code and has no mapping (YAML/JSON) form")
-    out: dict[str, Any] = {"kind": _NAMES[type(schedule)]}
+    out: dict[str, Any] = {"kind": kind}
     for f in fields(schedule):  # type: ignore[arg-type]
         value = getattr(schedule, f.name)
         if isinstance(value, Schedule):
-            value = schedule_to_dict(value)
+            value = schedule_to_dict(value, describe_code=describe_code)
         elif f.name == "parts":
-            value = [schedule_to_dict(p) for p in value]
+            value = [schedule_to_dict(p, describe_code=describe_code) for p in value]
         elif isinstance(value, tuple):
             value = list(value)
         out[f.name] = value

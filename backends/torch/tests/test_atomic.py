@@ -674,6 +674,8 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_select.py::_check_pattern": ["spec-rule-empty-prefix"],
     "multilr/_select.py::_compile": ["spec-rule-bad-regex"],
     "multilr/_select.py::selector_from_dict": ["spec-rule-no-selector"],
+    "multilr/_select.py::selector_to_dict": "only from to_dict/to_json (a selector class of the user's "
+    "without to_dict); multilr.state_dict catches it",
     "multilr/_spec.py::_hyper_value": ["spec-hyper-value"],
     "multilr/_spec.py::Spec.__post_init__": [
         "spec-hyper-lr",
