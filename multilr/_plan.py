@@ -30,6 +30,7 @@ from multilr._check import did_you_mean
 from multilr._decisions import Decisions, GroupColumns, RateWin, SettingWin
 from multilr._depth import depth_list
 from multilr._hints import GROUP_MATCHER, ModelHints
+from multilr._nomatch import no_match_hint
 from multilr._params import ParamInfo, ParamTable
 from multilr._plantypes import Plan
 from multilr._rules import LayerDecay, Rule
@@ -149,24 +150,6 @@ def _record(wins: dict[int, Any], rivals: dict[int, list[Any]], hits: list[int],
     wins.update(dict.fromkeys(hits, win))
 
 
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-def _wrapper_hint(described: str, names: Sequence[str]) -> str:
-    """Why a selector written for a wrapper's names (DDP's ``module.head``) found nothing.
-
-    Backends read the model inside its wrapper (torch: DDP, ``DataParallel``,
-    ``torch.compile``), so the wrapper's prefix is in no name.
-    """
-    pattern = described.partition(":")[2].lstrip("^").replace("\\.", ".")  # a regex escapes its dots
-    if not pattern.startswith(_WRAPPER_PREFIXES) or any(n.startswith(_WRAPPER_PREFIXES) for n in names):
-        return ""
-    return (
-        "; names are the model's own: the model inside DDP, DataParallel or torch.compile is read, "
-        "without their 'module.' or '_orig_mod.' prefix"
-    )
-
-
 def _match_rules(spec: Spec, table: ParamTable, tensors: _Tensors) -> tuple[_Hits, tuple[str, ...]]:
     """Record every rule's settings on the tensors it selects.
 
@@ -185,7 +168,7 @@ def _match_rules(spec: Spec, table: ParamTable, tensors: _Tensors) -> tuple[_Hit
             sample = ", ".join(repr(n) for n in tensors.names[:5])
             raise CoverageError(
                 f"rule {rule.name!r} matches no parameter (names look like {sample}, ...); "
-                f"fix its selector or mark it optional{_wrapper_hint(rule.select.describe(), tensors.names)}"
+                f"fix its selector or mark it optional{no_match_hint(rule.select, table)}"
             )
         hits.touched.update(selected)
         rate: tuple[str, float] | None = None
@@ -328,7 +311,7 @@ def _layer_decay(
             f"layer_decay.within ({described}) "
             f"matches no parameter (names look like {sample}, ...); fix the selector (a prefix matches on "
             "dot boundaries: 'layer' does not match 'layer1', use glob 'layer*')"
-            + _wrapper_hint(described, tensors.names)
+            + no_match_hint(decay.within, table)
         )
     hits.touched.update(decayed)
     return depths, decayed

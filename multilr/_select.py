@@ -151,7 +151,8 @@ class Prefix:
 class ModuleType:
     """The owning module's class (or any of its bases) by name.
 
-    A family from :data:`MODULE_TYPE_ALIASES` such as ``"norm"`` also works.
+    A family from :data:`MODULE_TYPE_ALIASES` such as ``"norm"`` also works, and in
+    Python a class itself (``ModuleType(nn.LayerNorm)``) stands for its name.
 
     Example:
         >>> from multilr._params import ParamInfo
@@ -161,9 +162,11 @@ class ModuleType:
 
     names: tuple[str, ...]
 
-    def __init__(self, *names: str) -> None:
+    def __init__(self, *names: str | type) -> None:
         if len(names) == 1 and isinstance(names[0], (list, tuple)):
             names = tuple(names[0])
+        # a class stands for its name: the table holds class names, the same in any framework
+        names = tuple(n.__name__ if isinstance(n, type) else n for n in names)
         if not names or not all(isinstance(n, str) and n for n in names):
             raise SpecError(f"module_type needs one or more class names, got {shown(names)}")
         object.__setattr__(self, "names", tuple(names))

@@ -201,6 +201,39 @@ def test_no_wrapper_hint_where_the_names_carry_the_prefix_or_the_selector_does_n
     assert "names are the model's own" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("select", "hint"),
+    [
+        pytest.param(Prefix("layer*"), r"a prefix is a module path, not a pattern: use glob 'layer\*'", id="prefix-pattern"),
+        pytest.param(Glob("fc"), r"a glob matches the whole dotted name: use glob 'fc\.\*' or prefix 'fc'", id="glob-stem"),
+        pytest.param(Glob("layer1.*.conv1"), r"use glob 'layer1\.\*\.conv1\.\*'$", id="glob-no-tail"),
+        pytest.param(ModuleType("nn.Conv2d"), r"class names as the model's modules have them: 'Conv2d', not 'nn.Conv2d'",
+                     id="dotted-class"),
+        pytest.param(ModuleType("batchnorm2d"), r"case-sensitive: the model has 'BatchNorm2d'", id="class-case"),
+        pytest.param(ModuleType("BatchNrm2d"), r"did you mean 'BatchNorm2d'\?", id="class-typo"),
+        pytest.param(ModuleType("GELU"), r"module classes are .*'norm', 'embedding'", id="class-absent"),
+    ],
+)
+def test_a_selector_that_matches_nothing_says_what_was_probably_meant(select, hint):
+    with pytest.raises(CoverageError, match=r"rule 'r' matches no parameter .*" + hint):
+        plan(resnet_like(), Spec(lr=1, rules=[Rule(select, lr_mult=10, name="r")]))
+
+
+def test_no_hint_where_nothing_close_would_match():
+    with pytest.raises(CoverageError) as caught:
+        plan(resnet_like(), Spec(lr=1, rules=[Rule(Glob("*.bais"), lr_mult=10, name="r")]))
+    assert str(caught.value).endswith("mark it optional")
+
+
+def test_module_type_takes_a_class_for_its_name():
+    class BatchNorm2d:  # any class: only its name is compared, as in a spec file
+        pass
+
+    assert ModuleType(BatchNorm2d) == ModuleType("BatchNorm2d")
+    p = plan(resnet_like(), Spec(lr=1, rules=[Rule(ModuleType(BatchNorm2d), lr_mult=0.5, name="bn")]))
+    assert p.param("layer1.0.bn1.weight").lr == 0.5 and p.param("fc.weight").lr == 1
+
+
 def test_unknown_rates_name():
     with pytest.raises(CoverageError, match=r"rates: no parameter named 'fc.weigth' \(did you mean 'fc.weight'\?\)"):
         plan(resnet_like(), Spec(lr=1, rates={"fc.weigth": 0.1}))

@@ -1,0 +1,93 @@
+"""Why a selector matched nothing: the hint a "matches no parameter" error ends with.
+
+A rule that selects nothing is an error (a typo there would silently leave a layer at
+the wrong rate). The error is only useful when it says what to write instead, so the
+usual slips get their own hint: a wrapper's name prefix, a pattern given as a prefix,
+a glob that does not cover the whole name, a dotted class name, a class name with the
+wrong case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from multilr._check import did_you_mean
+from multilr._params import ParamTable
+from multilr._select import Glob, ModuleType, Prefix, Selector, matching
+
+__all__ = ["no_match_hint"]
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_PATTERN_CHARS = frozenset("*?[")
+
+
+def no_match_hint(selector: Selector, table: ParamTable) -> str:
+    """``"; ..."``: what the user probably meant by a selector that selected nothing, or ``""``.
+
+    Example:
+        >>> from multilr._params import ParamInfo
+        >>> table = ParamTable.from_infos([ParamInfo("layer1.w", (2,), "f", "layer1", ("Linear",), True, 0)])
+        >>> no_match_hint(Prefix("layer*"), table)
+        "; a prefix is a module path, not a pattern: use glob 'layer*' to select by pattern"
+        >>> no_match_hint(ModuleType("nn.Linear"), table)
+        "; module_type takes class names as the model's modules have them: 'Linear', not 'nn.Linear'"
+    """
+    names = table.names
+    wrapper = _wrapper_hint(selector.describe(), names)
+    if wrapper:
+        return wrapper
+    if type(selector) is Prefix and _PATTERN_CHARS & set(selector.path):
+        path = selector.path
+        glob = path if path.endswith("*") else path + ".*"
+        return f"; a prefix is a module path, not a pattern: use glob {glob!r} to select by pattern"
+    if type(selector) is Glob:
+        return _glob_hint(selector.pattern, table)
+    if type(selector) is ModuleType:
+        return _module_type_hint(selector.names, table.module_types)
+    return ""
+
+
+def _wrapper_hint(described: str, names: Sequence[str]) -> str:
+    """A selector written for a wrapper's names (DDP's ``module.head``).
+
+    Backends read the model inside its wrapper (torch: DDP, ``DataParallel``,
+    ``torch.compile``), so the wrapper's prefix is in no name.
+    """
+    pattern = described.partition(":")[2].lstrip("^").replace("\\.", ".")  # a regex escapes its dots
+    if not pattern.startswith(_WRAPPER_PREFIXES) or any(n.startswith(_WRAPPER_PREFIXES) for n in names):
+        return ""
+    return (
+        "; names are the model's own: the model inside DDP, DataParallel or torch.compile is read, "
+        "without their 'module.' or '_orig_mod.' prefix"
+    )
+
+
+def _glob_hint(pattern: str, table: ParamTable) -> str:
+    """A glob matches the whole dotted name: ``head`` (for ``head.*``) selects nothing."""
+    wider = pattern + ".*"
+    if not matching(Glob(wider), table):
+        return ""
+    prefix = "" if _PATTERN_CHARS & set(pattern) else f" or prefix {pattern!r}"
+    return f"; a glob matches the whole dotted name: use glob {wider!r}{prefix}"
+
+
+def _module_type_hint(wanted: Sequence[str], module_types: Sequence[tuple[str, ...]]) -> str:
+    """Class names as the model has them: ``Linear``, not ``nn.Linear``; ``LayerNorm``, not ``Layernorm``."""
+    present = list(dict.fromkeys(cls for types in dict.fromkeys(module_types) for cls in types))
+    for name in wanted:
+        short = name.rpartition(".")[2]
+        if short != name and short in present:
+            return (
+                f"; module_type takes class names as the model's modules have them: {short!r}, not {name!r}"
+            )
+    for name in wanted:
+        close = [cls for cls in present if cls.lower() == name.lower()]
+        if close:
+            return f"; class names are case-sensitive: the model has {close[0]!r}"
+        suggestion = did_you_mean(name, present)
+        if suggestion:
+            return f"; the model's module classes include one close to it{suggestion}"
+    if not present:
+        return ""
+    shown = ", ".join(present[:8]) + (", ..." if len(present) > 8 else "")
+    return f"; the model's module classes are {shown} (and the families 'norm', 'embedding')"
