@@ -341,7 +341,43 @@ def collect_params(root: Any, base: type) -> ModuleWalk:
             if child is not None:
                 visit(child, f"{prefix}{cname}.")
 
-    visit(root, "")
+    try:
+        visit(root, "")
+    except RecursionError:
+        # A module that holds an ancestor (a child keeping its parent as an attribute, which
+        # registers it) or a tree deeper than the recursion limit: walk again without
+        # recursion, skipping any module already on the path, as torch's memo does.
+        return _collect_without_recursion(root, base)
+    return walk
+
+
+def _collect_without_recursion(root: Any, base: type) -> ModuleWalk:
+    """:func:`collect_params` with an explicit stack; a module inside itself is walked once.
+
+    Slower (it keeps each module's ancestors), so only taken when the recursive walk
+    cannot finish.
+    """
+    walk = ModuleWalk([], [], [], [])
+    names, modules, types, tensors = walk
+    stack: list[tuple[Any, str, frozenset[int]]] = [(root, "", frozenset())]
+    while stack:
+        module, prefix, ancestors = stack.pop()
+        params = module._parameters
+        if params:
+            classes = class_names(type(module), base)
+            for pname, p in params.items():
+                if p is not None:
+                    names.append(prefix + pname)
+                    modules.append(prefix[:-1])
+                    types.append(classes)
+                    tensors.append(p)
+        inside = ancestors | {id(module)}
+        children = [
+            (child, f"{prefix}{cname}.", inside)
+            for cname, child in module._modules.items()
+            if child is not None and id(child) not in inside
+        ]
+        stack.extend(reversed(children))  # popped in registration order: the same pre-order
     return walk
 
 

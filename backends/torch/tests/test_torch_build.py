@@ -323,3 +323,42 @@ def test_backend_inferred_from_a_torch_model():
     groups = multilr.build(model, multilr.Spec(lr=0.5))
     assert groups.backend == "torch", f"got backend {groups.backend!r}, should be 'torch' [inferred]"
     assert multilr.infer_backend(models.bert(layers=1)) == "torch", "a transformers model is a torch model"
+
+
+class _Owned(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3, 3)
+
+
+class _BackReference(torch.nn.Module):
+    """A child that keeps its parent as an attribute: torch registers the parent inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Linear(3, 3)
+        self.child = _Owned()
+        self.child.owner = self
+        self.head = torch.nn.Linear(3, 2)
+
+
+def test_a_module_holding_its_parent_is_walked_once() -> None:
+    model = _BackReference()
+    groups = multilr.build(model, {"lr": 0.1, "layer_decay": {"decay": 0.5}})
+    expected = [n for n, _ in model.named_parameters()]  # torch's memo walks the loop once too
+    assert [p.name for p in groups.plan.params] == expected
+    assert sorted(map(id, (p for g in groups for p in g["params"]))) == sorted(map(id, model.parameters()))
+    assert [g.lr for g in groups.plan.groups] == [0.025, 0.05, 0.1]
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_walked() -> None:
+    deep: torch.nn.Module = torch.nn.Linear(2, 2)
+    for _ in range(1500):  # deeper than Python's default limit of 1,000 frames
+        deep = torch.nn.Sequential(deep)
+    groups = multilr.build(deep, {"lr": 0.1, "rules": [{"glob": "*.bias", "lr_mult": 3}]})
+    weight, bias = groups.plan.params
+    assert weight.name == "0." * 1500 + "weight" and bias.lr == pytest.approx(0.3)
+    leaf = deep
+    while isinstance(leaf, torch.nn.Sequential):
+        leaf = leaf[0]
+    assert [g["params"] for g in groups] == [[leaf.weight], [leaf.bias]]
