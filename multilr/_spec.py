@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from multilr._check import check_keys, did_you_mean, number, shown
+from multilr._hyperkeys import check_hyper_key
 from multilr._rules import LayerDecay, Rule, Spread
 from multilr._stages import Stage
 from multilr._text import parse_json, parse_yaml
@@ -136,6 +137,7 @@ class Spec:
                 raise SpecError(f"hyper: key must be an identifier, got {shown(key)}")
             if key in _RESERVED_HYPER:
                 raise SpecError(f"hyper.{key}: set {key!r} at the top level of the spec, not in hyper")
+            check_hyper_key(key)
             hyper[key] = _hyper_value(value, f"hyper.{key}")
         set_(self, "hyper", MappingProxyType(hyper))
         rules = tuple(self.rules)

@@ -135,6 +135,22 @@ def test_code_in_a_spec_is_described_on_request_and_refused_otherwise():
         Spec(lr=1, schedule=Warmup(flat, steps=3)).to_dict()
 
 
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [("momentun", "momentum"), ("nesterove", "nesterov"), ("beta", "betas"), ("ammsgrad", "amsgrad")],
+)
+def test_a_misspelt_hyperparameter_is_refused(key, meant):
+    # torch keeps an unknown group key and ignores it: SGD would run without momentum
+    with pytest.raises(SpecError, match=rf"hyper\.{key}: .*\(did you mean '{meant}'\?\).*silently"):
+        Spec.from_dict({"lr": 1, "hyper": {key: 0.9}})
+
+
+def test_hyperparameters_of_other_optimizers_are_kept():
+    # keys no torch or OneFlow optimizer takes, of optimizers elsewhere (Prodigy, LARS, your own)
+    hyper = {"beta3": 0.9, "d_coef": 1.0, "trust_coefficient": 0.001, "my_knob": 3}
+    assert dict(Spec(lr=1, hyper=hyper).hyper) == hyper
+
+
 # --- bad input: every error names the key ----------------------------------------------
 
 BAD = [

@@ -235,6 +235,7 @@ CASES: dict[str, Case] = {
     "spec-bad-yaml": Case(_file("spec.yaml", "lr: [1\n"), SpecError, "YAML"),
     "spec-hyper-value": Case(_build(_spec(hyper={"betas": {"a": 1}})), SpecError, "hyper.betas"),
     "spec-hyper-lr": Case(_build(_spec(hyper={"lr": 1.0})), SpecError, "hyper.lr"),
+    "spec-hyper-typo": Case(_build(_spec(hyper={"momentun": 0.9})), SpecError, "did you mean 'momentum'"),
     "spec-duplicate-rule": Case(
         _build(_rules({"prefix": "norm", "lr_mult": 2, "name": "head"})),
         SpecError,
@@ -588,6 +589,7 @@ def test_a_failure_changes_nothing(case_id: str, tmp_path: Path) -> None:
 MODULES = [
     "multilr/_build.py", "multilr/_check.py", "multilr/_checkpoint.py", "multilr/_control.py",
     "multilr/_controlcheck.py", "multilr/_decisions.py", "multilr/_depth.py", "multilr/_freezing.py",
+    "multilr/_hyperkeys.py",
     "multilr/_params.py", "multilr/_plan.py", "multilr/_plantypes.py", "multilr/_registry.py",
     "multilr/_rules.py", "multilr/_select.py", "multilr/_spec.py", "multilr/_stages.py",
     "multilr/_table.py", "multilr/_targets.py", "multilr/_text.py", "multilr/_timeline.py",
@@ -677,6 +679,7 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_select.py::selector_to_dict": "only from to_dict/to_json (a selector class of the user's "
     "without to_dict); multilr.state_dict catches it",
     "multilr/_spec.py::_hyper_value": ["spec-hyper-value"],
+    "multilr/_hyperkeys.py::check_hyper_key": ["spec-hyper-typo"],
     "multilr/_spec.py::Spec.__post_init__": [
         "spec-hyper-lr",
         "spec-duplicate-rule",
