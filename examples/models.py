@@ -227,6 +227,36 @@ class TiedLM(nn.Module):
         return self.lm_head(self.norm(x))
 
 
+def t5(layers: int = 2, dim: int = 16, *, vocab: int = 50, seed: int = 0) -> nn.Module:
+    """``T5ForConditionalGeneration`` from a tiny random ``T5Config`` (no download).
+
+    Its blocks nest a numbered stack of sublayers: ``encoder.block.{i}.layer.0``
+    (self-attention) and ``.layer.1`` (feed-forward); the decoder's ``block.{i}`` has three
+    (self-attention, cross-attention, feed-forward). ``shared.weight`` is tied to both
+    ``embed_tokens`` and ``lm_head``. The model for layer decay's ``"outer"`` depth mode.
+
+    Args:
+        layers: Encoder and decoder blocks (each).
+        dim: Model width (even: 2 heads of ``dim // 2``).
+        vocab: Vocabulary size.
+        seed: Seed for the initial weights.
+    """
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    config = T5Config(
+        vocab_size=vocab,
+        d_model=dim,
+        d_kv=dim // 2,
+        d_ff=2 * dim,
+        num_layers=layers,
+        num_decoder_layers=layers,
+        num_heads=2,
+    )
+    torch.manual_seed(seed)
+    model: nn.Module = T5ForConditionalGeneration(config)
+    return model
+
+
 def tied_lm(vocab: int = 50, dim: int = 16, layers: int = 2, *, seed: int = 0) -> nn.Module:
     """Tiny decoder LM with ``lm_head.weight`` tied to ``embed.weight``.
 

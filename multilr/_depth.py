@@ -18,6 +18,11 @@ depth of the others (timm 2691).
   between blocks shares the depth of the block before it.
 * A model with no stack gives every top-level child its own depth, in order.
 
+``"outer"`` mode is ``"blocks"`` with only the outermost stacks: a stack inside a
+stack's element is not one, so its element stays whole. T5's ``block.3.layer.0`` /
+``layer.1`` (self-attention, feed-forward) then share ``block.3``'s depth, where
+``"blocks"`` gives each its own (what Swin's ``layers.i.blocks.j`` wants).
+
 How, for 2,000 tensors in about 2 ms: no tree of every path is built. The names are
 cut to their owning modules once; stacks are found through the owners' *shapes*
 (digits made ``0``, so a thousand blocks share a shape); each owner's unit is its
@@ -46,7 +51,7 @@ def infer_depths(names: Sequence[str], mode: str | Mapping[str, int]) -> dict[st
 
     Args:
         names: Every (deduplicated) parameter name of the model, in model order.
-        mode: ``"blocks"``, ``"top"``, ``"tensor"`` or an explicit ``{glob: depth}``.
+        mode: ``"blocks"``, ``"outer"``, ``"top"``, ``"tensor"`` or an explicit ``{glob: depth}``.
 
     Returns:
         Mapping name -> depth (0 = lowest).
@@ -74,7 +79,7 @@ def depth_list(names: Sequence[str], mode: str | Mapping[str, int]) -> list[int]
         return list(range(len(names)))
     if mode == "top":
         return _top(names)
-    return _blocks(names)
+    return _blocks(names, outer=mode == "outer")
 
 
 def _top(names: Sequence[str]) -> list[int]:
@@ -98,11 +103,21 @@ def _explicit(names: Sequence[str], depth_map: Mapping[str, int]) -> list[int]:
     return out
 
 
-def _blocks(names: Sequence[str]) -> list[int]:
-    """``"blocks"`` depths: find the stacks, cut the tree into units, number them."""
+def _blocks(names: Sequence[str], outer: bool = False) -> list[int]:
+    """``"blocks"`` depths: find the stacks, cut the tree into units, number them.
+
+    ``outer``: only the outermost stacks count (``"outer"`` mode).
+
+    Example:
+        >>> names = ["emb.w", *(f"block.{i}.layer.{j}.fc.w" for i in (0, 1) for j in (0, 1))]
+        >>> _blocks(names), _blocks(names, outer=True)
+        ([0, 1, 2, 3, 4], [0, 1, 1, 2, 2])
+    """
     unique = names if len(set(names)) == len(names) else list(dict.fromkeys(names))
     owners = _owners(unique)
     stacks = _stacks(unique, owners)
+    if outer:
+        stacks = _outermost(stacks)
     if not stacks:  # no stack: top-level order
         return _top(names)
     opened = _around(stacks)
@@ -245,6 +260,20 @@ def _leaves_are_modules(path: str, names: Sequence[str], owners: _Owners) -> boo
         if owner == path and not any(o == name or o.startswith(name + ".") for o in owners.distinct):
             return False
     return True
+
+
+def _outermost(stacks: set[str]) -> set[str]:
+    """The stacks inside no other stack (the root, when it is one, holds every other)."""
+    if "" in stacks:
+        return {""}
+    kept = set()
+    for path in stacks:
+        parent = path.rpartition(".")[0]
+        while parent and parent not in stacks:
+            parent = parent.rpartition(".")[0]
+        if not parent:
+            kept.add(path)
+    return kept
 
 
 def _around(stacks: set[str]) -> set[str]:

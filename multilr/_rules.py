@@ -12,17 +12,19 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from multilr._check import MAX_INT, check_keys, integer, number, shown
+from multilr._check import MAX_INT, check_keys, did_you_mean, integer, number, shown
 from multilr._select import Glob, Selector, selector_from_dict, selector_to_dict
 from multilr.errors import SpecError
 from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
 
 __all__ = ["DepthMode", "LayerDecay", "Rule", "Spread"]
 
-#: How layer depth is found: ``"blocks"`` (numbered blocks, stem lowest, head highest),
+#: How layer depth is found: ``"blocks"`` (numbered blocks, stem lowest, head highest;
+#: a block holding a stack of its own is opened up), ``"outer"`` (the same, but only the
+#: outermost stacks' elements are blocks: T5's ``block.i``, not its ``block.i.layer.j``),
 #: ``"top"`` (top-level children in order), ``"tensor"`` (every tensor its own depth),
 #: or an explicit mapping of glob pattern -> depth.
-DepthMode = Union[Literal["blocks", "top", "tensor"], Mapping[str, int]]
+DepthMode = Union[Literal["blocks", "outer", "top", "tensor"], Mapping[str, int]]
 
 _RULE_KEYS = ("name", "lr_mult", "lr", "weight_decay", "frozen", "schedule", "optional", "priority")
 
@@ -166,7 +168,8 @@ class LayerDecay:
 
     Args:
         decay: Factor per layer, in (0, 1].
-        depth: ``"blocks"``, ``"top"``, ``"tensor"``, or ``{glob: depth}``.
+        depth: ``"blocks"``, ``"outer"``, ``"top"``, ``"tensor"``, or ``{glob: depth}``
+            (see :data:`DepthMode`).
         within: Only these parameters are decayed (others keep factor 1); default all.
 
     Example:
@@ -182,9 +185,10 @@ class LayerDecay:
         object.__setattr__(self, "decay", number(self.decay, "layer_decay.decay", positive=True, upper=1.0))
         depth: Any = self.depth
         if isinstance(depth, str):
-            if depth not in ("blocks", "top", "tensor"):
+            if depth not in ("blocks", "outer", "top", "tensor"):
                 raise SpecError(
-                    f"layer_decay.depth must be 'blocks', 'top', 'tensor' or a mapping, got {shown(depth)}"
+                    "layer_decay.depth must be 'blocks', 'outer', 'top', 'tensor' or a mapping, "
+                    f"got {shown(depth)}{did_you_mean(depth, ('blocks', 'outer', 'top', 'tensor'))}"
                 )
         elif isinstance(depth, Mapping):
             if not depth:

@@ -159,7 +159,7 @@ def _optional_parts(model: Model) -> dict[str, st.SearchStrategy[Any]]:
                                                      "amsgrad": st.booleans()}),
         "layer_decay": st.fixed_dictionaries(
             {"decay": UNIT},
-            optional={"depth": st.one_of(st.sampled_from(["blocks", "top", "tensor"]),
+            optional={"depth": st.one_of(st.sampled_from(["blocks", "outer", "top", "tensor"]),
                                          st.builds(lambda d: {names[0]: 0, "*": d}, st.integers(0, 5))),
                       "within": st.one_of(st.sampled_from(model.globs),
                                           st.builds(lambda v: {"prefix": v}, st.sampled_from(model.prefixes)))}),

@@ -1,4 +1,4 @@
-"""``"blocks"`` depth against the definition, on many module trees.
+"""``"blocks"`` and ``"outer"`` depth against the definition, on many module trees.
 
 ``multilr._depth`` finds stacks through name *shapes* and cuts units with ``map`` over
 ``str`` methods; ``_by_definition`` below is the plain tree walk the module docstring
@@ -14,7 +14,7 @@ import pytest
 from multilr._depth import infer_depths
 
 
-def _by_definition(names):
+def _by_definition(names, outer=False):
     kids = {"": []}
     for name in names:
         parent = ""
@@ -25,13 +25,24 @@ def _by_definition(names):
                 kids[parent].append(path)
             parent = path
 
-    def is_stack(path):
+    def numbered(path):
         children = kids[path]
         return (
             len(children) >= 2
             and all(c.rpartition(".")[2].isdigit() for c in children)
             and all(any(kids[g] for g in kids[c]) for c in children)
         )
+
+    def is_stack(path):
+        if not numbered(path):
+            return False
+        if outer:  # "outer": no stack above it
+            ancestor = path
+            while ancestor:
+                ancestor = ancestor.rpartition(".")[0]
+                if numbered(ancestor):
+                    return False
+        return True
 
     def has_stack(path):
         return is_stack(path) or any(has_stack(c) for c in kids[path])
@@ -104,13 +115,13 @@ def _random_names(rng):
     return names
 
 
+@pytest.mark.parametrize("mode", ["blocks", "outer"])
 @pytest.mark.parametrize("seed", range(0, 3000, 1000))
-def test_blocks_depth_matches_the_definition(seed):
+def test_blocks_depth_matches_the_definition(seed, mode):
     for s in range(seed, seed + 1000):
         names = _random_names(random.Random(s))
-        assert list(infer_depths(names, "blocks").items()) == list(_by_definition(names).items()), (
-            f"seed {s}: {names}"
-        )
+        expected = _by_definition(names, outer=mode == "outer")
+        assert list(infer_depths(names, mode).items()) == list(expected.items()), f"seed {s}: {names}"
 
 
 @pytest.mark.parametrize(
@@ -132,5 +143,7 @@ def test_blocks_depth_matches_the_definition(seed):
         ["blocks.1.fc.w", "stem.w", "blocks.0.fc.w", "blocks.1.fc.b", "head.w"],
     ],
 )
-def test_blocks_depth_edge_cases_match_the_definition(names):
-    assert list(infer_depths(names, "blocks").items()) == list(_by_definition(names).items())
+@pytest.mark.parametrize("mode", ["blocks", "outer"])
+def test_blocks_depth_edge_cases_match_the_definition(names, mode):
+    expected = _by_definition(names, outer=mode == "outer")
+    assert list(infer_depths(names, mode).items()) == list(expected.items())

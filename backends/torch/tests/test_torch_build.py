@@ -362,3 +362,28 @@ def test_a_tree_deeper_than_the_recursion_limit_is_walked() -> None:
     while isinstance(leaf, torch.nn.Sequential):
         leaf = leaf[0]
     assert [g["params"] for g in groups] == [[leaf.weight], [leaf.bias]]
+
+
+@pytest.mark.parametrize(
+    ("mode", "depths"),
+    [
+        # "blocks" opens every block that holds a stack: one depth per T5 sublayer
+        pytest.param("blocks", {"encoder.block.0.layer.0": 1, "encoder.block.0.layer.1": 2,
+                                "encoder.block.1.layer.1": 4, "decoder.block.0.layer.2": 7,
+                                "decoder.final_layer_norm": 11}, id="blocks"),
+        # "outer": the blocks are block.i, whatever they hold
+        pytest.param("outer", {"encoder.block.0.layer.0": 1, "encoder.block.0.layer.1": 1,
+                               "encoder.block.1.layer.1": 2, "decoder.block.0.layer.2": 3,
+                               "decoder.final_layer_norm": 5}, id="outer"),
+    ],
+)  # fmt: skip
+def test_t5_depths_per_mode(mode: str, depths: dict[str, int]) -> None:
+    model = models.t5(layers=2)
+    groups = multilr.build(model, Spec(lr=1.0, layer_decay=LayerDecay(0.5, depth=mode)))
+    plan = groups.plan
+    for prefix, depth in depths.items():
+        params = [p for p in plan.params if p.name.startswith(prefix + ".") or p.name == prefix + ".weight"]
+        assert params and {p.depth for p in params} == {depth}, (prefix, {p.depth for p in params})
+        assert {p.lr for p in params} == {0.5 ** (plan.max_depth - depth)}
+    assert plan.param("shared.weight").depth == 0  # tied to embed_tokens and lm_head: the stem
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
