@@ -32,8 +32,16 @@ __all__ = ["NO_DECAY_CLASSES", "Spec"]
 #: ``1d`` (any tensor with at most one dimension), ``embedding`` (owned by an embedding).
 NO_DECAY_CLASSES = ("bias", "norm", "1d", "embedding")
 
-#: Keys that multilr itself writes into every group; not allowed in ``hyper``.
-_RESERVED_HYPER = ("params", "lr", "weight_decay", "name", "lr_scale", "initial_lr")
+#: Group keys that are not the spec's to set, and why; not allowed in ``hyper`` (nor are
+#: ``lr`` and ``weight_decay``, which are set at the top level).
+_RESERVED_HYPER = {
+    "params": "multilr writes each group's tensors itself",
+    "name": "multilr names each group itself, after its rules",
+    "lr_scale": "multilr writes each group's scale itself: into lr_scale for nn.Graph, inside lr "
+    "elsewhere (one lr_scale for every group would undo the plan's scales)",
+    "initial_lr": "schedulers set it from each group's lr (one initial_lr for every group would "
+    "start them all from one rate)",
+}
 
 _SPEC_KEYS = (
     "lr", "weight_decay", "hyper", "rules", "layer_decay", "spread", "rates", "no_decay", "unmatched",
@@ -135,8 +143,10 @@ class Spec:
         for key, value in self.hyper.items():
             if not isinstance(key, str) or not key.isidentifier():
                 raise SpecError(f"hyper: key must be an identifier, got {shown(key)}")
-            if key in _RESERVED_HYPER:
+            if key in ("lr", "weight_decay"):
                 raise SpecError(f"hyper.{key}: set {key!r} at the top level of the spec, not in hyper")
+            if key in _RESERVED_HYPER:
+                raise SpecError(f"hyper.{key}: not a setting of the spec: {_RESERVED_HYPER[key]}")
             check_hyper_key(key)
             hyper[key] = _hyper_value(value, f"hyper.{key}")
         set_(self, "hyper", MappingProxyType(hyper))
