@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from multilr._check import shown
 from multilr._params import ParamInfo, ParamTable
-from multilr.errors import SpecError
+from multilr.errors import MultiLRError, PlanError, SpecError
 
 __all__ = [
     "MODULE_TYPE_ALIASES",
@@ -244,7 +244,19 @@ def matching(selector: Selector, table: ParamTable) -> list[int]:
         return hits
     if type(selector) is ModuleType:
         return list(compress(everything, per_class(table.module_types, selector._matches_types)))
-    return [i for i, info in enumerate(table.infos()) if selector.matches(info)]
+    hits = []
+    for i, info in enumerate(table.infos()):
+        try:
+            if selector.matches(info):
+                hits.append(i)
+        except MultiLRError:
+            raise
+        except Exception as exc:  # the user's code: say which selector and which parameter
+            raise PlanError(
+                f"selector {selector.describe()!r} raised {type(exc).__name__} on parameter "
+                f"{info.name!r} (shape {list(info.shape)}): {exc}"
+            ) from exc
+    return hits
 
 
 def _glob_matching(glob: Glob, names: list[str]) -> list[int]:

@@ -142,6 +142,14 @@ def test_module_type_and_predicate_selectors():
     assert {g["name"] for g in report["groups"]} == {g.name for g in p.groups}
 
 
+def test_an_error_inside_a_predicate_names_the_selector_and_the_parameter():
+    def wide(name, info):
+        return info.shape[1] > 4  # a 1-D tensor has no shape[1]
+
+    with pytest.raises(PlanError, match=r"'predicate:wide' raised IndexError on parameter '[\w.]+' \(shape \[\d+\]\)"):
+        plan(resnet_like(), Spec(lr=1, rules=[Rule(Predicate(wide, "wide"), lr_mult=2)]))
+
+
 def test_conflict_names_both_rules_and_the_parameter():
     spec = Spec(lr=1, rules=[Rule(Prefix("layer1"), lr_mult=0.1, name="early"),
                              Rule(Regex(r"\.bn1\."), lr_mult=0.5, name="bn")])

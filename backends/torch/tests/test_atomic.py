@@ -18,7 +18,7 @@ import ast
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from multilr import (
     ModuleType,
     MultiLRError,
     PlanError,
+    Predicate,
     Rule,
     Spec,
     SpecError,
@@ -162,6 +163,13 @@ def _rules(*rules: dict[str, Any]) -> dict[str, Any]:
     return _spec(rules=[*SPEC["rules"], *rules])
 
 
+def _predicate_raises(env: Env) -> Any:
+    """A rule whose Python predicate fails on 1-D tensors (no ``shape[1]``)."""
+    spec = Spec.from_dict(SPEC)
+    wide = Rule(Predicate(lambda name, info: info.shape[1] > 0, "wide"), lr_mult=2)
+    return multilr.build(env.model, replace(spec, rules=(*spec.rules, wide)))
+
+
 def _file(name: str, text: str) -> Callable[[Env], Any]:
     def trigger(env: Env) -> Any:
         (env.tmp / name).write_text(text)
@@ -252,6 +260,7 @@ CASES: dict[str, Case] = {
         _build(_rules({"prefix": "norm", "lr_mult": 2, "priority": 1.5})), SpecError, "priority"
     ),
     "spec-rule-no-selector": Case(_build(_rules({"lr_mult": 2})), SpecError, "exactly one selector key"),
+    "plan-predicate-raises": Case(_predicate_raises, PlanError, r"'predicate:wide' raised IndexError on parameter"),
     "spec-rule-empty-prefix": Case(_build(_rules({"prefix": "", "lr_mult": 2})), SpecError, "prefix"),
     "spec-rule-bad-regex": Case(
         _build(_rules({"regex": "(", "lr_mult": 2})), SpecError, "invalid regex pattern '\\('"
@@ -676,6 +685,7 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_select.py::_check_pattern": ["spec-rule-empty-prefix"],
     "multilr/_select.py::_compile": ["spec-rule-bad-regex"],
     "multilr/_select.py::selector_from_dict": ["spec-rule-no-selector"],
+    "multilr/_select.py::matching": ["plan-predicate-raises"],
     "multilr/_select.py::selector_to_dict": "only from to_dict/to_json (a selector class of the user's "
     "without to_dict); multilr.state_dict catches it",
     "multilr/_spec.py::_hyper_value": ["spec-hyper-value"],
