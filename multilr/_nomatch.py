@@ -87,7 +87,14 @@ def _module_type_hint(wanted: Sequence[str], module_types: Sequence[tuple[str, .
         suggestion = did_you_mean(name, present)
         if suggestion:
             return f"; the model's module classes include one close to it{suggestion}"
-    if not present:
+    own = list(dict.fromkeys(types[0] for types in module_types if types))  # without the bases
+    if not own:
         return ""
-    shown = ", ".join(present[:8]) + (", ..." if len(present) > 8 else "")
-    return f"; the model's module classes are {shown} (and the families 'norm', 'embedding')"
+    shown = ", ".join(own[:8]) + (", ..." if len(own) > 8 else "")
+    # only the classes of modules that hold tensors themselves are known (and tested): a block
+    # class such as BertLayer holds none, its Linear and LayerNorm children do
+    return (
+        f"; module_type matches the class of the module holding a tensor itself (or a base of it), "
+        f"here {shown}, or the families 'norm', 'embedding'; for a block class (one holding only "
+        "submodules, such as a transformer layer) select its tensors by prefix or glob"
+    )

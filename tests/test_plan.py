@@ -219,7 +219,8 @@ def test_no_wrapper_hint_where_the_names_carry_the_prefix_or_the_selector_does_n
                      id="dotted-class"),
         pytest.param(ModuleType("batchnorm2d"), r"case-sensitive: the model has 'BatchNorm2d'", id="class-case"),
         pytest.param(ModuleType("BatchNrm2d"), r"did you mean 'BatchNorm2d'\?", id="class-typo"),
-        pytest.param(ModuleType("GELU"), r"module classes are .*'norm', 'embedding'", id="class-absent"),
+        pytest.param(ModuleType("BasicBlock"), r"holding a tensor itself .*, here Conv2d, BatchNorm2d, Linear, or the families "
+                     r"'norm', 'embedding'; for a block class .* by prefix or glob", id="class-absent"),
     ],
 )
 def test_a_selector_that_matches_nothing_says_what_was_probably_meant(select, hint):
