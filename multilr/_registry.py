@@ -33,6 +33,28 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
     return {ep.name: ep for ep in importlib.metadata.entry_points(group=GROUP)}
 
 
+def _entry_point(name: str) -> importlib.metadata.EntryPoint | None:
+    """The one entry point registering ``name``, or None.
+
+    Raises:
+        BackendError: Two installed entry points register ``name`` with different targets:
+            which one loads would depend on ``sys.path`` order, silently.
+    """
+    found = {ep.value: ep for ep in importlib.metadata.entry_points(group=GROUP) if ep.name == name}
+    if len(found) > 1:
+        owners = ", ".join(f"{_dist_name(ep)} ({value})" for value, ep in found.items())
+        raise BackendError(
+            f"backend {name!r} is registered by more than one installed package: {owners}; "
+            "uninstall all but one (which one would load depends on sys.path order)"
+        )
+    return next(iter(found.values()), None)
+
+
+def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return str(dist.name) if dist is not None else "an unknown distribution"
+
+
 def register_backend(name: str, factory: Callable[[], Any]) -> None:
     """Register a backend in this process, without packaging (tests, notebooks).
 
@@ -110,7 +132,7 @@ def get_backend(backend: str | Backend) -> Backend:
         return cached
     factory = _registered.get(backend)
     if factory is None:
-        ep = _entry_points().get(backend)
+        ep = _entry_point(backend)
         if ep is None:
             raise _not_found(backend)
         try:

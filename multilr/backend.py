@@ -58,13 +58,20 @@ Convention = Literal["lr", "lr_scale"]
 class Backend(Protocol):
     """What a backend provides.
 
-    Attributes:
-        name: The name users pass as ``backend=``.
-        convention: How this target applies scales (see :data:`Convention`).
+    ``name`` and ``convention`` are read-only members: a class attribute
+    (``convention: Convention = "lr"``; annotate it, or a type checker reads ``str``), a
+    ``Final`` or a property all satisfy the protocol.
     """
 
-    name: str
-    convention: Convention
+    @property
+    def name(self) -> str:
+        """The name users pass as ``backend=``."""
+        ...
+
+    @property
+    def convention(self) -> Convention:
+        """How this target applies scales (see :data:`Convention`)."""
+        ...
 
     def extract(self, model: Any) -> Sequence[ParamInfo]:
         """Every named parameter of ``model``, in model order.

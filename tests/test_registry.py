@@ -103,3 +103,21 @@ def test_lr_scale_convention_never_prescales():
 def test_backend_cannot_be_inferred_for_unknown_objects():
     with pytest.raises(BackendNotFoundError, match=r"cannot tell which backend reads a dict; pass backend="):
         build({"w": 1.0}, Spec(lr=1))
+
+
+def _distribution(site, name, target):
+    """An installed distribution registering backend ``lists`` at ``target``, as pip leaves one."""
+    info = site / f"{name.replace('-', '_')}-0.1.dist-info"  # as pip names the folder
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[multilr.backends]\nlists = {target}\n")
+
+
+def test_two_packages_registering_one_name_are_refused(tmp_path, monkeypatch):
+    _distribution(tmp_path, "lists-a", "test_registry:ListBackend")
+    _distribution(tmp_path, "lists-b", "shadow:ListBackend")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(BackendError, match=r"backend 'lists' is registered by more than one installed package: "
+                                           r"lists-a \(test_registry:ListBackend\), lists-b \(shadow:ListBackend\)"):
+        get_backend("lists")
+    assert "lists" not in multilr._registry._instances  # nothing loaded

@@ -411,3 +411,19 @@ def test_case_is_frozen() -> None:
     with pytest.raises(AttributeError):
         case.dtype = "float64"  # type: ignore[misc]
     assert replace(case, dtype="float64").id.endswith("-float64")
+
+
+def test_the_newest_trace_file_wins_whatever_its_name(tmp_path):
+    import os
+
+    from multilr.testing import load_traces
+
+    def write(name, status, when):
+        path = tmp_path / name
+        path.write_text(json.dumps({"backend": "mine", "case": "sgd-step-frozen", "status": status}) + "\n")
+        os.utime(path, ns=(when, when))
+
+    # pid 10234 ran after pid 9876, though "10234" sorts first as text
+    write("mine.9876.jsonl", "pass", 1_000_000_000)
+    write("mine.10234.jsonl", "fail", 2_000_000_000)
+    assert load_traces(tmp_path)["mine"]["sgd-step-frozen"]["status"] == "fail"

@@ -54,9 +54,15 @@ def record(result: CellResult, directory: str | os.PathLike[str] | None = None) 
 
 
 def load_traces(directory: str | os.PathLike[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Every recorded cell: backend -> case id -> record (the last record wins)."""
+    """Every recorded cell: backend -> case id -> record (the last record wins).
+
+    Files are read oldest first (by modification time), so a run traced into a folder
+    that still holds an earlier run's files overrides it; ``<backend>.<pid>.jsonl``
+    names sort by pid as text, which says nothing about which run came last.
+    """
     out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    for path in sorted(Path(directory).glob("*.jsonl")):
+    paths = sorted(Path(directory).glob("*.jsonl"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    for path in paths:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 rec = json.loads(line)

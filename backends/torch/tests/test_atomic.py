@@ -673,6 +673,8 @@ SITES: dict[str, list[str] | str] = {
         "is read, as backend-plugin-fails does)",
     ],
     "multilr/_registry.py::_check_contract": ["backend-contract", "backend-convention"],
+    "multilr/_registry.py::_entry_point": "two installed packages registering one name "
+    "(tests/test_registry.py puts such a pair on sys.path); it raises before the model is read",
     "multilr/_rules.py::Rule.__post_init__": ["spec-rule-two-rates", "spec-rule-sets-nothing"],
     "multilr/_rules.py::Rule.from_dict": ["spec-rule-name-type"],
     "multilr/_rules.py::LayerDecay.__post_init__": ["spec-layer-decay-depth"],
