@@ -126,7 +126,7 @@ class Controller:
         self._step = 0
         self._hook: Any = None
         self._written: list[float] = []  # each group's lr as last written, to spot another driver
-        self._transition(0, self._mult, self._frozen, self._done, everything=True)
+        self._transition(0, self._mult, self._frozen, self._done, everything=True, check=False)
         if freeze_by == "grad" and callable(register_hook):  # checked above; callable() for mypy
             self._hook = register_hook(self._before_optimizer_step)
 
@@ -166,8 +166,9 @@ class Controller:
         Raises:
             MultiLRError: A group's ``lr`` is not the one the Controller wrote: a framework
                 scheduler (or anything else) drives the same optimizer; nothing changes.
+                :meth:`set_scale`, :meth:`freeze`, :meth:`unfreeze` and :meth:`freeze_to`
+                check the same.
         """
-        check_rates_unchanged(self.optimizer, self.groups, self._written, self._step)
         self._transition(self._step + 1, list(self._mult), list(self._frozen), set(self._done))
 
     def set_scale(self, group: str, multiplier: float) -> None:
@@ -211,7 +212,8 @@ class Controller:
                 mult[i] = m
         for i in idx:
             frozen[i] = False
-        self._transition(self._step, mult, frozen, self._done)
+        # named by the user: tensors the model itself had switched off are switched on too
+        self._transition(self._step, mult, frozen, self._done, thaw_model_off=True)
 
     def freeze_to(self, n: int) -> None:
         """Freeze every group below depth ``n`` and unfreeze the rest (fastai's ``freeze_to``).
@@ -282,6 +284,7 @@ class Controller:
             done | {s for s, v in stages.items() if v[0] <= step},
             everything=True,
             stages=False,
+            check=False,  # the optimizer's rates were just loaded: they are rewritten here
         )
 
     # -- inside --------------------------------------------------------------------------
@@ -306,6 +309,8 @@ class Controller:
         *,
         everything: bool = False,
         stages: bool = True,
+        check: bool = True,
+        thaw_model_off: bool = False,
     ) -> None:
         """Move to ``step`` with these multipliers and flags, applying the stages due by then.
 
@@ -314,7 +319,14 @@ class Controller:
         flag changed (of every group, with ``everything``) are written. Under
         ``freeze_by="grad"`` a group the spec froze for good never thaws (checked before
         writing too), and ``requires_grad`` is off only for those groups.
+
+        ``check``: first refuse when a group's ``lr`` is not the one last written (another
+        driver). ``thaw_model_off``: the call names the groups it unfreezes
+        (:meth:`unfreeze`), so tensors the model itself had switched off are switched on;
+        a stage or :meth:`freeze_to` leaves them off.
         """
+        if check:
+            check_rates_unchanged(self.optimizer, self.groups, self._written, self._step)
         if stages:
             mult, frozen, done = self._program.due(step, (mult, frozen, done))
         rates = self._program.rates(step, mult, frozen)  # may raise: nothing written yet
@@ -327,4 +339,4 @@ class Controller:
         for pg, rate in zip(self.optimizer.param_groups, rates, strict=True):
             pg["lr"] = rate
         self._written = rates
-        self._freezing.write(self.optimizer.param_groups, frozen, was_frozen, changed)
+        self._freezing.write(self.optimizer.param_groups, frozen, was_frozen, changed, thaw_model_off)

@@ -94,25 +94,38 @@ class Freezing:
             )
 
     def write(
-        self, pgs: Sequence[Any], frozen: Sequence[bool], was: Sequence[bool], changed: Iterable[int]
+        self,
+        pgs: Sequence[Any],
+        frozen: Sequence[bool],
+        was: Sequence[bool],
+        changed: Iterable[int],
+        thaw_model_off: bool = False,
     ) -> None:
         """Set the tensors of the groups ``changed`` for their new ``frozen`` flags (``was``: the old).
 
         A frozen tensor loses its gradient; ``requires_grad`` is off under
         ``"requires_grad"`` for the frozen groups, under ``"grad"`` only for the groups
-        frozen for good.
+        frozen for good. A tensor the model had switched off is switched on only when
+        ``thaw_model_off`` (an unfreeze that names its group) thaws its group; a tensor that
+        cannot have a gradient (an integer buffer kept as a parameter) is never switched on.
         """
         by_flag = self.by == "requires_grad"
         for i in changed:
             trains = not (frozen[i] if by_flag else self.for_good[i])
-            thawed_now = was[i] and not frozen[i]
+            thawed_now = thaw_model_off and was[i] and not frozen[i]
             for p, model_off in zip(params(pgs[i]), self.model_off[i], strict=True):
                 if frozen[i]:
                     p.grad = None  # a leftover gradient would still move it in some optimizers
-                if trains and model_off and not thawed_now:
+                if trains and ((model_off and not thawed_now) or not _differentiable(p)):
                     continue  # never switch on what the model switched off, unless asked to
                 if bool(p.requires_grad) != trains:
                     p.requires_grad_(trains)
+
+
+def _differentiable(p: Any) -> bool:
+    """Whether ``p`` can have a gradient: a floating-point (or complex) tensor."""
+    is_complex = getattr(p, "is_complex", None)
+    return bool(p.is_floating_point() or (is_complex is not None and is_complex()))
 
 
 def params(group: Any) -> list[Any]:

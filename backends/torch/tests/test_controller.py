@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import multilr
-from multilr import Controller, LayerDecay, MultiLRError, Prefix, Rule, Spec, SpecError
+from multilr import Controller, LayerDecay, MultiLRError, Prefix, Rule, Spec, SpecError, Stage
 from multilr.schedules import Function, Step
 
 
@@ -184,6 +184,57 @@ def test_tensors_the_model_switched_off_stay_off_until_their_group_is_unfrozen(f
     ctl.unfreeze("default")  # an explicit unfreeze of its group is the user asking for it
     assert model[0].bias.requires_grad, "an explicit unfreeze should switch the group's tensors on"
     ctl.close()
+
+
+def test_a_stage_or_freeze_to_leaves_the_models_own_off_switch_alone() -> None:
+    # a LoRA-style base the user froze must not start training when a gradual-unfreezing
+    # stage or freeze_to reaches its depth; only an unfreeze that names its group does
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].weight.requires_grad_(False)
+    spec = Spec(lr=0.1, layer_decay=LayerDecay(0.5), stages=[Stage(at=1, from_depth=0)])
+    groups = multilr.build(model, spec)
+    ctl = Controller(torch.optim.SGD(groups), groups)
+    ctl.step()  # the stage unfreezes depth 0
+    assert model[0].bias.requires_grad and not model[0].weight.requires_grad
+    ctl.freeze_to(-1)
+    ctl.freeze_to(0)
+    assert model[0].bias.requires_grad and not model[0].weight.requires_grad
+    ctl.freeze(groups.plan.groups[0].name)
+    ctl.unfreeze(groups.plan.groups[0].name)
+    assert model[0].weight.requires_grad, "an unfreeze naming the group should switch it on"
+
+
+def test_unfreezing_a_group_with_an_integer_tensor_switches_on_only_the_float_ones() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].register_parameter("count", torch.nn.Parameter(torch.zeros(3, dtype=torch.long), requires_grad=False))
+    groups = multilr.build(model, {"lr": 0.1, "rules": [{"prefix": "0", "frozen": True, "name": "body"}]})
+    ctl = Controller(torch.optim.SGD(groups), groups)
+    ctl.unfreeze("body/frozen")  # torch cannot give an integer tensor a gradient
+    assert model[0].weight.requires_grad and model[0].bias.requires_grad
+    assert not model[0].count.requires_grad and ctl.frozen() == []
+
+
+@pytest.mark.parametrize("call", ["set_scale", "freeze", "unfreeze", "freeze_to"])
+def test_every_change_refuses_rates_another_driver_wrote(call: str) -> None:
+    # OneCycleLR next to a Controller used only for freezing: set_scale or unfreeze would put
+    # the group back at its planned rate for a step, and the scheduler would then undo it
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    spec = {"lr": 0.1, "layer_decay": {"decay": 0.5}, "rules": [{"prefix": "0", "frozen": True, "name": "body"}]}
+    groups = multilr.build(model, spec)
+    opt = torch.optim.SGD(groups)
+    ctl = Controller(opt, groups)
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=10)
+    before = (ctl.state_dict(), [g["lr"] for g in opt.param_groups], [p.requires_grad for p in model.parameters()])
+    act = {
+        "set_scale": lambda: ctl.set_scale("depth1", 2.0),
+        "freeze": lambda: ctl.freeze("depth1"),
+        "unfreeze": lambda: ctl.unfreeze("body/depth0/frozen"),
+        "freeze_to": lambda: ctl.freeze_to(0),
+    }[call]
+    with pytest.raises(MultiLRError, match=r"has lr .* but the Controller set"):
+        act()
+    after = (ctl.state_dict(), [g["lr"] for g in opt.param_groups], [p.requires_grad for p in model.parameters()])
+    assert after == before, "got a refused call changing something"
 
 
 @pytest.mark.parametrize("step", ["3", 3.0, True], ids=["text", "float", "bool"])
