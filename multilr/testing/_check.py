@@ -93,10 +93,15 @@ class Observation:
             every parameter by name, as float64 arrays.
         planned: Per parameter name: ``(rate, weight_decay, frozen)`` from the plan the
             backend built (see :func:`planned`).
+        requires_grad: Per parameter name: its framework flag right after ``build``, or
+            ``None`` where the framework has none. A tensor the plan freezes must be off
+            (frozen means no gradient, so no optimizer state and no share of a gradient
+            norm): a backend that leaves it on moves nothing at rate 0, and only this shows it.
     """
 
     params: Sequence[Mapping[str, Array]]
     planned: Mapping[str, tuple[float, float, bool]]
+    requires_grad: Mapping[str, bool] | None = None
 
 
 class Harness(Protocol):
@@ -284,6 +289,14 @@ def check_cell(harness: Harness, case: Case, *, expected_failure: str = "") -> C
 def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
     plan = make_plan(case.infos(), case.spec)
     msgs = _compare_plans(planned(plan), obs.planned)
+    if obs.requires_grad is not None:
+        left_on = [n for n, (_, _, frozen) in planned(plan).items() if frozen and obs.requires_grad.get(n)]
+        if left_on:
+            msgs.append(
+                f"frozen tensors left with requires_grad on after build: {left_on}; a backend's emit sets "
+                "its framework's flag off for every tensor the plan freezes (else they get gradients, "
+                "optimizer state and a share of a clipped gradient norm)"
+            )
     if len(obs.params) != case.steps + 1:
         return [
             *msgs,

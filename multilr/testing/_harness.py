@@ -206,8 +206,9 @@ class TorchLikeHarness:
         """Build, train, report (see :class:`~multilr.testing.Harness`)."""
         model = self.make_model(case)
         groups = build(model, case.spec, backend=self.build_backend)
+        flags = {n: bool(p.requires_grad) for n, p in model.named_parameters()}
         snaps = self.train(case, model, groups)
-        return Observation(snaps, planned(groups.plan))
+        return Observation(snaps, planned(groups.plan), flags)
 
 
 def _power(factor: float, every: int) -> Callable[[int], float]:

@@ -26,6 +26,7 @@ import pytest
 import torch
 from multilr_torch import TorchBackend
 
+import multilr
 from multilr import Controller, Plan
 from multilr.testing import Case, TorchLikeHarness, all_cases, check_backend
 
@@ -90,6 +91,36 @@ def test_the_correct_backend_passes_the_same_cells() -> None:
     cases = [c for c in all_cases() if c.setup.kind in ("sgd", "adam", "adamw")]
     report = check_backend(TorchLikeHarness(torch, TorchBackend()), cases=cases)
     assert report.ok, report.summary()
+
+
+class ForgetRequiresGrad(TorchBackend):
+    """Emits the right groups (frozen ones at rate 0) but leaves frozen tensors' flags on."""
+
+    name = "forget-requires-grad"
+
+    def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
+        groups = super().emit(model, plan)
+        for group in groups:
+            for p in group["params"]:
+                p.requires_grad_(True)
+        return groups
+
+
+def test_a_backend_that_leaves_frozen_tensors_trainable_is_caught() -> None:
+    # at rate 0 they do not move, so only the flags show it: they would get gradients,
+    # optimizer state and a share of a clipped gradient norm
+    cases = [c for c in all_cases() if c.setup.kind in ("sgd", "adamw") and not c.controlled]
+    report = check_backend(TorchLikeHarness(torch, ForgetRequiresGrad()), cases=cases)
+    frozen = 0
+    for result, case in zip(report.results, cases, strict=True):
+        plan = multilr.plan(case.infos(), case.spec)
+        if any(g.frozen for g in plan.groups):
+            frozen += 1
+            assert result.status == "failed", f"not caught on {case.id}"
+            assert any("left with requires_grad on" in m for m in result.messages), result.describe()
+        else:
+            assert result.status == "passed", result.describe()
+    assert frozen >= 4, f"only {frozen} cells freeze anything"
 
 
 # -- wrong run-time control --------------------------------------------------------------
