@@ -17,7 +17,8 @@ from multilr._select import Glob, ModuleType, Prefix, Selector, matching
 
 __all__ = ["no_match_hint"]
 
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_COMPILED = "_orig_mod."
+_WRAPPER_PREFIXES = ("module.", _COMPILED)
 _PATTERN_CHARS = frozenset("*?[")
 
 
@@ -48,18 +49,24 @@ def no_match_hint(selector: Selector, table: ParamTable) -> str:
 
 
 def _wrapper_hint(described: str, names: Sequence[str]) -> str:
-    """A selector written for a wrapper's names (DDP's ``module.head``).
+    """A selector written for a wrapper's names (DDP's ``module.head``, ``body._orig_mod.0``).
 
     Backends read the model inside its wrapper (torch: DDP, ``DataParallel``,
-    ``torch.compile``), so the wrapper's prefix is in no name.
+    ``torch.compile``), so the wrapper's prefix is in no name; torch also reads a
+    compiled submodule's names without its ``_orig_mod.``.
     """
     pattern = described.partition(":")[2].lstrip("^").replace("\\.", ".")  # a regex escapes its dots
-    if not pattern.startswith(_WRAPPER_PREFIXES) or any(n.startswith(_WRAPPER_PREFIXES) for n in names):
-        return ""
-    return (
-        "; names are the model's own: the model inside DDP, DataParallel or torch.compile is read, "
-        "without their 'module.' or '_orig_mod.' prefix"
-    )
+    if pattern.startswith(_WRAPPER_PREFIXES) and not any(n.startswith(_WRAPPER_PREFIXES) for n in names):
+        return (
+            "; names are the model's own: the model inside DDP, DataParallel or torch.compile is read, "
+            "without their 'module.' or '_orig_mod.' prefix"
+        )
+    if f".{_COMPILED}" in pattern and not any(_COMPILED in n for n in names):
+        return (
+            "; names are the model's own: a submodule compiled with torch.compile is read without "
+            "the '_orig_mod.' its names have in named_parameters()"
+        )
+    return ""
 
 
 def _glob_hint(pattern: str, table: ParamTable) -> str:

@@ -28,6 +28,9 @@ class ParamInfo:
             bases (so ``"_BatchNorm"`` matches every batch-norm variant).
         requires_grad: The model's own flag when extracted. Never used for depth.
         key: Identity of the underlying tensor; equal keys mean tied parameters.
+        attribute: The tensor's attribute name on ``module`` when it is not the last part
+            of ``name`` (torch's ``ln.parametrizations.weight.original`` is ``ln``'s
+            ``weight``); ``""``: the last part of ``name``.
 
     Example:
         >>> ParamInfo("fc.bias", (10,), "float32", "fc", ("Linear",), True, 1).ndim
@@ -41,6 +44,7 @@ class ParamInfo:
     module_types: tuple[str, ...]
     requires_grad: bool
     key: Hashable
+    attribute: str = ""
 
     @property
     def ndim(self) -> int:
@@ -55,7 +59,7 @@ class ParamInfo:
     @property
     def leaf(self) -> str:
         """The attribute name on the owning module (``"weight"``, ``"bias"``)."""
-        return self.name.rpartition(".")[2]
+        return self.attribute or self.name.rpartition(".")[2]
 
 
 class ParamTable:
@@ -76,6 +80,8 @@ class ParamTable:
             planner never reads it; only :meth:`infos` does).
         tensors: The framework's tensors, aligned with ``names``, when a backend read
             them (so ``emit`` need not walk the model again); ``None`` otherwise.
+        attributes: Each tensor's attribute name on its module (:attr:`ParamInfo.attribute`,
+            ``""`` for the last part of its name), or ``None`` when every one is that.
 
     Example:
         >>> t = ParamTable.from_infos([ParamInfo("fc.bias", (10,), "float32", "fc", ("Linear",), True, 1)])
@@ -86,6 +92,7 @@ class ParamTable:
     __slots__ = (
         "_dtypes",
         "_infos",
+        "attributes",
         "keys",
         "module_types",
         "modules",
@@ -105,6 +112,7 @@ class ParamTable:
         requires_grad: list[bool],
         keys: list[Hashable],
         tensors: list[Any] | None = None,
+        attributes: list[str] | None = None,
     ) -> None:
         self.names = names
         self.shapes = shapes
@@ -114,6 +122,7 @@ class ParamTable:
         self.requires_grad = requires_grad
         self.keys = keys
         self.tensors = tensors
+        self.attributes = attributes
         self._infos: list[ParamInfo] | None = None
 
     @classmethod
@@ -123,12 +132,27 @@ class ParamTable:
         if infos:
             columns = list(map(list, zip(*map(_FIELDS, infos), strict=True)))
         names, shapes, dtypes, modules, module_types, requires_grad, keys = columns
-        table = cls(names, shapes, dtypes, modules, module_types, requires_grad, keys)
+        attributes = [info.attribute for info in infos]
+        moved = attributes if any(attributes) else None  # no column when every name ends in its attribute
+        table = cls(names, shapes, dtypes, modules, module_types, requires_grad, keys, None, moved)
         table._infos = list(infos)
         return table
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def leaves(self) -> list[str]:
+        """Each tensor's attribute name on its module (:attr:`ParamInfo.leaf`).
+
+        Example:
+            >>> ParamTable(["fc.bias", "ln.parametrizations.weight.original"], [(), ()], [], [], [], [], [],
+            ...            attributes=["", "weight"]).leaves()
+            ['bias', 'weight']
+        """
+        leaves = [name.rpartition(".")[2] for name in self.names]
+        if self.attributes is not None:
+            leaves = [attr or leaf for attr, leaf in zip(self.attributes, leaves, strict=True)]
+        return leaves
 
     @property
     def dtypes(self) -> list[str]:
@@ -150,6 +174,7 @@ class ParamTable:
                     self.module_types,
                     self.requires_grad,
                     self.keys,
+                    *([self.attributes] if self.attributes is not None else []),
                 )
             )
         return self._infos

@@ -260,8 +260,11 @@ def _no_decay_classes(classes: Sequence[str], table: ParamTable, tensors: _Tenso
     names = table.names
     out: list[str] = []
     for cls in classes:
-        if cls == "bias":  # the attribute is named bias
-            flags: Iterable[Any] = map(str.endswith, names, repeat(".bias"))
+        flags: Iterable[Any]
+        if cls == "bias" and table.attributes is not None:  # a backend named the attributes
+            flags = [leaf == "bias" for leaf in table.leaves()]
+        elif cls == "bias":  # the attribute is named bias
+            flags = map(str.endswith, names, repeat(".bias"))
             if "bias" in names:
                 flags = [f or n == "bias" for f, n in zip(flags, names, strict=True)]
         elif cls == "1d":

@@ -44,6 +44,7 @@ __all__ = [
     "frozen_params",
     "frozen_tensors",
     "group_options",
+    "known_class_names",
     "walk_params",
 ]
 
@@ -421,3 +422,18 @@ def class_names(cls: type, base: type) -> tuple[str, ...]:
     if names is None:
         names = _CLASS_NAMES[cls] = tuple(c.__name__ for c in cls.__mro__ if c not in (base, object))
     return names
+
+
+def known_class_names(cls: type) -> tuple[str, ...] | None:
+    """What :func:`class_names` keeps for ``cls``, or ``None`` when no walk has met it yet.
+
+    A backend that fixes up a rare module class after :func:`collect_params` asks this
+    first: a class no walk has met owns no tensor of this one, so a model without it
+    pays nothing. The tuple is the very object the walk put in its ``module_types``.
+
+    Example:
+        >>> class Rare: pass
+        >>> known_class_names(Rare) is None, class_names(Rare, object) is known_class_names(Rare)
+        (True, True)
+    """
+    return _CLASS_NAMES.get(cls)

@@ -124,3 +124,42 @@ def test_matching_over_columns_agrees_with_matches(selector):
     infos = [dataclasses.replace(i, key=k) for k, i in enumerate(resnet_like())]
     table = ParamTable.from_infos(infos)
     assert matching(selector, table) == [k for k, i in enumerate(infos) if selector.matches(i)]
+
+
+# -- attribute names a backend gives (torch's parametrized tensors) ------------------------
+
+
+def _moved(name: str, attribute: str, module: str, types: tuple[str, ...]) -> ParamInfo:
+    return ParamInfo(name, (4,), "float32", module, types, True, name, attribute)
+
+
+def test_the_bias_class_reads_the_attribute_a_backend_names() -> None:
+    # torch keeps a parametrized bias at "ln.parametrizations.bias.original": by its name
+    # it is no bias; its backend says it is ln's attribute "bias"
+    infos = [
+        _moved("ln.parametrizations.bias.original", "bias", "ln", ("LayerNorm",)),
+        _moved("fc.parametrizations.weight.original", "weight", "fc", ("Linear",)),
+        ParamInfo("fc.bias", (4,), "float32", "fc", ("Linear",), True, "fc.bias"),
+    ]
+    p = plan(infos, Spec(lr=0.1, weight_decay=0.5, no_decay=("bias",)))
+    assert {x.name: x.weight_decay for x in p.params} == {
+        "ln.parametrizations.bias.original": 0.0,
+        "fc.parametrizations.weight.original": 0.5,
+        "fc.bias": 0.0,
+    }
+    # the same names without the attributes: only the plain bias is one (so the above can fail)
+    plain = plan([dataclasses.replace(i, attribute="") for i in infos], Spec(lr=0.1, weight_decay=0.5, no_decay=("bias",)))
+    assert [x.weight_decay for x in plain.params] == [0.5, 0.5, 0.0]
+
+
+def test_a_table_keeps_its_attributes_through_records() -> None:
+    infos = [_moved("a.parametrizations.bias.original", "bias", "a", ("Linear",)), bert_like()[0]]
+    table = ParamTable.from_infos(infos)
+    assert table.attributes == ["bias", ""]
+    assert table.leaves() == ["bias", infos[1].name.rpartition(".")[2]]
+    assert [i.leaf for i in infos] == table.leaves()
+    # a table with no moved tensor carries no column: the planner's fast path
+    assert ParamTable.from_infos(bert_like()).attributes is None
+    rebuilt = ParamTable(table.names, table.shapes, table.dtypes, table.modules, table.module_types,
+                         table.requires_grad, table.keys, None, table.attributes).infos()
+    assert rebuilt == infos

@@ -15,10 +15,10 @@ from multilr.backend import (
     ParamTable,
     attach_params,
     attach_table,
-    collect_params,
     frozen_params,
     frozen_tensors,
 )
+from multilr_torch._inner import read_model
 from multilr_torch._wrappers import DDPTable, peel, refuse_ddp_freeze, refuse_fsdp1, unwrap
 
 __all__ = ["TorchBackend"]
@@ -69,7 +69,7 @@ class TorchBackend:
         which keeps the per-tensor Python work to the walk itself.
         """
         module, ddp = _require_module(model)
-        names, modules, module_types, tensors = collect_params(module, torch.nn.Module)
+        (names, modules, module_types, tensors), attributes = read_model(module)
         refuse_fsdp1(names)
         # is_lazy is an isinstance check: asked once per tensor class, not once per tensor
         if any(issubclass(cls, UninitializedTensorMixin) for cls in set(map(type, tensors))):
@@ -88,6 +88,7 @@ class TorchBackend:
             list(map(_REQUIRES_GRAD, tensors)),
             list(map(id, tensors)),
             tensors,
+            attributes,
         )
 
     def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
@@ -97,7 +98,7 @@ class TorchBackend:
             BackendError: The model's parameters no longer match the plan.
         """
         module, ddp = _require_module(model)
-        walk = collect_params(module, torch.nn.Module)
+        walk, _ = read_model(module)
         refuse_fsdp1(walk.names)
         return self._emit(plan, walk.names, walk.tensors, ddp)
 
