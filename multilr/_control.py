@@ -23,7 +23,7 @@ so the controller refuses ``oneflow-graph`` groups; there a schedule goes throug
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from multilr._check import number
@@ -126,6 +126,9 @@ class Controller:
         self._step = 0
         self._hook: Any = None
         self._written: list[float] = []  # each group's lr as last written, to spot another driver
+        # groups whose model-off tensors an unfreeze naming them switched on, not frozen since:
+        # kept in state_dict, so a resumed run trains them too
+        self._thawed: frozenset[int] = frozenset()
         self._transition(0, self._mult, self._frozen, self._done, everything=True, check=False)
         if freeze_by == "grad" and callable(register_hook):  # checked above; callable() for mypy
             self._hook = register_hook(self._before_optimizer_step)
@@ -213,7 +216,7 @@ class Controller:
         for i in idx:
             frozen[i] = False
         # named by the user: tensors the model itself had switched off are switched on too
-        self._transition(self._step, mult, frozen, self._done, thaw_model_off=True)
+        self._transition(self._step, mult, frozen, self._done, thaw=idx)
 
     def freeze_to(self, n: int) -> None:
         """Freeze every group below depth ``n`` and unfreeze the rest (fastai's ``freeze_to``).
@@ -260,12 +263,17 @@ class Controller:
     # -- checkpoints ---------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Step, multipliers, frozen groups and the stages already applied, by name."""
+        """Step, multipliers, frozen groups and the stages already applied, by name.
+
+        ``thawed``: the groups whose tensors the model itself had switched off and an
+        :meth:`unfreeze` naming them switched on, so a resumed run trains them too.
+        """
         return {
             "step": self._step,
             "multipliers": dict(zip(self.groups, self._mult, strict=True)),
             "frozen": self.frozen(),
             "stages_done": sorted(self._done),
+            "thawed": [g for i, g in enumerate(self.groups) if i in self._thawed],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -275,7 +283,7 @@ class Controller:
             SpecError: Missing keys, unknown group names or bad values.
         """
         stages = self._program.stages
-        step, values, frozen, done = read_state(state, self.groups, stages)
+        step, values, frozen, done, thawed = read_state(state, self.groups, stages)
         # the stages are already in the saved flags; none is applied again
         self._transition(
             step,
@@ -285,6 +293,7 @@ class Controller:
             everything=True,
             stages=False,
             check=False,  # the optimizer's rates were just loaded: they are rewritten here
+            thaw=thawed,
         )
 
     # -- inside --------------------------------------------------------------------------
@@ -310,7 +319,7 @@ class Controller:
         everything: bool = False,
         stages: bool = True,
         check: bool = True,
-        thaw_model_off: bool = False,
+        thaw: Collection[int] = (),
     ) -> None:
         """Move to ``step`` with these multipliers and flags, applying the stages due by then.
 
@@ -321,9 +330,9 @@ class Controller:
         writing too), and ``requires_grad`` is off only for those groups.
 
         ``check``: first refuse when a group's ``lr`` is not the one last written (another
-        driver). ``thaw_model_off``: the call names the groups it unfreezes
-        (:meth:`unfreeze`), so tensors the model itself had switched off are switched on;
-        a stage or :meth:`freeze_to` leaves them off.
+        driver). ``thaw``: groups whose tensors the model itself had switched off are
+        switched on (those an :meth:`unfreeze` names, or a checkpoint's ``thawed``) if
+        they train; a stage or :meth:`freeze_to` leaves them off.
         """
         if check:
             check_rates_unchanged(self.optimizer, self.groups, self._written, self._step)
@@ -334,9 +343,10 @@ class Controller:
         changed = (
             range(len(frozen)) if everything else [i for i, f in enumerate(frozen) if f != self._frozen[i]]
         )
-        was_frozen = self._frozen
         self._step, self._mult, self._frozen, self._done = step, mult, frozen, done
+        # freezing a group again undoes its thaw, as it switches its tensors off
+        self._thawed = frozenset(i for i in (*self._thawed, *thaw) if not frozen[i])
         for pg, rate in zip(self.optimizer.param_groups, rates, strict=True):
             pg["lr"] = rate
         self._written = rates
-        self._freezing.write(self.optimizer.param_groups, frozen, was_frozen, changed, thaw_model_off)
+        self._freezing.write(self.optimizer.param_groups, frozen, changed, thaw)

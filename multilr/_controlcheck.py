@@ -9,7 +9,7 @@ functions of the given values and the plan: nothing here writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from multilr._check import number
@@ -76,8 +76,10 @@ def check_optimizer(optimizer: Any, plan: Plan) -> None:
 
 def read_state(
     state: Mapping[str, Any], groups: Sequence[str], stages: Mapping[str, Any]
-) -> tuple[int, list[float], list[bool], set[str]]:
-    """Step, multipliers and frozen flags (in ``groups`` order) and the stages done, from ``state``.
+) -> tuple[int, list[float], list[bool], set[str], list[int]]:
+    """Step, multipliers and frozen flags (in ``groups`` order), the stages done and the thawed groups.
+
+    ``thawed`` (group positions) is absent from checkpoints written before it existed: none.
 
     Args:
         state: What ``Controller.state_dict()`` returned.
@@ -93,7 +95,11 @@ def read_state(
     if missing:
         raise SpecError(f"controller state lacks {missing}; pass what Controller.state_dict() returned")
     mult = dict(state["multipliers"])
-    unknown = sorted((set(mult) | set(state["frozen"])) - set(groups))
+    thawed = state.get("thawed", ())
+    if isinstance(thawed, str) or not isinstance(thawed, Iterable):
+        raise SpecError(f"controller state thawed must be a list of group names, got {thawed!r}")
+    thawed = list(thawed)
+    unknown = sorted((set(mult) | set(state["frozen"]) | set(thawed)) - set(groups))
     if unknown:
         raise SpecError(f"controller state names unknown groups {unknown}; groups: {groups}")
     values = [number(mult.get(n, 1.0), f"multiplier of group {n!r}") for n in groups]
@@ -106,4 +112,4 @@ def read_state(
     if done - set(stages):
         raise SpecError(f"controller state names unknown stages {sorted(done - set(stages))}")
     frozen = [n in state["frozen"] for n in groups]
-    return step, values, frozen, done
+    return step, values, frozen, done, [i for i, n in enumerate(groups) if n in thawed]

@@ -17,7 +17,7 @@ rate each trains: this is the only part that touches tensors (``requires_grad`` 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -97,22 +97,21 @@ class Freezing:
         self,
         pgs: Sequence[Any],
         frozen: Sequence[bool],
-        was: Sequence[bool],
         changed: Iterable[int],
-        thaw_model_off: bool = False,
+        thaw: Collection[int] = (),
     ) -> None:
-        """Set the tensors of the groups ``changed`` for their new ``frozen`` flags (``was``: the old).
+        """Set the tensors of the groups ``changed`` for their new ``frozen`` flags.
 
         A frozen tensor loses its gradient; ``requires_grad`` is off under
         ``"requires_grad"`` for the frozen groups, under ``"grad"`` only for the groups
-        frozen for good. A tensor the model had switched off is switched on only when
-        ``thaw_model_off`` (an unfreeze that names its group) thaws its group; a tensor that
-        cannot have a gradient (an integer buffer kept as a parameter) is never switched on.
+        frozen for good. A tensor the model had switched off is switched on only when its
+        group is in ``thaw`` (an unfreeze named it) and not frozen; a tensor that cannot
+        have a gradient (an integer buffer kept as a parameter) is never switched on.
         """
         by_flag = self.by == "requires_grad"
         for i in changed:
             trains = not (frozen[i] if by_flag else self.for_good[i])
-            thawed_now = thaw_model_off and was[i] and not frozen[i]
+            thawed_now = i in thaw and not frozen[i]
             for p, model_off in zip(params(pgs[i]), self.model_off[i], strict=True):
                 if frozen[i]:
                     p.grad = None  # a leftover gradient would still move it in some optimizers

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import models
 import pytest
 import torch
@@ -202,6 +204,66 @@ def test_a_stage_or_freeze_to_leaves_the_models_own_off_switch_alone() -> None:
     ctl.freeze(groups.plan.groups[0].name)
     ctl.unfreeze(groups.plan.groups[0].name)
     assert model[0].weight.requires_grad, "an unfreeze naming the group should switch it on"
+
+
+def _lora_like(seed: int = 0) -> tuple[torch.nn.Sequential, torch.optim.Optimizer, Controller]:
+    """A base the model switched off, frozen by the spec too, and a head."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    model[0].weight.requires_grad_(False)  # the model's own choice (a LoRA base)
+    spec = {"lr": 0.1, "rules": [{"prefix": "0", "frozen": True, "name": "base"}]}
+    groups = multilr.build(model, spec)
+    opt = torch.optim.SGD(groups, momentum=0.9)
+    return model, opt, Controller(opt, groups)
+
+
+def _lora_step(model: torch.nn.Module, opt: torch.optim.Optimizer, ctl: Controller) -> None:
+    opt.zero_grad()
+    model(torch.ones(5, 2)).square().sum().backward()
+    opt.step()
+    ctl.step()
+
+
+@pytest.mark.parametrize("through", ["controller", "checkpoint"])
+def test_a_resumed_run_trains_what_an_unfreeze_switched_on(through: str) -> None:
+    # unfreeze("base") switched the model's own "off" on; a run resumed from a checkpoint
+    # must train the same tensors, or it silently differs from the run it continues
+    model, opt, ctl = _lora_like()
+    ctl.unfreeze("base/frozen")
+    _lora_step(model, opt, ctl)
+    assert ctl.state_dict()["thawed"] == ["base/frozen"]
+    # a copy, as torch.save makes: state_dict() holds the live momentum buffers
+    if through == "controller":
+        saved = copy.deepcopy((opt.state_dict(), ctl.state_dict()))
+    else:
+        saved = copy.deepcopy((multilr.state_dict(opt, ctl),))
+    resumed_model, resumed_opt, resumed_ctl = _lora_like()
+    resumed_model.load_state_dict(model.state_dict())
+    if through == "controller":
+        resumed_opt.load_state_dict(saved[0])
+        resumed_ctl.load_state_dict(saved[1])
+    else:
+        multilr.load_state_dict(resumed_opt, saved[0], resumed_ctl)
+    assert resumed_model[0].weight.requires_grad, "the resumed run left the unfrozen base off"
+    for m, o, c in ((model, opt, ctl), (resumed_model, resumed_opt, resumed_ctl)):
+        _lora_step(m, o, c)
+    torch.testing.assert_close(resumed_model[0].weight, model[0].weight, rtol=0, atol=0)
+
+
+def test_freezing_again_ends_a_thaw_and_old_checkpoints_have_none() -> None:
+    model, _, ctl = _lora_like()
+    ctl.unfreeze("base/frozen")
+    ctl.freeze("base/frozen")
+    assert ctl.state_dict()["thawed"] == [] and not model[0].weight.requires_grad
+    ctl.unfreeze("base/frozen")
+    state = {k: v for k, v in ctl.state_dict().items() if k != "thawed"}  # written before it existed
+    _, _, fresh = _lora_like()
+    fresh.load_state_dict(state)
+    assert fresh.frozen() == [] and fresh.state_dict()["thawed"] == []
+    with pytest.raises(SpecError, match=r"unknown groups \['nope'\]"):
+        fresh.load_state_dict({**state, "thawed": ["nope"]})
+    with pytest.raises(SpecError, match="thawed must be a list of group names"):
+        fresh.load_state_dict({**state, "thawed": "base/frozen"})
 
 
 def test_unfreezing_a_group_with_an_integer_tensor_switches_on_only_the_float_ones() -> None:
