@@ -311,10 +311,13 @@ def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
     shadow = Reference(case.setup.kind, case.setup.hyper)
     rtol, tol = tolerance(case)
     eps = EPS[case.dtype]
+    seen: list[Mapping[str, Any]] = []  # each step's gradients, to replay a tensor's steps
     for name in case.names():
         result.rates[name] = []
     for t in range(case.steps):
         grads = case.gradient(t)
+        seen.append(grads)
+        replay = _Replay(case, obs, rates, frozen, seen, (rtol, eps))
         for name in case.names():
             before, after = obs.params[t][name], obs.params[t + 1][name]
             delta = after - before
@@ -334,14 +337,16 @@ def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
                 msgs.append(
                     f"step {t}: {name} trained at rate {got:.6g}, plan x schedule says {want:.6g} "
                     f"(ratio {got / want:.4g})"
+                    + replay.weight_decay_hint(name, wd)
                 )
                 continue
-            misfit = float(np.abs(delta + want * u).max())
-            if misfit > rtol * float(np.abs(want * u).max()) + 4 * eps * float(np.abs(before).max()):
+            if not _fits(delta, want, u, before, rtol, eps):
+                misfit = float(np.abs(delta + want * u).max())
+                hint = replay.weight_decay_hint(name, wd)
                 msgs.append(
                     f"step {t}: {name}'s update is not rate x direction: off by "
-                    f"{misfit / float(np.abs(want * u).max()):.3g} of its size "
-                    "(was the gradient scaled instead of the rate?)"
+                    f"{misfit / float(np.abs(want * u).max()):.3g} of its size"
+                    + (hint or " (was the gradient scaled instead of the rate?)")
                 )
     for t in range(1, case.steps + 1):
         for name in case.names():
@@ -352,6 +357,59 @@ def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
     final = obs.params[-1]
     result.final = {n: [float(x) for x in np.ravel(final[n])] for n in case.names()}
     return msgs
+
+
+def _fits(delta: Any, want: float, u: Any, before: Any, rtol: float, eps: float) -> bool:
+    """Whether the update ``delta`` is ``-want x u`` element-wise, within the tolerance."""
+    misfit = float(np.abs(delta + want * u).max())
+    return misfit <= rtol * float(np.abs(want * u).max()) + 4 * eps * float(np.abs(before).max())
+
+
+@dataclass(frozen=True)
+class _Replay:
+    """One tensor's observed steps so far, trained again under other weight decays."""
+
+    case: Case
+    obs: Observation
+    rates: Sequence[Mapping[str, float]]
+    frozen: Sequence[Any]
+    grads: Sequence[Mapping[str, Any]]
+    tols: tuple[float, float]
+
+    def weight_decay_hint(self, name: str, wd: Mapping[str, float]) -> str:
+        """``"; ..."`` when every step of ``name`` so far fits its planned rate under another weight decay.
+
+        A wrong ``weight_decay`` in a group reads as a wrong rate (the update's direction
+        changes), which would send a backend's author after the scales. Each other weight
+        decay the plan uses, and 0, is tried from step 0 on the observed parameters, so
+        the optimizer state is the one the backend had under that decay.
+        """
+        for other in sorted({0.0, *wd.values()} - {wd[name]}):
+            if self._fits_throughout(name, other):
+                return (
+                    f"; every step so far fits the planned rate with weight decay {other:g}, where the "
+                    f"plan gives {name} {wd[name]:g}: the group's weight_decay is wrong, not its rate"
+                )
+        return ""
+
+    def _fits_throughout(self, name: str, weight_decay: float) -> bool:
+        rtol, eps = self.tols
+        ref = Reference(self.case.setup.kind, self.case.setup.hyper)
+        for t, grads in enumerate(self.grads):
+            if name in self.frozen[t]:
+                continue
+            before = self.obs.params[t][name]
+            delta = self.obs.params[t + 1][name] - before
+            u = ref.direction(name, before, grads[name], weight_decay=weight_decay)
+            want = self.rates[t][name]
+            if want == 0.0:
+                continue
+            if (u * u).sum() == 0.0:
+                return False
+            got = float(-(delta * u).sum() / (u * u).sum())
+            if abs(got - want) > rtol * abs(want) or not _fits(delta, want, u, before, rtol, eps):
+                return False
+        return True
 
 
 def _compare_plans(

@@ -13,6 +13,9 @@ mistake: under SGD without weight decay, scaling the gradient *is* scaling the r
 (the update is linear in both), and those cells must pass. (Controlled cases are left
 out there: ``multilr.Controller`` rewrites every group's rate from the plan.)
 
+A backend that loses the no-decay classes (``decay-everything``) must be caught with a
+message that names the weight decay, not the rate.
+
 The run-time cases (``ctl_*``) must catch a wrong Controller: one that ignores the calls,
 one that "freezes" by rate 0 alone (gradients still flow: momentum and moments move on),
 and one that drops the optimizer state of the tensors it unfreezes.
@@ -121,6 +124,33 @@ def test_a_backend_that_leaves_frozen_tensors_trainable_is_caught() -> None:
         else:
             assert result.status == "passed", result.describe()
     assert frozen >= 4, f"only {frozen} cells freeze anything"
+
+
+class DecayEverything(TorchBackend):
+    """Reports the plan faithfully but gives every group the base weight decay (no_decay lost)."""
+
+    name = "decay-everything"
+
+    def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
+        groups = super().emit(model, plan)
+        for group in groups:
+            group["weight_decay"] = plan.spec.weight_decay
+        return groups
+
+
+def test_a_wrong_weight_decay_is_reported_as_one() -> None:
+    # a wrong weight decay changes the update's direction, which reads as a wrong rate;
+    # the message must say which it is, or a backend's author goes after the scales
+    cases = [c for c in all_cases() if "no_decay" in c.id and not c.controlled and c.setup.weight_decay > 0]
+    assert len(cases) >= 8
+    report = check_backend(TorchLikeHarness(torch, DecayEverything()), cases=cases)
+    for result, case in zip(report.results, cases, strict=True):
+        assert result.status == "failed", result.describe()
+        base = f"with weight decay {case.setup.weight_decay:g}, where the plan gives"
+        # the first steps that show it start from the plan's optimizer state: named there
+        # (Adam's L2 decay of 0.01 shows only at step 4, its moments normalise it away)
+        first = result.messages[0]
+        assert base in first and "the group's weight_decay is wrong, not its rate" in first, result.describe()
 
 
 # -- wrong run-time control --------------------------------------------------------------
