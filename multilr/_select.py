@@ -36,10 +36,13 @@ __all__ = [
 
 #: Families of module types, usable as ``ModuleType("norm")``. Matched against the
 #: owning module's class and all its bases, so subclasses (``LlamaRMSNorm``,
-#: ``FrozenBatchNorm2d``) are found without being listed.
+#: ``FrozenBatchNorm2d``) are found without being listed. ``norm`` also takes the gated
+#: RMS norms of state-space models (``MambaRMSNormGated``); ``embedding`` also takes the
+#: ``*Embeddings`` modules of transformers, whose own tensors are the class token and the
+#: position embeddings (ViT's ``cls_token``, ``position_embeddings``), not a projection.
 MODULE_TYPE_ALIASES: Mapping[str, re.Pattern[str]] = {
-    "norm": re.compile(r"Norm(\d+d)?$"),
-    "embedding": re.compile(r"Embedding(Bag)?$"),
+    "norm": re.compile(r"Norm(\d+d|Gated)?$"),
+    "embedding": re.compile(r"Embedding(s|Bag)?$"),
 }
 
 

@@ -131,6 +131,28 @@ def test_weight_decay_classes():
         assert got == wd, f"got {got}, should be {wd} [{classes} on {name}]"
 
 
+@pytest.mark.parametrize(
+    ("cls", "family", "member"),
+    [
+        (("LayerNorm",), "norm", True),
+        (("MambaRMSNormGated",), "norm", True),  # Mamba2's gated RMS norm
+        (("LlamaRMSNorm",), "norm", True),
+        (("Normal",), "norm", False),
+        (("NormGate",), "norm", False),
+        (("Embedding",), "embedding", True),
+        (("ViTEmbeddings",), "embedding", True),  # owns cls_token / position_embeddings
+        (("EmbeddingBag",), "embedding", True),
+        (("Embedder",), "embedding", False),
+        (("EmbeddingsProjection",), "embedding", False),
+    ],
+    ids=lambda x: x[0] if isinstance(x, tuple) else str(x),
+)
+def test_module_type_families(cls: tuple[str, ...], family: str, member: bool) -> None:
+    infos = [ParamInfo("m.w", (4,), "float32", "m", cls, True, "m.w"), info("fc.weight")]
+    p = plan(infos, Spec(lr=1, weight_decay=0.3, no_decay=(family,)))
+    assert (p.param("m.w").weight_decay == 0.0) is member
+
+
 def test_module_type_and_predicate_selectors():
     p = plan(resnet_like(), Spec(lr=1, rules=[Rule(ModuleType("BatchNorm2d"), lr_mult=0.5, name="bn"),
                                                Rule(Predicate(lambda n, i: i.ndim == 4, "4d"), lr_mult=2)]))

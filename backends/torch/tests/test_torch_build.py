@@ -387,3 +387,22 @@ def test_t5_depths_per_mode(mode: str, depths: dict[str, int]) -> None:
         assert {p.lr for p in params} == {0.5 ** (plan.max_depth - depth)}
     assert plan.param("shared.weight").depth == 0  # tied to embed_tokens and lm_head: the stem
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_a_transformers_vits_class_token_and_position_embeddings_are_embeddings() -> None:
+    # nn.Parameters on ViTEmbeddings (no nn.Embedding holds them): the "embedding" class
+    # keeps them out of weight decay, as timm's no_weight_decay() does; the patch
+    # projection (a Conv2d under it) stays decayed
+    import transformers
+
+    config = transformers.ViTConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, image_size=16, patch_size=8
+    )
+    model = transformers.ViTModel(config)
+    groups = multilr.build(model, Spec(lr=0.1, weight_decay=0.5, no_decay=("embedding",)))
+    wd = {p.name: p.weight_decay for p in groups.plan.params}
+    assert wd["embeddings.cls_token"] == wd["embeddings.position_embeddings"] == 0.0
+    assert wd["embeddings.patch_embeddings.projection.weight"] == 0.5
+    decayed = {id(p) for g in groups if g["weight_decay"] == 0.5 for p in g["params"]}
+    assert id(model.embeddings.cls_token) not in decayed
+    assert id(model.embeddings.patch_embeddings.projection.weight) in decayed
