@@ -66,12 +66,21 @@ def infer_depths(names: Sequence[str], mode: str | Mapping[str, int]) -> dict[st
     return dict(zip(names, depth_list(names, mode), strict=True))
 
 
-def depth_list(names: Sequence[str], mode: str | Mapping[str, int]) -> list[int]:
+def depth_list(
+    names: Sequence[str], mode: str | Mapping[str, int], stacks_among: Sequence[str] | None = None
+) -> list[int]:
     """:func:`infer_depths` as a list aligned with ``names`` (what the planner uses).
+
+    ``stacks_among``: for ``blocks`` and ``outer``, only stacks of these names count as
+    blocks (``layer_decay.within``: a segmentation head's stacks do not shift the
+    backbone's depths); the units are still cut over all ``names``.
 
     Example:
         >>> depth_list(["stem.w", "head.w"], "top")
         [0, 1]
+        >>> names = ["body.0.f.w", "body.1.f.w", "neck.0.f.w", "neck.1.f.w"]
+        >>> depth_list(names, "blocks"), depth_list(names, "blocks", stacks_among=names[:2])
+        ([1, 2, 3, 4], [1, 2, 3, 3])
     """
     if isinstance(mode, Mapping):
         return _explicit(names, mode)
@@ -79,7 +88,7 @@ def depth_list(names: Sequence[str], mode: str | Mapping[str, int]) -> list[int]
         return list(range(len(names)))
     if mode == "top":
         return _top(names)
-    return _blocks(names, outer=mode == "outer")
+    return _blocks(names, outer=mode == "outer", stacks_among=stacks_among)
 
 
 def _top(names: Sequence[str]) -> list[int]:
@@ -103,10 +112,13 @@ def _explicit(names: Sequence[str], depth_map: Mapping[str, int]) -> list[int]:
     return out
 
 
-def _blocks(names: Sequence[str], outer: bool = False) -> list[int]:
+def _blocks(
+    names: Sequence[str], outer: bool = False, stacks_among: Sequence[str] | None = None
+) -> list[int]:
     """``"blocks"`` depths: find the stacks, cut the tree into units, number them.
 
-    ``outer``: only the outermost stacks count (``"outer"`` mode).
+    ``outer``: only the outermost stacks count (``"outer"`` mode). ``stacks_among``: the
+    stacks are looked for among these names only (see :func:`depth_list`).
 
     Example:
         >>> names = ["emb.w", *(f"block.{i}.layer.{j}.fc.w" for i in (0, 1) for j in (0, 1))]
@@ -115,7 +127,11 @@ def _blocks(names: Sequence[str], outer: bool = False) -> list[int]:
     """
     unique = names if len(set(names)) == len(names) else list(dict.fromkeys(names))
     owners = _owners(unique)
-    stacks = _stacks(unique, owners)
+    if stacks_among is None:
+        stacks = _stacks(unique, owners)
+    else:
+        among = list(dict.fromkeys(stacks_among))
+        stacks = _stacks(among, _owners(among))
     if outer:
         stacks = _outermost(stacks)
     if not stacks:  # no stack: top-level order

@@ -298,16 +298,10 @@ def _layer_decay(
     ``hinted``: the model's own depths (its ``group_matcher``), used in place of the
     default inference; an explicit depth mode in the spec wins over them.
     """
-    if hinted is not None and decay.depth == "blocks":
-        depths, decided.depth_from = hinted, GROUP_MATCHER
-    else:
-        depths = depth_list(tensors.names, decay.depth)
-    decided.decay = decay.decay
-    decided.max_depth = max(depths)
-    if decay.within is None:
-        return depths, range(len(depths))
-    decayed = tensors.of(matching(decay.within, table))
-    if not decayed:  # a typo here would silently switch layer decay off
+    decayed: range | list[int] = range(len(tensors.names))
+    if decay.within is not None:
+        decayed = tensors.of(matching(decay.within, table))
+    if decay.within is not None and not decayed:  # a typo here would silently switch layer decay off
         sample = ", ".join(repr(n) for n in tensors.names[:5])
         described = decay.within.describe()
         raise CoverageError(
@@ -316,7 +310,19 @@ def _layer_decay(
             "dot boundaries: 'layer' does not match 'layer1', use glob 'layer*')"
             + no_match_hint(decay.within, table)
         )
-    hits.touched.update(decayed)
+    if hinted is not None and decay.depth == "blocks":
+        depths, decided.depth_from = hinted, GROUP_MATCHER
+    elif decay.within is not None:
+        # only the stacks inside `within` are blocks: a segmentation head's module lists
+        # or a second tower must not push the backbone's depths down
+        names = tensors.names
+        depths = depth_list(names, decay.depth, stacks_among=[names[t] for t in decayed])
+    else:
+        depths = depth_list(tensors.names, decay.depth)
+    decided.decay = decay.decay
+    decided.max_depth = max(depths)
+    if decay.within is not None:
+        hits.touched.update(decayed)
     return depths, decayed
 
 

@@ -406,3 +406,28 @@ def test_a_transformers_vits_class_token_and_position_embeddings_are_embeddings(
     decayed = {id(p) for g in groups if g["weight_decay"] == 0.5 for p in g["params"]}
     assert id(model.embeddings.cls_token) not in decayed
     assert id(model.embeddings.patch_embeddings.projection.weight) in decayed
+
+
+def test_layer_decay_within_a_backbone_counts_only_the_backbones_blocks() -> None:
+    # UperNet on a ConvNeXt: the decode head's psp_modules / lateral_convs / fpn_convs are
+    # numbered module lists too; counted as blocks they pushed the backbone's last block
+    # from 0.75x down to 0.75**5x (mmseg's layer-decay constructor: head 1x, last block 0.75x)
+    import transformers
+
+    torch.manual_seed(0)
+    backbone = transformers.ConvNextConfig(
+        num_stages=4, hidden_sizes=[4, 4, 8, 8], depths=[1, 1, 2, 1], out_features=["stage1", "stage2", "stage3", "stage4"]
+    )
+    model = transformers.UperNetForSemanticSegmentation(
+        transformers.UperNetConfig(backbone_config=backbone, hidden_size=8, auxiliary_in_channels=8, num_labels=3)
+    )
+    spec = Spec(lr=1.0, layer_decay=LayerDecay(0.75, within=Prefix("backbone")))
+    groups = multilr.build(model, spec)
+    plan = groups.plan
+    rate = {p.name: p.lr for p in plan.params}
+    assert rate["backbone.encoder.stages.3.layers.0.pwconv2.weight"] == pytest.approx(0.75)
+    assert rate["backbone.embeddings.patch_embeddings.weight"] == pytest.approx(0.75**6)  # 5 blocks + head
+    assert {rate[n] for n in rate if n.startswith(("decode_head.", "auxiliary_head."))} == {1.0}
+    # what torch is handed
+    lrs = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert lrs[id(model.backbone.embeddings.patch_embeddings.weight)] == pytest.approx(0.75**6)
