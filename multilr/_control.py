@@ -283,17 +283,22 @@ class Controller:
             SpecError: Missing keys, unknown group names or bad values.
         """
         stages = self._program.stages
-        step, values, frozen, done, thawed = read_state(state, self.groups, stages)
-        # the stages are already in the saved flags; none is applied again
+        saved = read_state(state, self.groups, stages)
+        done = saved.stages_done
+        if done is None:  # a state from before stages_done: its flags hold every stage due
+            done = {s for s, v in stages.items() if v[0] <= saved.step}
+        # the stages applied are in the saved flags and not applied again; a stage due by now
+        # and not applied (the spec moved it earlier, or steps_per_epoch changed) is applied
+        # here, as a step would: left out, its groups would stay frozen for good
         self._transition(
-            step,
-            values,
-            frozen,
-            done | {s for s, v in stages.items() if v[0] <= step},
+            saved.step,
+            saved.multipliers,
+            saved.frozen,
+            done,
             everything=True,
-            stages=False,
             check=False,  # the optimizer's rates were just loaded: they are rewritten here
-            thaw=thawed,
+            thaw=saved.thawed,
+            replace_thaw=True,  # the saved groups, not these and the ones thawed now
         )
 
     # -- inside --------------------------------------------------------------------------
@@ -320,6 +325,7 @@ class Controller:
         stages: bool = True,
         check: bool = True,
         thaw: Collection[int] = (),
+        replace_thaw: bool = False,
     ) -> None:
         """Move to ``step`` with these multipliers and flags, applying the stages due by then.
 
@@ -331,8 +337,9 @@ class Controller:
 
         ``check``: first refuse when a group's ``lr`` is not the one last written (another
         driver). ``thaw``: groups whose tensors the model itself had switched off are
-        switched on (those an :meth:`unfreeze` names, or a checkpoint's ``thawed``) if
-        they train; a stage or :meth:`freeze_to` leaves them off.
+        switched on (those an :meth:`unfreeze` names, or a checkpoint's ``thawed``), added
+        to the ones thawed before (``replace_thaw``: in their place); a stage or
+        :meth:`freeze_to` leaves such tensors off.
         """
         if check:
             check_rates_unchanged(self.optimizer, self.groups, self._written, self._step)
@@ -343,10 +350,10 @@ class Controller:
         changed = (
             range(len(frozen)) if everything else [i for i, f in enumerate(frozen) if f != self._frozen[i]]
         )
+        thawed = self._freezing.thawed((*(() if replace_thaw else self._thawed), *thaw), frozen)
         self._step, self._mult, self._frozen, self._done = step, mult, frozen, done
-        # freezing a group again undoes its thaw, as it switches its tensors off
-        self._thawed = frozenset(i for i in (*self._thawed, *thaw) if not frozen[i])
+        self._thawed = thawed
         for pg, rate in zip(self.optimizer.param_groups, rates, strict=True):
             pg["lr"] = rate
         self._written = rates
-        self._freezing.write(self.optimizer.param_groups, frozen, changed, thaw)
+        self._freezing.write(self.optimizer.param_groups, frozen, changed, thawed)

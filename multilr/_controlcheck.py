@@ -9,8 +9,8 @@ functions of the given values and the plan: nothing here writes anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from multilr._check import number
 from multilr._freezing import params as _params
@@ -74,12 +74,20 @@ def check_optimizer(optimizer: Any, plan: Plan) -> None:
             )
 
 
-def read_state(
-    state: Mapping[str, Any], groups: Sequence[str], stages: Mapping[str, Any]
-) -> tuple[int, list[float], list[bool], set[str], list[int]]:
-    """Step, multipliers and frozen flags (in ``groups`` order), the stages done and the thawed groups.
+class SavedState(NamedTuple):
+    """A Controller state, checked and in the Controller's group order."""
 
-    ``thawed`` (group positions) is absent from checkpoints written before it existed: none.
+    step: int
+    multipliers: list[float]
+    frozen: list[bool]
+    #: the stages applied when it was saved; ``None``: a state from before the key existed
+    stages_done: set[str] | None
+    #: positions of the groups an unfreeze switched on (none in states from before the key)
+    thawed: list[int]
+
+
+def read_state(state: Mapping[str, Any], groups: Sequence[str], stages: Mapping[str, Any]) -> SavedState:
+    """Step, multipliers and frozen flags (in ``groups`` order), the stages done and the thawed groups.
 
     Args:
         state: What ``Controller.state_dict()`` returned.
@@ -87,19 +95,19 @@ def read_state(
         stages: The spec's stages by name (``Program.stages``).
 
     Raises:
-        SpecError: Missing keys, unknown group names or bad values.
+        SpecError: Missing keys, unknown group or stage names, or values of the wrong type.
     """
     # a KeyError or a TypeError from a half-written state would not say what is wrong
     keys = state if isinstance(state, Mapping) else {}
     missing = [k for k in ("step", "multipliers", "frozen") if k not in keys]
     if missing:
         raise SpecError(f"controller state lacks {missing}; pass what Controller.state_dict() returned")
-    mult = dict(state["multipliers"])
-    thawed = state.get("thawed", ())
-    if isinstance(thawed, str) or not isinstance(thawed, Iterable):
-        raise SpecError(f"controller state thawed must be a list of group names, got {thawed!r}")
-    thawed = list(thawed)
-    unknown = sorted((set(mult) | set(state["frozen"]) | set(thawed)) - set(groups))
+    mult = state["multipliers"]
+    if not isinstance(mult, Mapping):
+        raise SpecError(f"controller state multipliers must map group names to numbers, got {mult!r:.100}")
+    frozen_names = _names(state["frozen"], "frozen")
+    thawed = _names(state.get("thawed", ()), "thawed")
+    unknown = sorted((set(mult) | set(frozen_names) | set(thawed)) - set(groups), key=str)
     if unknown:
         raise SpecError(f"controller state names unknown groups {unknown}; groups: {groups}")
     values = [number(mult.get(n, 1.0), f"multiplier of group {n!r}") for n in groups]
@@ -108,8 +116,15 @@ def read_state(
         raise SpecError(f"controller state step must be an integer, got {step!r}")
     if step < 0:
         raise SpecError(f"controller state step must be >= 0, got {step}")
-    done = set(state.get("stages_done", ()))
-    if done - set(stages):
-        raise SpecError(f"controller state names unknown stages {sorted(done - set(stages))}")
-    frozen = [n in state["frozen"] for n in groups]
-    return step, values, frozen, done, [i for i, n in enumerate(groups) if n in thawed]
+    done = set(_names(state["stages_done"], "stages_done")) if "stages_done" in state else None
+    if done is not None and done - set(stages):
+        raise SpecError(f"controller state names unknown stages {sorted(done - set(stages), key=str)}")
+    frozen = [n in frozen_names for n in groups]
+    return SavedState(step, values, frozen, done, [i for i, n in enumerate(groups) if n in thawed])
+
+
+def _names(value: Any, key: str) -> list[Any]:
+    """A list of names from ``value``; a string or a non-list is refused (it is not a list of names)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise SpecError(f"controller state {key} must be a list of names, got {value!r:.100}")
+    return list(value)

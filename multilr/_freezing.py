@@ -93,32 +93,43 @@ class Freezing:
                 "Controller.freeze (which keeps them in autograd in this mode)"
             )
 
+    def thawed(self, groups: Iterable[int], frozen: Sequence[bool]) -> frozenset[int]:
+        """Which of ``groups`` (thawed by an unfreeze) stay thawed under the new ``frozen`` flags.
+
+        Under ``"requires_grad"`` freezing a group switches its tensors off, which ends
+        its thaw; under ``"grad"`` freezing keeps ``requires_grad`` on (a wrapping engine
+        must keep seeing them), so a thaw lasts.
+        """
+        if self.by == "grad":
+            return frozenset(groups)
+        return frozenset(i for i in groups if not frozen[i])
+
     def write(
         self,
         pgs: Sequence[Any],
         frozen: Sequence[bool],
         changed: Iterable[int],
-        thaw: Collection[int] = (),
+        thawed: Collection[int] = (),
     ) -> None:
         """Set the tensors of the groups ``changed`` for their new ``frozen`` flags.
 
         A frozen tensor loses its gradient; ``requires_grad`` is off under
         ``"requires_grad"`` for the frozen groups, under ``"grad"`` only for the groups
-        frozen for good. A tensor the model had switched off is switched on only when its
-        group is in ``thaw`` (an unfreeze named it) and not frozen; a tensor that cannot
-        have a gradient (an integer buffer kept as a parameter) is never switched on.
+        frozen for good. A tensor the model had switched off is on only in a group of
+        ``thawed`` (an unfreeze named it, see :meth:`thawed`), and is put back off
+        otherwise (a state loaded over a thawed one); a tensor that cannot have a gradient
+        (an integer buffer kept as a parameter) is never switched on.
         """
         by_flag = self.by == "requires_grad"
         for i in changed:
             trains = not (frozen[i] if by_flag else self.for_good[i])
-            thawed_now = i in thaw and not frozen[i]
+            thaw = i in thawed
             for p, model_off in zip(params(pgs[i]), self.model_off[i], strict=True):
                 if frozen[i]:
                     p.grad = None  # a leftover gradient would still move it in some optimizers
-                if trains and ((model_off and not thawed_now) or not _differentiable(p)):
-                    continue  # never switch on what the model switched off, unless asked to
-                if bool(p.requires_grad) != trains:
-                    p.requires_grad_(trains)
+                on = trains and (thaw or not model_off) and _differentiable(p)
+                if bool(p.requires_grad) != on:
+                    p.requires_grad_(on)
 
 
 def _differentiable(p: Any) -> bool:

@@ -509,6 +509,11 @@ CASES: dict[str, Case] = {
         "multiplier of group 'head'",
     ),
     "ctl-load-missing-key": Case(lambda env: env.ctl.load_state_dict({"step": 1}), SpecError, "multipliers"),
+    "ctl-load-frozen-not-a-list": Case(
+        lambda env: env.ctl.load_state_dict({**env.ctl.state_dict(), "frozen": "head"}),
+        SpecError,
+        "frozen must be a list of names",
+    ),
     # -- checkpoints -------------------------------------------------------------------
     "ckpt-not-a-checkpoint": Case(
         lambda env: multilr.load_state_dict(env.opt, {"model": {}}, env.ctl),
@@ -647,6 +652,7 @@ SITES: dict[str, list[str] | str] = {
         "ctl-load-unknown-stage",
         "ctl-load-missing-key",
     ],
+    "multilr/_controlcheck.py::_names": ["ctl-load-frozen-not-a-list"],
     "multilr/_targets.py::group_index": [
         "ctl-unknown-group",
         "ctl-shared-parameter",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import models
 import pytest
@@ -262,8 +263,114 @@ def test_freezing_again_ends_a_thaw_and_old_checkpoints_have_none() -> None:
     assert fresh.frozen() == [] and fresh.state_dict()["thawed"] == []
     with pytest.raises(SpecError, match=r"unknown groups \['nope'\]"):
         fresh.load_state_dict({**state, "thawed": ["nope"]})
-    with pytest.raises(SpecError, match="thawed must be a list of group names"):
+    with pytest.raises(SpecError, match="thawed must be a list of names"):
         fresh.load_state_dict({**state, "thawed": "base/frozen"})
+
+
+def _model_off_run(freeze_by: str) -> tuple[torch.nn.Sequential, torch.optim.Optimizer, Controller]:
+    """Layer 0 switched off by the model; layer decay gives it a group of its own."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    model[0].requires_grad_(False)
+    groups = multilr.build(model, {"lr": 0.1, "layer_decay": {"decay": 0.5}})
+    opt = torch.optim.SGD(groups)
+    return model, opt, Controller(opt, groups, freeze_by=freeze_by)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("freeze_by", ["requires_grad", "grad"])
+def test_a_thaw_then_a_freeze_resumes_as_it_ran(freeze_by: str) -> None:
+    # under "grad" freezing keeps requires_grad on, so the thaw lasts and a later
+    # freeze_to(0) trains layer 0; under "requires_grad" freezing ends it
+    model, opt, ctl = _model_off_run(freeze_by)
+    g0 = ctl.groups[0]
+    ctl.freeze(g0)
+    ctl.unfreeze(g0)
+    ctl.freeze(g0)
+    assert ctl.state_dict()["thawed"] == ([g0] if freeze_by == "grad" else [])
+    saved = copy.deepcopy(multilr.state_dict(opt, ctl))
+    resumed, resumed_opt, resumed_ctl = _model_off_run(freeze_by)
+    resumed.load_state_dict(model.state_dict())
+    multilr.load_state_dict(resumed_opt, saved, resumed_ctl)
+    for m, o, c in ((model, opt, ctl), (resumed, resumed_opt, resumed_ctl)):
+        c.freeze_to(0)
+        _lora_step(m, o, c)
+    assert resumed[0].weight.requires_grad == model[0].weight.requires_grad == (freeze_by == "grad")
+    torch.testing.assert_close(resumed[0].weight, model[0].weight, rtol=0, atol=0)
+
+
+def test_loading_an_earlier_state_undoes_a_thaw() -> None:
+    # rolling back in place (same model, optimizer, Controller) to a state saved before the
+    # unfreeze: the model's own "off" comes back, and the Controller no longer reports the thaw
+    model, opt, ctl = _model_off_run("requires_grad")
+    before = copy.deepcopy(ctl.state_dict())
+    ctl.freeze(ctl.groups[0])
+    ctl.unfreeze(ctl.groups[0])
+    assert model[0].weight.requires_grad
+    ctl.load_state_dict(before)
+    assert not model[0].weight.requires_grad and ctl.state_dict()["thawed"] == []
+    start = model[0].weight.detach().clone()
+    _lora_step(model, opt, ctl)
+    assert torch.equal(model[0].weight, start), "the model-off layer trained after the rollback"
+
+
+def test_a_refused_checkpoint_leaves_the_thawed_groups_as_they_were() -> None:
+    _, opt, ctl = _model_off_run("requires_grad")
+    ctl.freeze(ctl.groups[0])
+    ctl.unfreeze(ctl.groups[0])
+    saved = copy.deepcopy(multilr.state_dict(opt, ctl))
+    fresh_model, fresh_opt, fresh = _model_off_run("requires_grad")
+
+    def refuse(*_: Any) -> None:
+        raise RuntimeError("disk says no")
+
+    fresh_opt.register_load_state_dict_pre_hook(refuse)  # the optimizer refuses, after the Controller loaded
+    with pytest.raises(multilr.CheckpointError, match="nothing changed"):
+        multilr.load_state_dict(fresh_opt, saved, fresh)
+    assert fresh.state_dict()["thawed"] == [] and not fresh_model[0].weight.requires_grad
+
+
+@pytest.mark.parametrize("moved", ["steps_per_epoch", "stage_at"])
+def test_a_stage_due_but_never_applied_is_applied_on_load(moved: str) -> None:
+    # saved at step 6 with stage "all" due at step 8; resumed where it falls due earlier
+    # (fewer steps per epoch, or the spec moved it): it is applied at load, where it was
+    # silently marked done and its groups stayed frozen for good
+    def run(spe: int, at_epoch: int) -> tuple[torch.optim.Optimizer, Controller]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+        spec = Spec(
+            lr=0.1,
+            layer_decay=LayerDecay(0.5),
+            stages=[Stage(from_depth=-1, at=0, name="head"), Stage(from_depth=0, epoch=at_epoch, name="all")],
+        )
+        groups = multilr.build(model, spec)
+        opt = torch.optim.SGD(groups)
+        return opt, Controller(opt, groups, steps_per_epoch=spe)
+
+    opt, ctl = run(4, 2)
+    for _ in range(6):
+        opt.step()
+        ctl.step()
+    assert ctl.frozen() == ["depth0/all"]
+    saved = copy.deepcopy(multilr.state_dict(opt, ctl))
+    new_opt, new_ctl = run(3, 2) if moved == "steps_per_epoch" else run(4, 1)
+    multilr.load_state_dict(new_opt, saved, new_ctl)
+    assert new_ctl.frozen() == [] and new_ctl.state_dict()["stages_done"] == ["all", "head"]
+    assert new_opt.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("multipliers", [1.0], "multipliers must map group names to numbers"),
+        ("frozen", "default", "frozen must be a list of names"),
+        ("stages_done", None, "stages_done must be a list of names"),
+        ("thawed", 5, "thawed must be a list of names"),
+    ],
+)
+def test_a_malformed_controller_state_is_a_spec_error_naming_the_key(key: str, value: Any, message: str) -> None:
+    _, _, ctl = _model_off_run("requires_grad")
+    with pytest.raises(SpecError, match=message):
+        ctl.load_state_dict({**ctl.state_dict(), key: value})
 
 
 def test_unfreezing_a_group_with_an_integer_tensor_switches_on_only_the_float_ones() -> None:
