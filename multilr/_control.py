@@ -126,8 +126,9 @@ class Controller:
         self._step = 0
         self._hook: Any = None
         self._written: list[float] = []  # each group's lr as last written, to spot another driver
-        # groups whose model-off tensors an unfreeze naming them switched on, not frozen since:
-        # kept in state_dict, so a resumed run trains them too
+        # groups whose model-off tensors an unfreeze naming them switched on (under
+        # "requires_grad", not frozen since: Freezing.thawed); in state_dict, so a resumed
+        # run trains them too
         self._thawed: frozenset[int] = frozenset()
         self._transition(0, self._mult, self._frozen, self._done, everything=True, check=False)
         if freeze_by == "grad" and callable(register_hook):  # checked above; callable() for mypy
