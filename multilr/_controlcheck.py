@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from multilr._check import number
+from multilr._check import number, shown
 from multilr._freezing import params as _params
 from multilr._plantypes import Plan
 from multilr.errors import MultiLRError, SpecError, UnsupportedFeatureError
@@ -104,7 +104,7 @@ def read_state(state: Mapping[str, Any], groups: Sequence[str], stages: Mapping[
         raise SpecError(f"controller state lacks {missing}; pass what Controller.state_dict() returned")
     mult = state["multipliers"]
     if not isinstance(mult, Mapping):
-        raise SpecError(f"controller state multipliers must map group names to numbers, got {mult!r:.100}")
+        raise SpecError(f"controller state multipliers must map group names to numbers, got {shown(mult)}")
     frozen_names = _names(state["frozen"], "frozen")
     thawed = _names(state.get("thawed", ()), "thawed")
     unknown = sorted((set(mult) | set(frozen_names) | set(thawed)) - set(groups), key=str)
@@ -126,5 +126,5 @@ def read_state(state: Mapping[str, Any], groups: Sequence[str], stages: Mapping[
 def _names(value: Any, key: str) -> list[Any]:
     """A list of names from ``value``; a string or a non-list is refused (it is not a list of names)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
-        raise SpecError(f"controller state {key} must be a list of names, got {value!r:.100}")
+        raise SpecError(f"controller state {key} must be a list of names, got {shown(value)}")
     return list(value)

@@ -311,13 +311,13 @@ def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
     shadow = Reference(case.setup.kind, case.setup.hyper)
     rtol, tol = tolerance(case)
     eps = EPS[case.dtype]
-    seen: list[Mapping[str, Any]] = []  # each step's gradients, to replay a tensor's steps
+    seen: list[Mapping[str, Any]] = []  # each step's gradients so far, to replay a tensor's steps
+    replay = _Replay(case, obs, rates, frozen, seen, (rtol, eps))
     for name in case.names():
         result.rates[name] = []
     for t in range(case.steps):
         grads = case.gradient(t)
         seen.append(grads)
-        replay = _Replay(case, obs, rates, frozen, seen, (rtol, eps))
         for name in case.names():
             before, after = obs.params[t][name], obs.params[t + 1][name]
             delta = after - before
