@@ -61,6 +61,7 @@ class Decisions:
         structure: Every tensor's depth in the model's block structure, once known
             (layer decay's or the stages' depths; else made by :meth:`block_depths`).
         hints: The model's hints the planner honoured, or ``None``.
+        placed: Position -> the ``layer_decay.place`` pattern that set its depth.
     """
 
     __slots__ = (
@@ -78,6 +79,7 @@ class Decisions:
         "max_depth",
         "names",
         "no_decay",
+        "placed",
         "rate_rule",
         "rates",
         "requires_grad",
@@ -124,6 +126,7 @@ class Decisions:
         self.groups = GroupColumns([], [], [], [], [], [])
         self.structure: list[int] | None = None
         self.hints: ModelHints | None = None
+        self.placed: dict[int, str] = {}
 
     def block_depths(self) -> list[int]:
         """Every tensor's depth, as ``Controller.freeze_to`` and ``from_depth`` stages count them.
@@ -225,7 +228,10 @@ class Decisions:
             source = f"{rule.name} ({kind}={value:g})"
         depth = self.depth[t]
         if depth is not None and self.decay is not None and self.max_depth is not None:
-            by = f" by {self.depth_from}" if self.depth_from else ""
+            if t in self.placed:
+                by = f" by layer_decay.place[{self.placed[t]!r}]"
+            else:
+                by = f" by {self.depth_from}" if self.depth_from else ""
             source += f" x {self.decay:g}^{self.max_depth - depth} (depth {depth}/{self.max_depth}{by})"
         sched = self.schedule_rule.get(t)
         if sched is not None:

@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 from multilr.errors import PlanError
 
-__all__ = ["depth_list", "infer_depths"]
+__all__ = ["depth_list", "depths_and_head", "infer_depths"]
 
 
 def infer_depths(names: Sequence[str], mode: str | Mapping[str, int]) -> dict[str, int]:
@@ -82,13 +82,33 @@ def depth_list(
         >>> depth_list(names, "blocks"), depth_list(names, "blocks", stacks_among=names[:2])
         ([1, 2, 3, 4], [1, 2, 3, 3])
     """
+    return depths_and_head(names, mode, stacks_among)[0]
+
+
+def depths_and_head(
+    names: Sequence[str], mode: str | Mapping[str, int], stacks_among: Sequence[str] | None = None
+) -> tuple[list[int], int]:
+    """:func:`depth_list` and the depth of the head.
+
+    In ``blocks`` and ``outer`` mode the head is one above the last block, whether or
+    not the model has anything after it (OPT's tied ``lm_head`` leaves nothing there):
+    what ``layer_decay.place`` puts at ``"head"``. Otherwise it is the highest depth.
+
+    Example:
+        >>> depths_and_head(["emb.w", "layer.0.fc.w", "layer.1.fc.w"], "blocks")
+        ([0, 1, 2], 3)
+        >>> depths_and_head(["emb.w", "fc.w"], "top")
+        ([0, 1], 1)
+    """
     if isinstance(mode, Mapping):
-        return _explicit(names, mode)
-    if mode == "tensor":
-        return list(range(len(names)))
-    if mode == "top":
-        return _top(names)
-    return _blocks(names, outer=mode == "outer", stacks_among=stacks_among)
+        depths = _explicit(names, mode)
+    elif mode == "tensor":
+        depths = list(range(len(names)))
+    elif mode == "top":
+        depths = _top(names)
+    else:
+        return _blocks(names, outer=mode == "outer", stacks_among=stacks_among)
+    return depths, max(depths, default=0)
 
 
 def _top(names: Sequence[str]) -> list[int]:
@@ -114,8 +134,8 @@ def _explicit(names: Sequence[str], depth_map: Mapping[str, int]) -> list[int]:
 
 def _blocks(
     names: Sequence[str], outer: bool = False, stacks_among: Sequence[str] | None = None
-) -> list[int]:
-    """``"blocks"`` depths: find the stacks, cut the tree into units, number them.
+) -> tuple[list[int], int]:
+    """``"blocks"`` depths and the head's: find the stacks, cut the tree into units, number them.
 
     ``outer``: only the outermost stacks count (``"outer"`` mode). ``stacks_among``: the
     stacks are looked for among these names only (see :func:`depth_list`).
@@ -123,7 +143,7 @@ def _blocks(
     Example:
         >>> names = ["emb.w", *(f"block.{i}.layer.{j}.fc.w" for i in (0, 1) for j in (0, 1))]
         >>> _blocks(names), _blocks(names, outer=True)
-        ([0, 1, 2, 3, 4], [0, 1, 1, 2, 2])
+        (([0, 1, 2, 3, 4], 5), ([0, 1, 1, 2, 2], 3))
     """
     unique = names if len(set(names)) == len(names) else list(dict.fromkeys(names))
     owners = _owners(unique)
@@ -135,7 +155,8 @@ def _blocks(
     if outer:
         stacks = _outermost(stacks)
     if not stacks:  # no stack: top-level order
-        return _top(names)
+        top = _top(names)
+        return top, max(top, default=0)
     opened = _around(stacks)
     unit_of, kids = _units(unique, owners, opened)
     units: list[tuple[str, bool]] = []  # (unit path, is_block) in model order
@@ -162,8 +183,8 @@ def _blocks(
         unit_depth[path] = depth  # stem stays 0; mid units share the block before them
     depths = list(map(unit_depth.__getitem__, unit_of))
     if unique is not names:
-        return list(map(dict(zip(unique, depths, strict=True)).__getitem__, names))
-    return depths
+        depths = list(map(dict(zip(unique, depths, strict=True)).__getitem__, names))
+    return depths, n_blocks + 1
 
 
 #: Every ASCII digit -> "0": a path's *shape*, the same length, its numbers kept as numbers.

@@ -70,12 +70,24 @@ def _wrapper_hint(described: str, names: Sequence[str]) -> str:
 
 
 def _glob_hint(pattern: str, table: ParamTable) -> str:
-    """A glob matches the whole dotted name: ``head`` (for ``head.*``) selects nothing."""
+    """A glob matches the whole dotted name: ``head`` (for ``head.*``) selects nothing.
+
+    Nor does ``decoder.norm.*`` when the names start with ``model.``.
+    """
     wider = pattern + ".*"
-    if not matching(Glob(wider), table):
+    if matching(Glob(wider), table):
+        prefix = "" if _PATTERN_CHARS & set(pattern) else f" or prefix {pattern!r}"
+        return f"; a glob matches the whole dotted name: use glob {wider!r}{prefix}"
+    if pattern.startswith("*"):
         return ""
-    prefix = "" if _PATTERN_CHARS & set(pattern) else f" or prefix {pattern!r}"
-    return f"; a glob matches the whole dotted name: use glob {wider!r}{prefix}"
+    left = "*." + pattern
+    hits = matching(Glob(left), table)
+    if not hits:
+        return ""
+    return (
+        f"; a glob matches the whole dotted name from its start ({table.names[hits[0]]!r}): "
+        f"use glob {left!r}"
+    )
 
 
 def _module_type_hint(wanted: Sequence[str], module_types: Sequence[tuple[str, ...]]) -> str:

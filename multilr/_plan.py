@@ -28,10 +28,11 @@ from typing import Any
 
 from multilr._check import did_you_mean
 from multilr._decisions import Decisions, GroupColumns, RateWin, SettingWin
-from multilr._depth import depth_list
+from multilr._depth import depths_and_head
 from multilr._hints import GROUP_MATCHER, ModelHints
 from multilr._nomatch import no_match_hint
 from multilr._params import ParamInfo, ParamTable
+from multilr._placement import place_depths
 from multilr._plantypes import Plan
 from multilr._rules import LayerDecay, Rule
 from multilr._select import ModuleType, matching, per_class
@@ -310,15 +311,19 @@ def _layer_decay(
             "dot boundaries: 'layer' does not match 'layer1', use glob 'layer*')"
             + no_match_hint(decay.within, table)
         )
+    names = tensors.names
     if hinted is not None and decay.depth == "blocks":
-        depths, decided.depth_from = hinted, GROUP_MATCHER
+        depths, head = hinted, max(hinted)
+        decided.depth_from = GROUP_MATCHER
     elif decay.within is not None:
         # only the stacks inside `within` are blocks: a segmentation head's module lists
         # or a second tower must not push the backbone's depths down
-        names = tensors.names
-        depths = depth_list(names, decay.depth, stacks_among=[names[t] for t in decayed])
+        depths, head = depths_and_head(names, decay.depth, stacks_among=[names[t] for t in decayed])
     else:
-        depths = depth_list(tensors.names, decay.depth)
+        depths, head = depths_and_head(names, decay.depth)
+    if decay.place is not None:
+        depths = list(depths)  # the hinted list is the model's: kept as it came
+        decided.placed = place_depths(decay.place, table, tensors.of, names, depths, head)
     decided.decay = decay.decay
     decided.max_depth = max(depths)
     if decay.within is not None:

@@ -17,7 +17,7 @@ from multilr._select import Glob, Selector, selector_from_dict, selector_to_dict
 from multilr.errors import SpecError
 from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
 
-__all__ = ["DepthMode", "LayerDecay", "Rule", "Spread"]
+__all__ = ["DepthMode", "LayerDecay", "Place", "Rule", "Spread"]
 
 #: How layer depth is found: ``"blocks"`` (numbered blocks, stem lowest, head highest;
 #: a block holding a stack of its own is opened up), ``"outer"`` (the same, but only the
@@ -25,6 +25,10 @@ __all__ = ["DepthMode", "LayerDecay", "Rule", "Spread"]
 #: ``"top"`` (top-level children in order), ``"tensor"`` (every tensor its own depth),
 #: or an explicit mapping of glob pattern -> depth.
 DepthMode = Union[Literal["blocks", "outer", "top", "tensor"], Mapping[str, int]]
+
+#: Where ``layer_decay.place`` puts the tensors of a pattern: ``"stem"`` (depth 0),
+#: ``"head"`` (one above the last block) or a depth.
+Place = Union[Literal["stem", "head"], int]
 
 _RULE_KEYS = ("name", "lr_mult", "lr", "weight_decay", "frozen", "schedule", "optional", "priority")
 
@@ -171,15 +175,25 @@ class LayerDecay:
         depth: ``"blocks"``, ``"outer"``, ``"top"``, ``"tensor"``, or ``{glob: depth}``
             (see :data:`DepthMode`).
         within: Only these parameters are decayed (others keep factor 1); default all.
+        place: ``{glob: "stem" | "head" | depth}``: put the tensors a pattern matches
+            (by any of their names) at that depth, on top of what ``depth`` gives.
+            For modules the model registers out of place: OPT's ``final_layer_norm``
+            (registered before the layers: the stem by inference), BART's
+            ``layernorm_embedding`` (after them: the head). ``"head"`` is one above the
+            last block, also when nothing follows it. A pattern that matches nothing is
+            an error; two patterns that put one tensor at different depths too.
 
     Example:
         >>> LayerDecay(0.9, depth="top").decay
         0.9
+        >>> dict(LayerDecay(0.75, place={"model.decoder.final_layer_norm.*": "head"}).place)
+        {'model.decoder.final_layer_norm.*': 'head'}
     """
 
     decay: float
     depth: DepthMode = "blocks"
     within: Selector | None = None
+    place: Mapping[str, Place] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decay", number(self.decay, "layer_decay.decay", positive=True, upper=1.0))
@@ -208,25 +222,52 @@ class LayerDecay:
             raise SpecError(f"layer_decay.depth must be a string or a mapping, got {shown(depth)}")
         if isinstance(self.within, str):
             object.__setattr__(self, "within", Glob(self.within))
+        if self.place is not None:
+            object.__setattr__(self, "place", _checked_place(self.place))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerDecay:
         """Build from ``{"decay": 0.75, "depth": "blocks", "within": {"prefix": "encoder"}}``."""
-        check_keys(data, ("decay", "depth", "within"), "layer_decay")
+        check_keys(data, ("decay", "depth", "within", "place"), "layer_decay")
         if "decay" not in data:
             raise SpecError("layer_decay: missing required key 'decay'")
         within: Any = data.get("within")
         if within is not None and not isinstance(within, str):
             check_keys(within, ("glob", "regex", "prefix", "module_type"), "layer_decay.within")
             within = selector_from_dict(within, "layer_decay.within")
-        return cls(data["decay"], depth=data.get("depth", "blocks"), within=within)
+        return cls(data["decay"], depth=data.get("depth", "blocks"), within=within, place=data.get("place"))
 
     def to_dict(self, *, describe_code: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"decay": self.decay}
         out["depth"] = self.depth if isinstance(self.depth, str) else dict(self.depth)
         if self.within is not None:
             out["within"] = selector_to_dict(self.within, describe_code=describe_code)
+        if self.place is not None:
+            out["place"] = dict(self.place)
         return out
+
+
+def _checked_place(place: Any) -> Mapping[str, Place] | None:
+    """``layer_decay.place`` validated, read-only; an empty mapping is no placement."""
+    if not isinstance(place, Mapping):
+        raise SpecError(
+            f"layer_decay.place must be a mapping of glob -> 'stem', 'head' or a depth, got {shown(place)}"
+        )
+    for pattern, where in place.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise SpecError(f"layer_decay.place: pattern must be a non-empty string, got {shown(pattern)}")
+        at = f"layer_decay.place[{shown(pattern)}]"
+        if isinstance(where, str):
+            if where not in ("stem", "head"):
+                raise SpecError(
+                    f"{at} must be 'stem', 'head' or an integer depth >= 0, "
+                    f"got {shown(where)}{did_you_mean(where, ('stem', 'head'))}"
+                )
+        elif isinstance(where, bool) or not isinstance(where, int) or where < 0:
+            raise SpecError(f"{at} must be 'stem', 'head' or an integer depth >= 0, got {shown(where)}")
+        elif where > MAX_INT:
+            raise SpecError(f"{at} must be <= 2**63 - 1, got {shown(where)}")
+    return MappingProxyType(dict(place)) if place else None
 
 
 @dataclass(frozen=True)

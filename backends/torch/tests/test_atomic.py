@@ -277,6 +277,11 @@ CASES: dict[str, Case] = {
     "spec-layer-decay-depth": Case(
         _build(_spec(layer_decay={"decay": 0.5, "depth": "deep"})), SpecError, "layer_decay.depth"
     ),
+    "spec-layer-decay-place": Case(
+        _build(_spec(layer_decay={"decay": 0.5, "place": {"norm.*": "top"}})),
+        SpecError,
+        r"layer_decay\.place\['norm\.\*'\] must be 'stem', 'head'",
+    ),
     "spec-spread-order": Case(
         _build(_spec(spread={"lo": 1.0, "hi": 0.1, "over": ["stem", "low"]})), SpecError, "spread.lo"
     ),
@@ -362,6 +367,16 @@ CASES: dict[str, Case] = {
     ),
     "plan-depth-map": Case(
         _build(_spec(layer_decay={"decay": 0.5, "depth": {"head.*": 1}})), PlanError, "'stem.weight'"
+    ),
+    "plan-place-matches-nothing": Case(
+        _build(_spec(layer_decay={"decay": 0.5, "place": {"final_norm.*": "head"}})),
+        CoverageError,
+        r"layer_decay\.place\['final_norm\.\*'\] matches no parameter",
+    ),
+    "plan-place-conflict": Case(
+        _build(_spec(layer_decay={"decay": 0.5, "place": {"head.*": "stem", "*.bias": "head"}})),
+        ConflictError,
+        "'head.bias'",
     ),
     "plan-stage-units": Case(
         _build(_spec(stages=[{"at": 1, "unfreeze": ["low"]}, {"epoch": 1, "unfreeze": ["low"]}])),
@@ -604,7 +619,7 @@ MODULES = [
     "multilr/_build.py", "multilr/_check.py", "multilr/_checkpoint.py", "multilr/_control.py",
     "multilr/_controlcheck.py", "multilr/_decisions.py", "multilr/_depth.py", "multilr/_freezing.py",
     "multilr/_hyperkeys.py",
-    "multilr/_params.py", "multilr/_plan.py", "multilr/_plantypes.py", "multilr/_registry.py",
+    "multilr/_params.py", "multilr/_placement.py", "multilr/_plan.py", "multilr/_plantypes.py", "multilr/_registry.py",
     "multilr/_rules.py", "multilr/_select.py", "multilr/_spec.py", "multilr/_stages.py",
     "multilr/_table.py", "multilr/_targets.py", "multilr/_text.py", "multilr/_timeline.py",
     "multilr/backend.py", "multilr/schedules/_base.py",
@@ -685,6 +700,8 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_rules.py::Rule.from_dict": ["spec-rule-name-type"],
     "multilr/_rules.py::LayerDecay.__post_init__": ["spec-layer-decay-depth"],
     "multilr/_rules.py::LayerDecay.from_dict": ["spec-layer-decay-missing"],
+    "multilr/_rules.py::_checked_place": ["spec-layer-decay-place"],
+    "multilr/_placement.py::place_depths": ["plan-place-matches-nothing", "plan-place-conflict"],
     "multilr/_rules.py::Spread.__post_init__": ["spec-spread-order"],
     "multilr/_rules.py::Spread.from_dict": ["spec-spread-missing"],
     "multilr/_select.py::ModuleType.__init__": ["spec-rule-module-type"],

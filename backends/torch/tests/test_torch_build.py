@@ -431,3 +431,46 @@ def test_layer_decay_within_a_backbone_counts_only_the_backbones_blocks() -> Non
     # what torch is handed
     lrs = {id(p): g["lr"] for g in groups for p in g["params"]}
     assert lrs[id(model.backbone.embeddings.patch_embeddings.weight)] == pytest.approx(0.75**6)
+
+
+@pytest.mark.parametrize("model_name", ["opt", "bart"])
+def test_layer_decay_place_puts_out_of_order_norms_where_they_run(model_name: str) -> None:
+    # OPT registers its final norm before the layers (inferred: the stem); BART's decoder
+    # registers layernorm_embedding after its layers (inferred: the head). One `place` line
+    # each puts them where they run; the rest keeps its inferred depth.
+    import transformers
+
+    torch.manual_seed(0)
+    if model_name == "opt":
+        model: torch.nn.Module = transformers.OPTForCausalLM(
+            transformers.OPTConfig(
+                vocab_size=40, hidden_size=8, num_hidden_layers=2, ffn_dim=16, num_attention_heads=2,
+                max_position_embeddings=16, word_embed_proj_dim=8,
+            )
+        )  # fmt: skip
+        moved, place = "model.decoder.final_layer_norm.weight", {"*.decoder.final_layer_norm.*": "head"}
+        # stem, 2 layers, the head: nothing was there (lm_head is tied to the embedding)
+        inferred, placed, top = 0, 3, 3
+    else:
+        model = transformers.BartForConditionalGeneration(
+            transformers.BartConfig(
+                vocab_size=40, d_model=8, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, max_position_embeddings=16,
+            )
+        )  # fmt: skip
+        moved = "model.decoder.layernorm_embedding.weight"
+        place = {"model.encoder.layernorm_embedding.*": "stem", "model.decoder.layernorm_embedding.*": 2}
+        # after the 4 layers (the head, 5); placed with the decoder's embeddings, below its
+        # layers: nothing is left above the last layer (4)
+        inferred, placed, top = 5, 2, 4
+    spec = Spec(lr=1.0, layer_decay=LayerDecay(0.5))
+    assert multilr.plan(model, spec).param(moved).depth == inferred
+    groups = multilr.build(model, Spec(lr=1.0, layer_decay=LayerDecay(0.5, place=place)))
+    assert (groups.plan.param(moved).depth, groups.plan.max_depth) == (placed, top)
+    # what torch is handed, and what an SGD step applies
+    tensor = dict(model.named_parameters())[moved]
+    opt = torch.optim.SGD(groups, lr=1.0)
+    tensor.grad = torch.ones_like(tensor)
+    was = tensor.detach().clone()
+    opt.step()
+    assert (was - tensor.detach()).mean().item() == pytest.approx(0.5 ** (top - placed))
