@@ -42,6 +42,7 @@ __all__ = [
     "LAYOUT",
     "OPTIMIZERS",
     "RUNTIME_FEATURES",
+    "TIED_LAYOUT",
     "Case",
     "Module",
     "OptimizerSetup",
@@ -62,11 +63,17 @@ class Module:
         kind: ``linear`` (``weight (out, in)``, ``bias (out,)``), ``layernorm``
             (``weight``, ``bias`` of ``(n,)``) or ``embedding`` (``weight (n, dim)``).
         dims: ``(in, out)`` for linear, ``(n,)`` for layernorm, ``(n, dim)`` for embedding.
+        tied_to: The path of a module whose ``weight`` is this module's ``weight`` (an
+            LM head tied to the embedding): one tensor under two names.
+        trainable: ``False``: the model's own ``requires_grad`` is off before the build
+            (a layer the user froze, which no spec mentions).
     """
 
     path: str
     kind: str
     dims: tuple[int, ...]
+    tied_to: str | None = None
+    trainable: bool = True
 
     @property
     def class_name(self) -> str:
@@ -82,6 +89,10 @@ class Module:
             return [(f"{self.path}.weight", self.dims), (f"{self.path}.bias", self.dims)]
         return [(f"{self.path}.weight", self.dims)]
 
+    def key(self, name: str) -> str:
+        """The canonical name of tensor ``name`` (its first name in the model)."""
+        return f"{self.tied_to}.weight" if self.tied_to and name == f"{self.path}.weight" else name
+
 
 #: The case model: an embedding (depth 0), a stack ``blocks.0..2`` of Linear + LayerNorm
 #: (depths 1..3) and a linear head (depth 4): 15 tensors.
@@ -94,6 +105,16 @@ LAYOUT: tuple[Module, ...] = (
     ),
     Module("head", "linear", (4, 3)),
 )
+
+#: The ``tied`` feature's model: :data:`LAYOUT` with a block the user froze
+#: (``blocks.1.norm``) and an LM head whose weight is the embedding's: 16 tensors, 17 names.
+TIED_LAYOUT: tuple[Module, ...] = (
+    *(Module(m.path, m.kind, m.dims, trainable=False) if m.path == "blocks.1.norm" else m for m in LAYOUT),
+    Module("lm_head", "linear", (4, 6), tied_to="embed"),
+)
+
+#: Layouts other than :data:`LAYOUT`, by feature.
+_FEATURE_LAYOUTS: Mapping[str, tuple[Module, ...]] = {"tied": TIED_LAYOUT}
 
 
 @dataclass(frozen=True)
@@ -140,8 +161,9 @@ OPTIMIZERS: Mapping[str, OptimizerSetup] = {
 }
 
 
-def _names() -> list[str]:
-    return [name for m in LAYOUT for name, _ in m.tensors()]
+def _names(layout: tuple[Module, ...] = LAYOUT) -> list[str]:
+    """Each tensor's canonical name, in model order (a tied name left out)."""
+    return [name for m in layout for name, _ in m.tensors() if m.key(name) == name]
 
 
 def _head_backbone(o: OptimizerSetup) -> Spec:
@@ -209,7 +231,20 @@ def _mixed(o: OptimizerSetup) -> Spec:
     )
 
 
-#: Spec shapes, by the name used in case ids.
+def _tied(o: OptimizerSetup) -> Spec:
+    # on TIED_LAYOUT: the rule reaches the embedding through its other name (lm_head.weight),
+    # and blocks.1.norm, which the user froze, stays frozen though its group trains
+    return Spec(
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        hyper=o.hyper,
+        no_decay=("bias", "norm"),
+        rules=(Rule(Prefix("lm_head"), lr_mult=3, name="lm_head"),),
+        layer_decay=LayerDecay(0.7),
+    )
+
+
+#: Spec shapes, by the name used in case ids (``tied`` runs on :data:`TIED_LAYOUT`).
 FEATURES: Mapping[str, Callable[[OptimizerSetup], Spec]] = {
     "head_backbone": _head_backbone,
     "layer_decay": _layer_decay,
@@ -217,6 +252,7 @@ FEATURES: Mapping[str, Callable[[OptimizerSetup], Spec]] = {
     "frozen": _frozen,
     "no_decay": _no_decay,
     "mixed": _mixed,
+    "tied": _tied,
 }
 
 
@@ -354,23 +390,30 @@ class Case:
     @property
     def layout(self) -> tuple[Module, ...]:
         """The model's leaf modules."""
-        return LAYOUT
+        return _FEATURE_LAYOUTS.get(self.feature, LAYOUT)
 
     def names(self) -> list[str]:
-        """Parameter names in model order."""
-        return _names()
+        """Parameter names in model order, each tensor once (under its first name)."""
+        return _names(self.layout)
+
+    def model_frozen(self) -> frozenset[str]:
+        """The tensors whose ``requires_grad`` the model itself has off (no spec says so)."""
+        return frozenset(m.key(n) for m in self.layout if not m.trainable for n, _ in m.tensors())
 
     def infos(self) -> list[ParamInfo]:
-        """What a backend's ``extract`` reports for the case model (for the reference plan)."""
+        """What a backend's ``extract`` reports for the case model (for the reference plan).
+
+        Every name, a tied one too, keyed by its tensor's canonical name.
+        """
         return [
-            ParamInfo(name, shape, self.dtype, m.path, (m.class_name,), True, name)
-            for m in LAYOUT
+            ParamInfo(name, shape, self.dtype, m.path, (m.class_name,), m.trainable, m.key(name))
+            for m in self.layout
             for name, shape in m.tensors()
         ]
 
     def initial(self) -> dict[str, NDArray[np.float64]]:
         """Seeded initial weights, rounded to the case's dtype, as float64."""
-        return _initial(self.seed, self.dtype)
+        return _initial(self.seed, self.dtype, self.layout)
 
     def gradient(self, step: int) -> dict[str, NDArray[np.float64]]:
         """The fixed gradient of every tensor at ``step``, rounded to the dtype, as float64.
@@ -379,23 +422,25 @@ class Case:
         per step, so momentum and Adam's moments stay away from zero and the rate read
         back as ``-delta / direction`` is well conditioned everywhere.
         """
-        return _gradient(self.seed, self.dtype, step)
+        return _gradient(self.seed, self.dtype, step, self.layout)
 
 
 @cache
-def _initial(seed: int, dtype: str) -> dict[str, NDArray[np.float64]]:
+def _initial(seed: int, dtype: str, layout: tuple[Module, ...] = LAYOUT) -> dict[str, NDArray[np.float64]]:
     rng = np.random.default_rng(seed)
-    shapes = [shape for m in LAYOUT for _, shape in m.tensors()]
+    shapes = [shape for m in layout for name, shape in m.tensors() if m.key(name) == name]
     return {
         name: (0.5 * rng.standard_normal(shape)).astype(dtype).astype(np.float64)
-        for name, shape in zip(_names(), shapes, strict=True)
+        for name, shape in zip(_names(layout), shapes, strict=True)
     }
 
 
 @cache
-def _gradient(seed: int, dtype: str, step: int) -> dict[str, NDArray[np.float64]]:
+def _gradient(
+    seed: int, dtype: str, step: int, layout: tuple[Module, ...] = LAYOUT
+) -> dict[str, NDArray[np.float64]]:
     out = {}
-    for i, (name, p) in enumerate(_initial(seed, dtype).items()):
+    for i, (name, p) in enumerate(_initial(seed, dtype, layout).items()):
         sign = np.random.default_rng((seed, 1, i)).integers(0, 2, p.shape) * 2 - 1
         size = np.random.default_rng((seed, 2, i, step)).random(p.shape) + 0.5
         out[name] = (sign * size).astype(dtype).astype(np.float64)
@@ -416,7 +461,7 @@ def all_cases() -> tuple[Case, ...]:
 
     Example:
         >>> len(all_cases()), sum(c.controlled for c in all_cases())
-        (166, 14)
+        (177, 14)
     """
     out = [Case(o, "step", f) for o in OPTIMIZERS for f in FEATURES]
     out += [Case(o, s, "mixed") for o in OPTIMIZERS for s in FRAMEWORK_SCHEDULES if s != "step"]

@@ -234,19 +234,24 @@ def expected_rates(case: Case, plan: Plan) -> list[dict[str, float]]:
 
 
 def _expected(case: Case, plan: Plan) -> tuple[list[dict[str, float]], list[set[str]]]:
-    """Expected rate per step and tensor, and the tensors frozen at each step."""
+    """Expected rate per step and tensor, and the tensors frozen at each step.
+
+    A tensor the model itself has off (:meth:`Case.model_frozen`) is frozen throughout:
+    it gets no gradient, whatever its group's rate.
+    """
+    off = case.model_frozen()
     if case.controlled:
         tl = controlled_rates(plan, case.sched.shape(), case.events, case.steps)
         members = [g.params for g in plan.groups]
         rates = [{n: r for r, ns in zip(row, members, strict=True) for n in ns} for row in tl.rates]
-        frozen = [{n for f, ns in zip(row, members, strict=True) if f for n in ns} for row in tl.frozen]
+        frozen = [{n for f, ns in zip(row, members, strict=True) if f for n in ns} | off for row in tl.frozen]
         return rates, frozen
     factors = case.sched.factors(plan, case.steps)
     rates = [
         {n: plan.lr_of(g) * float(factors[t, i]) for i, g in enumerate(plan.groups) for n in g.params}
         for t in range(case.steps)
     ]
-    planned_frozen = {n for g in plan.groups if g.frozen for n in g.params}
+    planned_frozen = {n for g in plan.groups if g.frozen for n in g.params} | off
     return rates, [planned_frozen] * case.steps
 
 
@@ -296,6 +301,12 @@ def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
                 f"frozen tensors left with requires_grad on after build: {left_on}; a backend's emit sets "
                 "its framework's flag off for every tensor the plan freezes (else they get gradients, "
                 "optimizer state and a share of a clipped gradient norm)"
+            )
+        switched_on = sorted(n for n in case.model_frozen() if obs.requires_grad.get(n))
+        if switched_on:
+            msgs.append(
+                f"tensors the model had frozen (requires_grad off, no spec rule) switched on by build: "
+                f"{switched_on}; a backend never changes a flag the plan does not freeze"
             )
     if len(obs.params) != case.steps + 1:
         return [

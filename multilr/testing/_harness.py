@@ -60,7 +60,11 @@ class TorchLikeHarness:
     # -- the model ----------------------------------------------------------------------
 
     def make_model(self, case: Case) -> Any:
-        """The case's model with its initial weights, in the case's dtype."""
+        """The case's model with its initial weights, in the case's dtype.
+
+        A tied module's ``weight`` is set to its target's (one tensor, two names); a
+        module that is not trainable has ``requires_grad`` off, as a user would leave it.
+        """
         nn = self.fw.nn
         root = nn.Module()
         for m in case.layout:
@@ -70,13 +74,20 @@ class TorchLikeHarness:
                 if not hasattr(parent, part):
                     parent.add_module(part, nn.Module())
                 parent = getattr(parent, part)
-            parent.add_module(leaf, self._leaf(m))
+            module = self._leaf(m)
+            if m.tied_to is not None:
+                module.weight = _module(root, m.tied_to).weight
+            parent.add_module(leaf, module)
         if case.dtype == "float64":
             root = root.double()
         initial = case.initial()
         with self.fw.no_grad():
             for name, p in root.named_parameters():
                 p.copy_(self.fw.tensor(initial[name], dtype=p.dtype))
+        for m in case.layout:
+            if not m.trainable:
+                for p in _module(root, m.path).parameters():
+                    p.requires_grad_(False)
         return root
 
     def _leaf(self, m: Module) -> Any:
@@ -209,6 +220,12 @@ class TorchLikeHarness:
         flags = {n: bool(p.requires_grad) for n, p in model.named_parameters()}
         snaps = self.train(case, model, groups)
         return Observation(snaps, planned(groups.plan), flags)
+
+
+def _module(root: Any, path: str) -> Any:
+    for part in path.split("."):
+        root = getattr(root, part)
+    return root
 
 
 def _power(factor: float, every: int) -> Callable[[int], float]:

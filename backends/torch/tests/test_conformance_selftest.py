@@ -23,6 +23,7 @@ and one that drops the optimizer state of the tensors it unfreezes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -52,7 +53,8 @@ class ScaleGradient(_Wrong):
     def mistake(self, group: dict[str, Any], base: float, scale: float) -> None:
         group["lr"] = base
         for p in group["params"]:
-            p.register_hook(lambda grad, s=scale: grad * s)
+            if p.requires_grad:  # a tensor the model froze gets no gradient to scale
+                p.register_hook(lambda grad, s=scale: grad * s)
 
 
 class ScaleTwice(_Wrong):
@@ -114,16 +116,41 @@ def test_a_backend_that_leaves_frozen_tensors_trainable_is_caught() -> None:
     # optimizer state and a share of a clipped gradient norm
     cases = [c for c in all_cases() if c.setup.kind in ("sgd", "adamw") and not c.controlled]
     report = check_backend(TorchLikeHarness(torch, ForgetRequiresGrad()), cases=cases)
-    frozen = 0
+    frozen = model_frozen = 0
     for result, case in zip(report.results, cases, strict=True):
         plan = multilr.plan(case.infos(), case.spec)
         if any(g.frozen for g in plan.groups):
             frozen += 1
             assert result.status == "failed", f"not caught on {case.id}"
             assert any("left with requires_grad on" in m for m in result.messages), result.describe()
+        elif case.model_frozen():  # the user's own "off" switched on: they train
+            model_frozen += 1
+            assert result.status == "failed", f"not caught on {case.id}"
+            assert any("switched on by build" in m for m in result.messages), result.describe()
         else:
             assert result.status == "passed", result.describe()
     assert frozen >= 4, f"only {frozen} cells freeze anything"
+    assert model_frozen >= 2, f"only {model_frozen} cells have tensors the model froze"
+
+
+class IgnoreTies(TorchBackend):
+    """Keys every tensor by its name: a tied tensor is planned twice, under each name."""
+
+    name = "ignore-ties"
+
+    def extract(self, model: Any) -> list[multilr.ParamInfo]:
+        return [dataclasses.replace(info, key=info.name) for info in super().extract(model)]
+
+
+def test_a_backend_that_misses_tied_tensors_is_caught() -> None:
+    cases = [c for c in all_cases() if c.feature == "tied"]
+    assert len(cases) >= 8
+    report = check_backend(TorchLikeHarness(torch, IgnoreTies()), cases=cases)
+    for result in report.results:
+        assert result.status == "failed", result.describe()
+    # the same backend on a model without ties is right
+    plain = [c for c in all_cases() if c.feature == "layer_decay" and c.setup.kind == "adamw"]
+    assert check_backend(TorchLikeHarness(torch, IgnoreTies()), cases=plain).ok
 
 
 class DecayEverything(TorchBackend):
