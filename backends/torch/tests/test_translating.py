@@ -1,0 +1,188 @@
+"""docs/translating.md: its YAML translations give what MMEngine and fastai give, tensor by tensor.
+
+The references below follow the libraries' code (neither is installed here):
+
+* MMEngine ``DefaultOptimWrapperConstructor.add_params``
+  (mmengine ``optim/optimizer/default_constructor.py``): custom keys (substring of
+  ``prefix.name``, sorted) > norm (``_BatchNorm``, ``_InstanceNorm``, ``GroupNorm``,
+  ``LayerNorm``) > bias > depthwise conv > other 1-D; ``bias_lr_mult`` skips norm biases;
+* fastai ``Learner.freeze_to`` with ``train_bn=True`` (``optimizer.py``: ``force_train``
+  for ``norm_bias_params(model, with_bias=False)``; norm types BatchNorm, InstanceNorm,
+  LayerNorm), ``slice(hi)`` = ``hi / 10`` for all groups but the last, ``wd_bn_bias=False``
+  (``norm_bias_params(model, with_bias=True)``: norm parameters and every bias).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import models
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+import multilr
+from multilr import Spec
+
+DOC = (Path(__file__).resolve().parents[3] / "docs" / "translating.md").read_text()
+YAML = re.findall(r"```yaml\n(.*?)```", DOC, re.S)
+MM_NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
+FASTAI_NORMS = (_BatchNorm, _InstanceNorm, nn.LayerNorm)
+Settings = dict[str, tuple[float, float, bool]]
+
+
+class Detector(nn.Module):
+    """Every kind of tensor MMEngine tells apart: conv with bias, the four norm classes and
+    two it does not count (RMSNorm), a depthwise conv, a 0-d scalar, a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, 8, 3, bias=True), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, groups=8),
+            nn.GroupNorm(2, 8), nn.LayerNorm(8), nn.RMSNorm(8), nn.InstanceNorm2d(8, affine=True),
+        )  # fmt: skip
+        self.neck = nn.Linear(8, 8)
+        self.logit_scale = nn.Parameter(torch.tensor(1.0))
+        self.head = nn.Linear(8, 4)
+
+
+def mmengine(model: nn.Module, lr: float, wd: float, cfg: dict[str, Any]) -> Settings:
+    """Per tensor ``(lr, weight_decay, False)`` as ``add_params`` decides them."""
+    keys = sorted(cfg.get("custom_keys", {}), key=lambda k: (-len(k), k))
+    out: Settings = {}
+    for prefix, module in model.named_modules():
+        for name, p in module.named_parameters(recurse=False):
+            full = f"{prefix}.{name}" if prefix else name
+            is_norm = isinstance(module, MM_NORMS)
+            is_dw = isinstance(module, nn.Conv2d) and module.in_channels == module.groups
+            rate, decay = lr, wd
+            key = next((k for k in keys if k in f"{prefix}.{name}"), None)
+            if key is not None:
+                rate = lr * cfg["custom_keys"][key].get("lr_mult", 1.0)
+                decay = wd * cfg["custom_keys"][key].get("decay_mult", 1.0)
+            else:
+                if name == "bias" and not is_norm and "bias_lr_mult" in cfg:
+                    rate = lr * cfg["bias_lr_mult"]
+                if is_norm and "norm_decay_mult" in cfg:
+                    decay = wd * cfg["norm_decay_mult"]
+                elif name == "bias" and "bias_decay_mult" in cfg:
+                    decay = wd * cfg["bias_decay_mult"]
+                elif is_dw and "dwconv_decay_mult" in cfg:
+                    decay = wd * cfg["dwconv_decay_mult"]
+                elif p.ndim == 1 and "flat_decay_mult" in cfg:
+                    decay = wd * cfg["flat_decay_mult"]
+            out[full] = (rate, decay, False)
+    return out
+
+
+def fastai_cnn() -> nn.Sequential:
+    """``create_cnn_model``'s layout: ``Sequential(body, head)``, the body a ResNet-18 without pool/fc."""
+    r = models.resnet18(width=8)
+    body = nn.Sequential(r.conv1, r.bn1, r.relu, nn.MaxPool2d(3), r.layer1, r.layer2, r.layer3, r.layer4)
+    head = nn.Sequential(
+        nn.Flatten(), nn.BatchNorm1d(64), nn.Dropout(0.25), nn.Linear(64, 32, bias=False), nn.ReLU(),
+        nn.BatchNorm1d(32), nn.Dropout(0.5), nn.Linear(32, 10, bias=False),
+    )  # fmt: skip
+    return nn.Sequential(body, head)
+
+
+def fastai(model: nn.Sequential, hi: float, wd: float) -> Settings:
+    """``freeze()`` then ``fit(lr=slice(hi))`` with ``wd_bn_bias=False``, ``train_bn=True``."""
+    splits = [list(model[0][:6].parameters()), list(model[0][6:].parameters()), list(model[1:].parameters())]
+    rates = [hi / 10, hi / 10, hi]
+    norm_params = {id(p) for m in model.modules() if isinstance(m, FASTAI_NORMS) for p in m.parameters()}
+    biases = {id(m.bias) for m in model.modules() if getattr(m, "bias", None) is not None}
+    names = {id(p): n for n, p in model.named_parameters()}
+    out: Settings = {}
+    for g, params in enumerate(splits):
+        for p in params:
+            frozen = g < len(splits) - 1 and id(p) not in norm_params  # freeze_to(-1), force_train
+            out[names[id(p)]] = (rates[g], 0.0 if id(p) in norm_params | biases else wd, frozen)
+    return out
+
+
+def built(model: nn.Module, spec: Spec) -> tuple[Settings, multilr.ParamGroups]:
+    """Per tensor what torch is handed: the group's lr and weight decay, and the model's flag."""
+    groups = multilr.build(model, spec)
+    names = {id(p): n for n, p in model.named_parameters()}
+    out: Settings = {}
+    for g in groups:
+        for p in g["params"]:
+            frozen = not p.requires_grad
+            # a frozen group trains at 0; its planned rate is what unfreezing gives back
+            out[names[id(p)]] = (groups.plan.param(names[id(p)]).lr if frozen else g["lr"], g["weight_decay"], frozen)
+    return out, groups
+
+
+def differences(want: Settings, got: Settings) -> list[str]:
+    assert set(want) == set(got)
+    return [f"{n}: want {want[n]}, got {got[n]}" for n in want if want[n] != pytest.approx(got[n], rel=1e-12)]
+
+
+@pytest.mark.parametrize(
+    ("block", "cfg"),
+    [
+        (0, {"bias_lr_mult": 2.0, "bias_decay_mult": 0.0}),
+        (1, {"custom_keys": {"backbone": {"lr_mult": 0.1}}, "norm_decay_mult": 0.0}),
+    ],
+    ids=["bias-lr-mult", "custom-key-and-norm-decay"],
+)
+def test_mmengine_translation_gives_mmengines_settings(block: int, cfg: dict[str, Any]) -> None:
+    spec = Spec.from_yaml(YAML[block])
+    model = Detector()
+    got, _ = built(model, spec)
+    assert differences(mmengine(model, spec.lr, spec.weight_decay, cfg), got) == []
+
+
+def test_the_natural_mmengine_translation_differs_as_the_doc_says() -> None:
+    # the doc's first row: '*.bias' at 2x takes the norm biases too (MMEngine: 1x)
+    model = Detector()
+    natural = Spec.from_yaml("lr: 0.02\nweight_decay: 1.0e-4\nno_decay: [bias]\nrules: [{glob: '*.bias', lr_mult: 2}]")
+    want = mmengine(model, 0.02, 1e-4, {"bias_lr_mult": 2.0, "bias_decay_mult": 0.0})
+    wrong = {d.split(":")[0] for d in differences(want, built(model, natural)[0])}
+    assert wrong == {f"backbone.{i}.bias" for i in (1, 3, 4, 6)}  # BatchNorm, GroupNorm, LayerNorm, InstanceNorm
+
+
+def test_dwconv_predicate_from_the_doc() -> None:
+    model = Detector()
+    code = re.findall(r"```python\n(.*?)```", DOC, re.S)
+    snippet = next(c for c in code if "depthwise" in c)
+    scope: dict[str, Any] = {"model": model, "nn": nn, **vars(multilr)}
+    exec(snippet, scope)  # the doc's code, as written
+    got, _ = built(model, scope["spec"])
+    want = mmengine(model, 0.02, 1e-4, {"dwconv_decay_mult": 0.0})
+    assert differences(want, got) == []
+    assert got["backbone.2.weight"][1] == 0.0
+
+
+def test_fastai_freeze_with_train_bn() -> None:
+    spec = Spec.from_yaml(YAML[2])
+    model = fastai_cnn()
+    got, groups = built(model, spec)
+    assert differences(fastai(model, 2e-3, 0.01), got) == []
+    assert not model[0][0].weight.requires_grad and model[0][1].weight.requires_grad  # conv off, BN on
+    # fastai's unfreeze(): everything trains, at the rules' rates
+    opt = torch.optim.AdamW(groups)
+    ctl = multilr.Controller(opt, groups)
+    ctl.unfreeze(*ctl.frozen())
+    assert all(p.requires_grad for p in model.parameters())
+    lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr[id(model[0][0].weight)] == pytest.approx(2e-4)
+
+
+@pytest.mark.parametrize(
+    ("natural", "cfg", "differing"),
+    [
+        ("no_decay: [norm]", {"norm_decay_mult": 0.0}, {"backbone.5.weight"}),  # RMSNorm: no MMEngine norm
+        ("no_decay: [1d]", {"flat_decay_mult": 0.0}, {"logit_scale"}),  # 0-d: MMEngine's test is ndim == 1
+    ],
+    ids=["norm-family", "1d-takes-0d"],
+)
+def test_the_doc_rows_on_norm_and_1d(natural: str, cfg: dict[str, Any], differing: set[str]) -> None:
+    model = Detector()
+    got, _ = built(model, Spec.from_yaml(f"lr: 0.02\nweight_decay: 1.0e-4\n{natural}"))
+    assert {d.split(":")[0] for d in differences(mmengine(model, 0.02, 1e-4, cfg), got)} == differing
