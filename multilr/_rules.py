@@ -7,7 +7,7 @@ line that wrote it, not at the first training step.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Union
@@ -207,16 +207,8 @@ class LayerDecay:
         elif isinstance(depth, Mapping):
             if not depth:
                 raise SpecError("layer_decay.depth: an explicit depth map needs at least one entry")
-            for pattern, d in depth.items():
-                if not isinstance(pattern, str) or not pattern:
-                    raise SpecError(
-                        f"layer_decay.depth: pattern must be a non-empty string, got {shown(pattern)}"
-                    )
-                at = f"layer_decay.depth[{shown(pattern)}]"
-                if isinstance(d, bool) or not isinstance(d, int) or d < 0:
-                    raise SpecError(f"{at} must be an integer >= 0, got {shown(d)}")
-                if d > MAX_INT:
-                    raise SpecError(f"{at} must be <= 2**63 - 1, got {shown(d)}")
+            for at, d in _patterns(depth, "layer_decay.depth"):
+                _check_depth(at, d, "an integer >= 0")
             object.__setattr__(self, "depth", MappingProxyType(dict(depth)))
         else:
             raise SpecError(f"layer_decay.depth must be a string or a mapping, got {shown(depth)}")
@@ -253,21 +245,30 @@ def _checked_place(place: Any) -> Mapping[str, Place] | None:
         raise SpecError(
             f"layer_decay.place must be a mapping of glob -> 'stem', 'head' or a depth, got {shown(place)}"
         )
-    for pattern, where in place.items():
-        if not isinstance(pattern, str) or not pattern:
-            raise SpecError(f"layer_decay.place: pattern must be a non-empty string, got {shown(pattern)}")
-        at = f"layer_decay.place[{shown(pattern)}]"
-        if isinstance(where, str):
-            if where not in ("stem", "head"):
-                raise SpecError(
-                    f"{at} must be 'stem', 'head' or an integer depth >= 0, "
-                    f"got {shown(where)}{did_you_mean(where, ('stem', 'head'))}"
-                )
-        elif isinstance(where, bool) or not isinstance(where, int) or where < 0:
-            raise SpecError(f"{at} must be 'stem', 'head' or an integer depth >= 0, got {shown(where)}")
-        elif where > MAX_INT:
-            raise SpecError(f"{at} must be <= 2**63 - 1, got {shown(where)}")
+    expected = "'stem', 'head' or an integer depth >= 0"
+    for at, where in _patterns(place, "layer_decay.place"):
+        if not isinstance(where, str):
+            _check_depth(at, where, expected)
+        elif where not in ("stem", "head"):
+            hint = did_you_mean(where, ("stem", "head"))
+            raise SpecError(f"{at} must be {expected}, got {shown(where)}{hint}")
     return MappingProxyType(dict(place)) if place else None
+
+
+def _patterns(mapping: Mapping[Any, Any], key: str) -> Iterator[tuple[str, Any]]:
+    """``(where, value)`` per entry of a ``{glob: ...}`` mapping, each pattern checked."""
+    for pattern, value in mapping.items():
+        if not isinstance(pattern, str) or not pattern:
+            raise SpecError(f"{key}: pattern must be a non-empty string, got {shown(pattern)}")
+        yield f"{key}[{shown(pattern)}]", value
+
+
+def _check_depth(at: str, depth: Any, expected: str) -> None:
+    """A depth is an int >= 0 (not a bool) that fits in 64 bits."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise SpecError(f"{at} must be {expected}, got {shown(depth)}")
+    if depth > MAX_INT:
+        raise SpecError(f"{at} must be <= 2**63 - 1, got {shown(depth)}")
 
 
 @dataclass(frozen=True)

@@ -282,6 +282,16 @@ CASES: dict[str, Case] = {
         SpecError,
         r"layer_decay\.place\['norm\.\*'\] must be 'stem', 'head'",
     ),
+    "spec-layer-decay-place-depth": Case(
+        _build(_spec(layer_decay={"decay": 0.5, "place": {"norm.*": -1}})),
+        SpecError,
+        r"layer_decay\.place\['norm\.\*'\] must be 'stem', 'head' or an integer depth >= 0, got -1",
+    ),
+    "spec-layer-decay-place-pattern": Case(
+        _build(_spec(layer_decay={"decay": 0.5, "place": {"": "head"}})),
+        SpecError,
+        "layer_decay.place: pattern must be a non-empty string",
+    ),
     "spec-spread-order": Case(
         _build(_spec(spread={"lo": 1.0, "hi": 0.1, "over": ["stem", "low"]})), SpecError, "spread.lo"
     ),
@@ -701,6 +711,8 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_rules.py::LayerDecay.__post_init__": ["spec-layer-decay-depth"],
     "multilr/_rules.py::LayerDecay.from_dict": ["spec-layer-decay-missing"],
     "multilr/_rules.py::_checked_place": ["spec-layer-decay-place"],
+    "multilr/_rules.py::_patterns": ["spec-layer-decay-place-pattern"],
+    "multilr/_rules.py::_check_depth": ["spec-layer-decay-place-depth"],
     "multilr/_placement.py::place_depths": ["plan-place-matches-nothing", "plan-place-conflict"],
     "multilr/_rules.py::Spread.__post_init__": ["spec-spread-order"],
     "multilr/_rules.py::Spread.from_dict": ["spec-spread-missing"],
