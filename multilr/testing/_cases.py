@@ -161,9 +161,14 @@ OPTIMIZERS: Mapping[str, OptimizerSetup] = {
 }
 
 
+def _tensors(layout: tuple[Module, ...]) -> list[tuple[str, tuple[int, ...]]]:
+    """``(canonical name, shape)`` of each tensor, in model order (a tied name left out)."""
+    return [(name, shape) for m in layout for name, shape in m.tensors() if m.key(name) == name]
+
+
 def _names(layout: tuple[Module, ...] = LAYOUT) -> list[str]:
-    """Each tensor's canonical name, in model order (a tied name left out)."""
-    return [name for m in layout for name, _ in m.tensors() if m.key(name) == name]
+    """Each tensor's canonical name, in model order."""
+    return [name for name, _ in _tensors(layout)]
 
 
 def _head_backbone(o: OptimizerSetup) -> Spec:
@@ -428,10 +433,9 @@ class Case:
 @cache
 def _initial(seed: int, dtype: str, layout: tuple[Module, ...] = LAYOUT) -> dict[str, NDArray[np.float64]]:
     rng = np.random.default_rng(seed)
-    shapes = [shape for m in layout for name, shape in m.tensors() if m.key(name) == name]
     return {
         name: (0.5 * rng.standard_normal(shape)).astype(dtype).astype(np.float64)
-        for name, shape in zip(_names(layout), shapes, strict=True)
+        for name, shape in _tensors(layout)
     }
 
 
