@@ -23,6 +23,7 @@ from multilr.testing import (
     SCHEDULES,
     Case,
     Event,
+    Module,
     Observation,
     Reference,
     ReferenceHarness,
@@ -139,7 +140,7 @@ def test_group_decay_gives_each_group_its_factor() -> None:
 def test_cases_are_many_distinct_and_cover_the_issue() -> None:
     cases = all_cases()
     ids = [c.id for c in cases]
-    assert len(ids) == len(set(ids)) == 177
+    assert len(ids) == len(set(ids)) == 188
     assert {c.optimizer for c in cases} >= {"sgd", "momentum", "nesterov", "adam", "adamw"}
     assert {c.schedule for c in cases} == set(SCHEDULES)
     assert {c.feature for c in cases} >= {"head_backbone", "layer_decay", "per_tensor", "frozen", "no_decay"}
@@ -245,7 +246,7 @@ def test_statuses_unsupported_crash_xfail_xpass() -> None:
 def test_conformance_cells_ids_and_expected_failure_validation() -> None:
     cells = conformance_cells("mine", {"rmsprop-*": "eps inside"})
     ids = [c.id for c in cells]
-    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 177
+    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 188
     assert all(len(i.split("-")) in (4, 5) for i in ids)
     reasons = {c.values[0].case.optimizer: c.values[0].expected_failure for c in cells}
     assert reasons["rmsprop"] == "eps inside" and reasons["adam"] == ""
@@ -362,8 +363,8 @@ def test_compare_accepts_agreeing_backends_and_prints_the_matrix(tmp_path) -> No
     result = compare(tmp_path, ["a", "b"])
     assert result.ok, result.matrix()
     text = result.matrix()
-    assert "a                    177                 0       0        0" in text
-    assert "a ~ b: 177 cells" in text and text.endswith("conformance: OK")
+    assert "a                    188                 0       0        0" in text
+    assert "a ~ b: 188 cells" in text and text.endswith("conformance: OK")
 
 
 def test_compare_fails_on_a_missing_backend_missing_cells_or_a_disagreement(tmp_path) -> None:
@@ -389,7 +390,7 @@ def test_cli_compare_exit_codes(tmp_path, capsys) -> None:
     assert main(["compare", str(tmp_path), "--backends", "a,b"]) == 1
     assert "b: no traces" in capsys.readouterr().out
     assert main(["cases"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 177
+    assert len(capsys.readouterr().out.splitlines()) == 188
 
 
 def test_record_does_nothing_without_a_directory(monkeypatch) -> None:
@@ -404,6 +405,16 @@ def test_importing_the_suite_loads_no_framework_and_no_pytest() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_subclassed_layout_reports_each_class_with_its_bases() -> None:
+    infos = {i.name: i.module_types for i in case_by_id("adamw-step-subclassed").infos()}
+    assert infos["blocks.1.fc.weight"] == ("GatedLinear", "Linear")
+    assert infos["blocks.2.norm.weight"] == ("Rescale", "LayerNorm")
+    assert infos["blocks.0.scale.gamma"] == ("LayerScale",)
+    assert infos["blocks.0.fc.weight"] == ("Linear",)
+    with pytest.raises(ValueError, match="'x': kind 'scale' needs its class name"):
+        Module("x", "scale", (4,))
 
 
 def test_case_is_frozen() -> None:

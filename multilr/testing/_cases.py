@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from multilr._params import ParamInfo
 from multilr._rules import LayerDecay, Rule
-from multilr._select import Prefix, Regex
+from multilr._select import ModuleType, Prefix, Regex
 from multilr._spec import Spec
 from multilr._stages import Stage
 from multilr.schedules import Exponential, Step
@@ -42,6 +42,7 @@ __all__ = [
     "LAYOUT",
     "OPTIMIZERS",
     "RUNTIME_FEATURES",
+    "SUBCLASSED_LAYOUT",
     "TIED_LAYOUT",
     "Case",
     "Module",
@@ -53,6 +54,13 @@ __all__ = [
 
 STEPS = 6
 
+#: The framework class of each module kind (``scale`` has none: a class of the model's own).
+_FRAMEWORK_CLASSES: Mapping[str, str] = {
+    "linear": "Linear",
+    "layernorm": "LayerNorm",
+    "embedding": "Embedding",
+}
+
 
 @dataclass(frozen=True)
 class Module:
@@ -61,12 +69,19 @@ class Module:
     Attributes:
         path: Dotted module path (``blocks.0.fc``).
         kind: ``linear`` (``weight (out, in)``, ``bias (out,)``), ``layernorm``
-            (``weight``, ``bias`` of ``(n,)``) or ``embedding`` (``weight (n, dim)``).
-        dims: ``(in, out)`` for linear, ``(n,)`` for layernorm, ``(n, dim)`` for embedding.
+            (``weight``, ``bias`` of ``(n,)``), ``embedding`` (``weight (n, dim)``) or
+            ``scale`` (a module of the model's own class ``cls`` holding one ``gamma`` of
+            shape ``(n,)``, as timm's ``LayerScale``).
+        dims: ``(in, out)`` for linear, ``(n,)`` for layernorm and scale, ``(n, dim)`` for
+            embedding.
         tied_to: The path of a module whose ``weight`` is this module's ``weight`` (an
             LM head tied to the embedding): one tensor under two names.
         trainable: ``False``: the model's own ``requires_grad`` is off before the build
             (a layer the user froze, which no spec mentions).
+        cls: The class name of a class of the model's own: for ``linear``, ``layernorm``
+            and ``embedding`` a subclass of the framework's class (``class
+            GatedLinear(nn.Linear)``), for ``scale`` a subclass of the framework's module
+            base. ``None``: the framework's class itself.
     """
 
     path: str
@@ -74,11 +89,30 @@ class Module:
     dims: tuple[int, ...]
     tied_to: str | None = None
     trainable: bool = True
+    cls: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "scale" and self.cls is None:
+            raise ValueError(f"module {self.path!r}: kind 'scale' needs its class name (cls)")
 
     @property
-    def class_name(self) -> str:
-        """The class name PyTorch and OneFlow give this module."""
-        return {"linear": "Linear", "layernorm": "LayerNorm", "embedding": "Embedding"}[self.kind]
+    def base_class(self) -> str | None:
+        """The framework class this module is or derives from (``None``: the module base only)."""
+        return _FRAMEWORK_CLASSES.get(self.kind)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Its class and bases up to the framework's module base, most derived first.
+
+        What a backend's ``extract`` reports as ``module_types``, so that a selector by a
+        base class (``module_type: LayerNorm``, the ``norm`` family) reaches a subclass.
+
+        Example:
+            >>> Module("a", "layernorm", (4,), cls="Rescale").class_names
+            ('Rescale', 'LayerNorm')
+        """
+        names = (self.cls,) if self.cls is not None else ()
+        return names + ((self.base_class,) if self.base_class is not None else ())
 
     def tensors(self) -> list[tuple[str, tuple[int, ...]]]:
         """``(name, shape)`` of its parameters, in the frameworks' registration order."""
@@ -87,6 +121,8 @@ class Module:
             return [(f"{self.path}.weight", (n_out, n_in)), (f"{self.path}.bias", (n_out,))]
         if self.kind == "layernorm":
             return [(f"{self.path}.weight", self.dims), (f"{self.path}.bias", self.dims)]
+        if self.kind == "scale":
+            return [(f"{self.path}.gamma", self.dims)]
         return [(f"{self.path}.weight", self.dims)]
 
     def key(self, name: str) -> str:
@@ -113,8 +149,21 @@ TIED_LAYOUT: tuple[Module, ...] = (
     Module("lm_head", "linear", (4, 6), tied_to="embed"),
 )
 
+_OWN_CLASSES = {"blocks.1.fc": "GatedLinear", "blocks.2.norm": "Rescale"}
+_OWN = tuple(dataclasses.replace(m, cls=_OWN_CLASSES.get(m.path)) for m in LAYOUT)
+
+#: The ``subclassed`` feature's model: :data:`LAYOUT` with classes of the model's own, as
+#: real models write them: ``blocks.1.fc`` a ``GatedLinear(Linear)``, ``blocks.2.norm`` a
+#: ``Rescale(LayerNorm)`` (its name says nothing of a norm: only its base does), and a
+#: ``LayerScale`` module holding a ``gamma`` in ``blocks.0``: 16 tensors.
+SUBCLASSED_LAYOUT: tuple[Module, ...] = (
+    *_OWN[:3],
+    Module("blocks.0.scale", "scale", (4,), cls="LayerScale"),
+    *_OWN[3:],
+)
+
 #: Layouts other than :data:`LAYOUT`, by feature.
-_FEATURE_LAYOUTS: Mapping[str, tuple[Module, ...]] = {"tied": TIED_LAYOUT}
+_FEATURE_LAYOUTS: Mapping[str, tuple[Module, ...]] = {"tied": TIED_LAYOUT, "subclassed": SUBCLASSED_LAYOUT}
 
 
 @dataclass(frozen=True)
@@ -249,7 +298,25 @@ def _tied(o: OptimizerSetup) -> Spec:
     )
 
 
-#: Spec shapes, by the name used in case ids (``tied`` runs on :data:`TIED_LAYOUT`).
+def _subclassed(o: OptimizerSetup) -> Spec:
+    # on SUBCLASSED_LAYOUT: rules by a base class (LayerNorm, the norm family) must reach
+    # Rescale, a rule by its own class GatedLinear, and one by a model's class LayerScale
+    return Spec(
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        hyper=o.hyper,
+        no_decay=("bias", "norm"),
+        rules=(
+            Rule(ModuleType("LayerNorm"), lr_mult=0.5, name="norms"),
+            Rule(ModuleType("GatedLinear"), lr_mult=3, name="gated"),
+            Rule(ModuleType("LayerScale"), lr_mult=2, weight_decay=0.0, name="layer-scale"),
+        ),
+        layer_decay=LayerDecay(0.7),
+    )
+
+
+#: Spec shapes, by the name used in case ids (``tied`` runs on :data:`TIED_LAYOUT`,
+#: ``subclassed`` on :data:`SUBCLASSED_LAYOUT`).
 FEATURES: Mapping[str, Callable[[OptimizerSetup], Spec]] = {
     "head_backbone": _head_backbone,
     "layer_decay": _layer_decay,
@@ -258,6 +325,7 @@ FEATURES: Mapping[str, Callable[[OptimizerSetup], Spec]] = {
     "no_decay": _no_decay,
     "mixed": _mixed,
     "tied": _tied,
+    "subclassed": _subclassed,
 }
 
 
@@ -411,7 +479,7 @@ class Case:
         Every name, a tied one too, keyed by its tensor's canonical name.
         """
         return [
-            ParamInfo(name, shape, self.dtype, m.path, (m.class_name,), m.trainable, m.key(name))
+            ParamInfo(name, shape, self.dtype, m.path, m.class_names, m.trainable, m.key(name))
             for m in self.layout
             for name, shape in m.tensors()
         ]
@@ -465,7 +533,7 @@ def all_cases() -> tuple[Case, ...]:
 
     Example:
         >>> len(all_cases()), sum(c.controlled for c in all_cases())
-        (177, 14)
+        (188, 14)
     """
     out = [Case(o, "step", f) for o in OPTIMIZERS for f in FEATURES]
     out += [Case(o, s, "mixed") for o in OPTIMIZERS for s in FRAMEWORK_SCHEDULES if s != "step"]

@@ -10,6 +10,7 @@ wrong backends the suite must catch without any framework.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -92,11 +93,17 @@ class TorchLikeHarness:
 
     def _leaf(self, m: Module) -> Any:
         nn = self.fw.nn
+        base = nn.Module if m.base_class is None else getattr(nn, m.base_class)
+        cls = base if m.cls is None else _own_class(m.cls, base)
         if m.kind == "linear":
-            return nn.Linear(*m.dims)
+            return cls(*m.dims)
         if m.kind == "layernorm":
-            return nn.LayerNorm(m.dims[0])
-        return nn.Embedding(*m.dims)
+            return cls(m.dims[0])
+        if m.kind == "scale":
+            module = cls()
+            module.gamma = nn.Parameter(self.fw.ones(*m.dims))
+            return module
+        return cls(*m.dims)
 
     # -- optimizer and schedule ---------------------------------------------------------
 
@@ -220,6 +227,16 @@ class TorchLikeHarness:
         flags = {n: bool(p.requires_grad) for n, p in model.named_parameters()}
         snaps = self.train(case, model, groups)
         return Observation(snaps, planned(groups.plan), flags)
+
+
+@cache
+def _own_class(name: str, base: type) -> type:
+    """A class of the model's own, ``class <name>(base)``, made once per name and base.
+
+    Once: a backend caches what it learns per class (its names), and one class per
+    model made would grow that cache with every case run.
+    """
+    return type(name, (base,), {"__module__": __name__})
 
 
 def _module(root: Any, path: str) -> Any:

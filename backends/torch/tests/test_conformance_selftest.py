@@ -153,6 +153,29 @@ def test_a_backend_that_misses_tied_tensors_is_caught() -> None:
     assert check_backend(TorchLikeHarness(torch, IgnoreTies()), cases=plain).ok
 
 
+class LeafClassOnly(TorchBackend):
+    """Reports each module's own class only, not its bases: a subclass loses its base's rules."""
+
+    name = "leaf-class-only"
+
+    def extract(self, model: Any) -> list[multilr.ParamInfo]:
+        return [dataclasses.replace(info, module_types=info.module_types[:1]) for info in super().extract(model)]
+
+
+def test_a_backend_that_misses_base_classes_is_caught() -> None:
+    # Rescale(LayerNorm) is a norm only through its base: such a backend gives it the
+    # rate and the weight decay of a plain tensor
+    cases = [c for c in all_cases() if c.feature == "subclassed"]
+    assert len(cases) >= 8
+    report = check_backend(TorchLikeHarness(torch, LeafClassOnly()), cases=cases)
+    for result in report.results:
+        assert result.status == "failed", result.describe()
+        assert any("blocks.2.norm" in m for m in result.messages), result.describe()
+    # on a model of the frameworks' classes alone it is right
+    plain = [c for c in all_cases() if c.feature == "no_decay" and c.setup.kind == "adamw"]
+    assert check_backend(TorchLikeHarness(torch, LeafClassOnly()), cases=plain).ok
+
+
 class DecayEverything(TorchBackend):
     """Reports the plan faithfully but gives every group the base weight decay (no_decay lost)."""
 
