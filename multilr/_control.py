@@ -196,15 +196,36 @@ class Controller:
 
         With ``freeze_by="grad"`` their tensors keep ``requires_grad`` and lose their
         gradients before each optimizer step, so this is safe inside DDP and FSDP.
+
+        Raises:
+            MultiLRError: No group is named (fastai's ``freeze()``, every group but the
+                top, is ``freeze_to(-1)``), or a name is no group (nothing is changed).
         """
+        if not groups:
+            # a call that would freeze nothing is a fastai habit, not a request for nothing
+            raise MultiLRError(
+                "freeze() needs the groups to freeze (ctl.groups lists them); fastai's freeze(), "
+                "which trains only the top, is ctl.freeze_to(-1)"
+            )
         self._set_frozen(groups, True)
 
     def unfreeze(self, *groups: str, multiplier: float | None = None) -> None:
         """Unfreeze groups, optionally at ``multiplier`` x their planned rate.
 
+        A named group's tensors that the model itself had switched off are switched on
+        too: naming the group is asking for it.
+
         Raises:
-            MultiLRError: A group is not frozen (nothing is changed).
+            MultiLRError: No group is named (every frozen group, fastai's ``unfreeze()``,
+                is :meth:`unfreeze_all`), or a named group is not frozen (nothing is changed).
         """
+        if not groups:
+            # an empty call unfreezing everything would make ``unfreeze(*some_list)`` with
+            # an empty list thaw the whole model: the all-groups call has its own name
+            raise MultiLRError(
+                "unfreeze() needs the groups to unfreeze (frozen now: "
+                f"{self.frozen()}); every frozen group, fastai's unfreeze(), is ctl.unfreeze_all()"
+            )
         idx = [self._index(g) for g in groups]
         not_frozen = [self.groups[i] for i in idx if not self._frozen[i]]
         if not_frozen:
@@ -218,6 +239,30 @@ class Controller:
             frozen[i] = False
         # named by the user: tensors the model itself had switched off are switched on too
         self._transition(self._step, mult, frozen, self._done, thaw=idx)
+
+    def unfreeze_all(self, multiplier: float | None = None) -> None:
+        """Unfreeze every frozen group (fastai's ``unfreeze()``); nothing when none is.
+
+        :meth:`unfreeze` of :meth:`frozen`: optionally at ``multiplier`` x the planned
+        rates, and the tensors the model had switched off in those groups train too.
+
+        Example:
+            >>> import torch, multilr
+            >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+            >>> spec = {"lr": 0.1, "rules": [{"prefix": "0", "frozen": True, "name": "body"}]}
+            >>> groups = multilr.build(model, spec)
+            >>> ctl = multilr.Controller(torch.optim.SGD(groups), groups)
+            >>> ctl.frozen()
+            ['body/frozen']
+            >>> ctl.unfreeze_all(multiplier=0.5)  # at half the planned rate
+            >>> ctl.frozen(), model[0].weight.requires_grad, ctl.optimizer.param_groups[0]["lr"]
+            ([], True, 0.05)
+        """
+        if multiplier is not None:  # refused even when nothing is frozen
+            number(multiplier, "unfreeze multiplier")
+        frozen = self.frozen()
+        if frozen:
+            self.unfreeze(*frozen, multiplier=multiplier)
 
     def freeze_to(self, n: int) -> None:
         """Freeze every group below depth ``n`` and unfreeze the rest (fastai's ``freeze_to``).

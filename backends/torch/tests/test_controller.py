@@ -129,6 +129,20 @@ def test_freeze_to_follows_the_models_group_matcher(hints: bool) -> None:
             ctl.freeze_to(-1)
 
 
+def test_unfreeze_all_is_fastais_unfreeze() -> None:
+    model, groups, _, ctl = _setup()
+    ctl.freeze_to(-1)  # fastai's freeze(): only the top trains
+    assert ctl.frozen() == [n for n in ctl.groups if n != HEAD]
+    ctl.unfreeze_all(multiplier=0.5)
+    assert ctl.frozen() == [] and all(p.requires_grad for p in model.parameters())
+    want = {g.name: g.lr * (1.0 if g.name == HEAD else 0.5) for g in groups.plan.groups}
+    assert ctl.rates() == pytest.approx(want)
+    ctl.unfreeze_all()  # nothing frozen: nothing to do
+    assert ctl.rates() == pytest.approx(want)
+    with pytest.raises(SpecError, match="unfreeze multiplier"):
+        ctl.unfreeze_all(multiplier=-1.0)
+
+
 def test_bad_calls_change_nothing() -> None:
     _, groups, opt, ctl = _setup()
     rates = ctl.rates()
@@ -138,6 +152,11 @@ def test_bad_calls_change_nothing() -> None:
         ctl.freeze("haed/depth3")
     with pytest.raises(MultiLRError, match=r"cannot unfreeze \['head/depth3'\]: not frozen"):
         ctl.unfreeze(HEAD)
+    with pytest.raises(MultiLRError, match=r"freeze\(\) needs the groups .* is ctl.freeze_to\(-1\)"):
+        ctl.freeze()
+    # an empty list of groups is no request to thaw everything
+    with pytest.raises(MultiLRError, match=r"unfreeze\(\) needs the groups .* is ctl.unfreeze_all\(\)"):
+        ctl.unfreeze(*[])
     with pytest.raises(SpecError, match="must be >= 0"):
         ctl.set_scale(HEAD, -1)
     assert ctl.rates() == rates and ctl.frozen() == []

@@ -168,7 +168,7 @@ def test_fastai_freeze_with_train_bn() -> None:
     # fastai's unfreeze(): everything trains, at the rules' rates
     opt = torch.optim.AdamW(groups)
     ctl = multilr.Controller(opt, groups)
-    ctl.unfreeze(*ctl.frozen())
+    ctl.unfreeze_all()
     assert all(p.requires_grad for p in model.parameters())
     lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     assert lr[id(model[0][0].weight)] == pytest.approx(2e-4)
