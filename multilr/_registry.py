@@ -72,7 +72,13 @@ def register_backend(name: str, factory: Callable[[], Any]) -> None:
 
 
 def list_backends() -> list[str]:
-    """Names of the installed (and registered) backends, sorted."""
+    """Names of the installed (and registered) backends, sorted.
+
+    Example:
+        >>> names = list_backends()  # e.g. ['torch'], or ['oneflow', 'oneflow-graph']
+        >>> isinstance(names, list), names == sorted(set(names))
+        (True, True)
+    """
     return sorted(set(_entry_points()) | set(_registered))
 
 
@@ -123,6 +129,12 @@ def get_backend(backend: str | Backend) -> Backend:
         BackendNotFoundError: Unknown name, or its package is not installed; the
             message lists the installed backends and the package to install.
         BackendError: The plugin failed to load or does not implement the contract.
+
+    Example:
+        >>> get_backend("tourch")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        multilr.errors.BackendNotFoundError: unknown backend 'tourch' (did you mean 'torch'?); ...
     """
     if not isinstance(backend, str):
         _check_contract(backend, repr(backend))

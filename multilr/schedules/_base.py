@@ -87,6 +87,12 @@ class Chain(Schedule):
     Attributes:
         parts: The schedules.
         milestones: Steps where the next part begins (one fewer than ``parts``, increasing).
+
+    Example:
+        >>> from multilr.schedules import Constant, Step
+        >>> chain = Step(2, gamma=0.5).then(Constant(0.1), at=3)  # Schedule.then makes one
+        >>> chain.factors(5), chain.milestones
+        ([1.0, 1.0, 0.5, 0.1, 0.1], (3,))
     """
 
     parts: tuple[Schedule, ...]

@@ -34,7 +34,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Constant(Schedule):
-    """The same factor at every step (default 1: the planned rates)."""
+    """The same factor at every step (default 1: the planned rates).
+
+    Example:
+        >>> Constant(0.5).factors(3)
+        [0.5, 0.5, 0.5]
+    """
 
     value: float = 1.0
 
@@ -47,7 +52,12 @@ class Constant(Schedule):
 
 @dataclass(frozen=True)
 class Step(Schedule):
-    """``gamma ** (step // step_size)`` (PyTorch ``StepLR``)."""
+    """``gamma ** (step // step_size)`` (PyTorch ``StepLR``).
+
+    Example:
+        >>> Step(2, gamma=0.5).factors(5)
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
 
     step_size: int
     gamma: float = 0.1
@@ -62,7 +72,12 @@ class Step(Schedule):
 
 @dataclass(frozen=True)
 class MultiStep(Schedule):
-    """``gamma ** (number of milestones <= step)`` (PyTorch ``MultiStepLR``)."""
+    """``gamma ** (number of milestones <= step)`` (PyTorch ``MultiStepLR``).
+
+    Example:
+        >>> [round(f, 4) for f in MultiStep((2, 4)).factors(6)]
+        [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    """
 
     milestones: tuple[int, ...]
     gamma: float = 0.1
@@ -79,7 +94,12 @@ class MultiStep(Schedule):
 
 @dataclass(frozen=True)
 class Exponential(Schedule):
-    """``gamma ** step`` (PyTorch ``ExponentialLR``)."""
+    """``gamma ** step`` (PyTorch ``ExponentialLR``).
+
+    Example:
+        >>> [round(f, 4) for f in Exponential(0.9).factors(3)]
+        [1.0, 0.9, 0.81]
+    """
 
     gamma: float
 
@@ -122,6 +142,10 @@ class Cosine(Schedule):
     PyTorch's ``CosineAnnealingLR`` with ``eta_min`` = ``final x`` each group's rate (its
     own ``eta_min`` is one absolute value for every group); it keeps ``final`` after
     ``total`` where PyTorch's would rise again.
+
+    Example:
+        >>> [round(f, 4) for f in Cosine(total=4).factors(6)]
+        [1.0, 0.8536, 0.5, 0.1464, 0.0, 0.0]
     """
 
     total: int
@@ -143,6 +167,12 @@ class SGDR(Schedule):
     ``cycle_mult**i`` to ``final`` (as timm's ``cycle_decay`` and OneFlow's ``decay_rate``).
     With ``cycle_mult = 1`` this is PyTorch's ``CosineAnnealingWarmRestarts(T_0=period,
     T_mult=period_mult)`` (``eta_min`` per group).
+
+    Example:
+        >>> [round(f, 4) for f in SGDR(period=2, period_mult=2).factors(7)]  # restarts at 2 and 6
+        [1.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 1.0]
+        >>> SGDR(period=2, cycle_mult=0.5).factors(6)  # each restart's peak halves
+        [1.0, 0.5, 0.5, 0.25, 0.25, 0.125]
     """
 
     period: int
@@ -171,6 +201,10 @@ class OneCycle(Schedule):
     Up from ``1/div`` to 1 (the planned rate is each group's peak) by step
     ``pct_start * total - 1``, then down to ``1/(div * final_div)`` at step ``total - 1``;
     ``three_phase`` goes back to ``1/div`` first. The defaults are PyTorch's.
+
+    Example:
+        >>> [round(f, 4) for f in OneCycle(total=10, div=10, final_div=100).factors(10)]
+        [0.1, 0.55, 1.0, 0.9505, 0.8119, 0.6116, 0.3894, 0.1891, 0.0505, 0.001]
     """
 
     total: int
@@ -212,6 +246,10 @@ class Cyclical(Schedule):
     ``step_up`` steps from ``low`` to ``high``, ``step_down`` (default ``step_up``) back.
     ``triangular``: every cycle the same; ``triangular2``: the amplitude halves each
     cycle; ``exp_range``: the amplitude is multiplied by ``gamma ** step``.
+
+    Example:
+        >>> [round(f, 4) for f in Cyclical(low=0.1, high=1.0, step_up=2).factors(7)]
+        [0.1, 0.55, 1.0, 0.55, 0.1, 0.55, 1.0]
     """
 
     low: float
@@ -252,6 +290,10 @@ class Polynomial(Schedule):
     """From 1 to ``final`` over ``total`` steps as ``(1 - t/total) ** power``, then ``final``.
 
     With ``final = 0`` this is PyTorch's ``PolynomialLR(total_iters=total, power=power)``.
+
+    Example:
+        >>> Polynomial(total=4, power=2).factors(6)
+        [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
     """
 
     total: int
@@ -275,6 +317,10 @@ class Warmup(Schedule):
     During warm-up the factor rises from ``start`` to the inner schedule's first
     factor, linearly (``mode="linear"``, as PyTorch's ``LinearLR`` and timm) or
     geometrically (``"exp"``); then the inner schedule runs from its own step 0.
+
+    Example:
+        >>> [round(f, 4) for f in Warmup(Cosine(total=4), steps=2).factors(6)]
+        [0.01, 0.505, 1.0, 0.8536, 0.5, 0.1464]
     """
 
     inner: Schedule
@@ -303,6 +349,11 @@ class Function(Schedule):
 
     Its values are checked as they are used: a negative or non-finite factor raises
     :class:`~multilr.SpecError` naming the step.
+
+    Example:
+        >>> inverse = Function(lambda i: 1 / (i + 1), name="inverse")
+        >>> inverse.factors(3), inverse.describe()
+        ([1.0, 0.5, 0.3333333333333333], 'Function(inverse)')
     """
 
     fn: Callable[[int], float] = field(compare=False)

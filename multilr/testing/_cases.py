@@ -550,6 +550,11 @@ def case_by_id(case_id: str) -> Case:
 
     Raises:
         KeyError: No such case (the message lists a few ids).
+
+    Example:
+        >>> case = case_by_id("sgd-step-frozen")
+        >>> case.optimizer, case.schedule, case.feature, case.dtype
+        ('sgd', 'step', 'frozen', 'float32')
     """
     try:
         return _by_id()[case_id]

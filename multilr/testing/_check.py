@@ -76,7 +76,13 @@ EPS: Mapping[str, float] = {"float32": 2.0**-23, "float64": 2.0**-52}
 
 
 def tolerance(case: Case) -> tuple[float, float]:
-    """``(rate, trajectory)`` relative tolerance of ``case`` (see :data:`TOLERANCES`)."""
+    """``(rate, trajectory)`` relative tolerance of ``case`` (see :data:`TOLERANCES`).
+
+    Example:
+        >>> from multilr.testing import case_by_id
+        >>> tolerance(case_by_id("sgd-step-frozen")), tolerance(case_by_id("adamw-step-mixed"))
+        ((0.0001, 2e-06), (0.001, 2e-05))
+    """
     return TOLERANCES[(case.setup.kind, case.dtype)]
 
 
@@ -123,7 +129,16 @@ class Harness(Protocol):
 
 
 def planned(plan: Plan) -> dict[str, tuple[float, float, bool]]:
-    """``(rate, weight_decay, frozen)`` per parameter, for :class:`Observation`."""
+    """``(rate, weight_decay, frozen)`` per parameter, for :class:`Observation`.
+
+    Example:
+        >>> from multilr import plan
+        >>> from multilr.testing import case_by_id
+        >>> case = case_by_id("sgd-step-frozen")
+        >>> rows = planned(plan(case.infos(), case.spec))
+        >>> rows["embed.weight"], rows["head.weight"]
+        ((0.0, 0.0, True), (0.5, 0.0, False))
+    """
     return {n: (plan.lr_of(g), g.weight_decay, g.frozen) for g in plan.groups for n in g.params}
 
 
@@ -197,6 +212,16 @@ def reference_run(
         plan: Its plan.
         adjust: Changes each trainable tensor's rate and gradient before its step (the
             :class:`~multilr.testing.ReferenceHarness` mistakes); the expected rates stay.
+
+    Example:
+        >>> from multilr import plan
+        >>> from multilr.testing import case_by_id
+        >>> case = case_by_id("sgd-step-frozen")
+        >>> traj, rates = reference_run(case, plan(case.infos(), case.spec))
+        >>> len(traj), rates[0]["head.weight"], rates[0]["embed.weight"]  # the start + 6 steps
+        (7, 0.5, 0.0)
+        >>> bool((traj[-1]["embed.weight"] == traj[0]["embed.weight"]).all())  # frozen: never moves
+        True
     """
     rates, frozen = _expected(case, plan)
     wd = _weight_decays(plan)
@@ -229,6 +254,14 @@ def expected_rates(case: Case, plan: Plan) -> list[dict[str, float]]:
     For a controlled case (:attr:`Case.controlled`), the rates the Controller gives: plan
     rate x multiplier x schedule factor, 0 while frozen, with the case's events applied
     (see :func:`~multilr.testing.controlled_rates`).
+
+    Example:
+        >>> from multilr import plan
+        >>> from multilr.testing import case_by_id
+        >>> case = case_by_id("sgd-step-frozen")  # step schedule: x0.7 per step
+        >>> rates = expected_rates(case, plan(case.infos(), case.spec))
+        >>> len(rates), [round(r["head.weight"], 4) for r in rates[:3]], rates[-1]["embed.weight"]
+        (6, [0.5, 0.35, 0.245], 0.0)
     """
     return _expected(case, plan)[0]
 

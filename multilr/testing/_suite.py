@@ -85,6 +85,14 @@ def assert_conformance(harness: Harness, cell: Cell) -> CellResult:
     """Check one cell inside a pytest test: pass, xfail with its reason, or fail with the details.
 
     The result is recorded in the trace directory when ``MULTILR_TRACES`` is set.
+
+    Example:
+        >>> from unittest import mock
+        >>> from multilr.testing import ReferenceHarness, case_by_id
+        >>> cell = Cell("reference", case_by_id("sgd-step-frozen"))
+        >>> with mock.patch.dict("os.environ", {"MULTILR_TRACES": ""}):  # record no trace here
+        ...     assert_conformance(ReferenceHarness(), cell).status
+        'passed'
     """
     import pytest
 

@@ -42,6 +42,13 @@ def record(result: CellResult, directory: str | os.PathLike[str] | None = None) 
 
     Returns:
         The file written, or ``None``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = record(CellResult("mine", "sgd-step-frozen"), d)
+        ...     path.name.startswith("mine."), load_traces(d)["mine"]["sgd-step-frozen"]["status"]
+        (True, 'passed')
     """
     where = directory if directory is not None else os.environ.get(TRACE_ENV)
     if not where:
@@ -59,6 +66,14 @@ def load_traces(directory: str | os.PathLike[str]) -> dict[str, dict[str, dict[s
     Files are read oldest first (by modification time), so a run traced into a folder
     that still holds an earlier run's files overrides it; ``<backend>.<pid>.jsonl``
     names sort by pid as text, which says nothing about which run came last.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = record(CellResult("mine", "sgd-step-frozen", status="failed"), d)
+        ...     _ = record(CellResult("mine", "sgd-step-frozen"), d)  # the last record wins
+        ...     {b: {c: r["status"] for c, r in cells.items()} for b, cells in load_traces(d).items()}
+        {'mine': {'sgd-step-frozen': 'passed'}}
     """
     out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     paths = sorted(Path(directory).glob("*.jsonl"), key=lambda p: (p.stat().st_mtime_ns, p.name))
@@ -140,6 +155,15 @@ def compare(directory: str | os.PathLike[str], backends: Iterable[str]) -> Compa
 
     Returns:
         The comparison; ``.ok`` and ``.matrix()``.
+
+    Example:
+        >>> import tempfile
+        >>> from multilr.testing import ReferenceHarness, check_backend
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = check_backend(ReferenceHarness(), cases=all_cases()[:2], trace_dir=d)
+        ...     result = compare(d, ["reference"])  # every case must be there: 186 are missing
+        >>> result.ok, result.counts["reference"]["passed"], result.problems[0]
+        (False, 2, 'reference-sgd-step-per_tensor: missing')
     """
     names = list(backends)
     traces = load_traces(directory)

@@ -79,3 +79,24 @@ def test_torch_backend_not_installed_names_its_package(probe: dict[str, object])
         multilr.build(object(), {"lr": 0.1}, backend="torch")
     assert "'multilr-torch'" in str(info.value), f"got {info.value}, should name multilr-torch [this process]"
     assert "oneflow" in str(info.value), f"got {info.value}, should list the installed backends"
+
+
+#: Shown as a literal ``Example::`` block, not run: each compiles an nn.Graph, which OneFlow
+#: 0.9 can crash a long-lived process with (the graph cases run in processes of their own).
+LITERAL_EXAMPLES = {"add_optimizer", "graph_recorder"}
+
+
+def test_every_public_function_shows_an_example() -> None:
+    # as tests/test_docstrings.py does for the core: the examples run as doctests
+    import inspect
+
+    import multilr_oneflow
+
+    functions = [n for n in multilr_oneflow.__all__ if inspect.isfunction(getattr(multilr_oneflow, n))]
+    assert len(functions) >= 6 and set(functions) >= LITERAL_EXAMPLES
+    for name in functions:
+        doc = inspect.getdoc(getattr(multilr_oneflow, name)) or ""
+        if name in LITERAL_EXAMPLES:
+            assert "Example::" in doc, name
+        else:
+            assert "Example:" in doc and ">>> " in doc.split("Example:", 1)[1], name

@@ -54,6 +54,15 @@ def check_scheduler(lr_sch: Any) -> None:
     Raises:
         UnsupportedFeatureError: LambdaLR, ReduceLROnPlateau, or a scheduler not
             known to work inside nn.Graph.
+
+    Example:
+        >>> flow = import_oneflow()
+        >>> opt = flow.optim.SGD(flow.nn.Linear(2, 2).parameters(), lr=0.1)
+        >>> check_scheduler(flow.optim.lr_scheduler.StepLR(opt, step_size=10))  # runs in a graph: no error
+        >>> check_scheduler(flow.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.9**t))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        multilr.errors.UnsupportedFeatureError: lr_sch LambdaLR: OneFlow 0.9's nn.Graph cannot run LambdaLR...
     """
     if lr_sch is None:
         return
@@ -188,6 +197,16 @@ def rates_at(source: Any, step: int, lr_sch: Any = None) -> dict[str, float]:
 
     Returns:
         Group name -> effective rate (0 for frozen groups).
+
+    Example:
+        >>> import multilr
+        >>> flow = import_oneflow()
+        >>> model = flow.nn.Sequential(flow.nn.Linear(2, 2), flow.nn.Linear(2, 1))
+        >>> spec = {"lr": 0.1, "rules": [{"prefix": "1", "lr_mult": 10, "name": "head"}]}
+        >>> groups = multilr.build(model, spec, backend="oneflow-graph")
+        >>> sch = flow.optim.lr_scheduler.StepLR(flow.optim.SGD(groups), step_size=2, gamma=0.5)
+        >>> rates_at(groups.plan, 3, sch)  # halved once by step 3
+        {'default': 0.05, 'head': 0.5}
     """
     if isinstance(source, Plan):
         base = source.base_lr
