@@ -490,6 +490,13 @@ CASES: dict[str, Case] = {
     "ctl-unfreeze-not-frozen": Case(
         lambda env: env.ctl.unfreeze("head"), MultiLRError, "cannot unfreeze \\['head'\\]"
     ),
+    "ctl-freeze-no-group": Case(lambda env: env.ctl.freeze(), MultiLRError, "freeze\\(\\) needs the groups"),
+    "ctl-unfreeze-no-group": Case(
+        lambda env: env.ctl.unfreeze(*[]), MultiLRError, "unfreeze\\(\\) needs the groups .*unfreeze_all"
+    ),
+    "ctl-unfreeze-all-bad-multiplier": Case(
+        lambda env: env.ctl.unfreeze_all(multiplier=-1.0), SpecError, "unfreeze multiplier"
+    ),
     "ctl-unfreeze-bad-multiplier": Case(
         lambda env: env.ctl.unfreeze("stem/frozen", multiplier=math.inf), SpecError, "unfreeze multiplier"
     ),
@@ -640,7 +647,12 @@ MODULES = [
 #: ``module::function`` -> the cases that reach its raises, or why none can (a string).
 SITES: dict[str, list[str] | str] = {
     "multilr/_check.py::check_keys": ["spec-unknown-key", "spec-schedule-field"],
-    "multilr/_check.py::number": ["spec-lr-not-a-number", "ctl-bad-multiplier", "spec-layer-decay-range"],
+    "multilr/_check.py::number": [
+        "spec-lr-not-a-number",
+        "ctl-bad-multiplier",
+        "spec-layer-decay-range",
+        "ctl-unfreeze-all-bad-multiplier",
+    ],
     "multilr/_check.py::integer": ["spec-rule-priority"],
     "multilr/_checkpoint.py::load_state_dict": ["ckpt-not-a-checkpoint", "ckpt-renamed-group"],
     "multilr/_checkpoint.py::_plan_of": ["ckpt-plan-type"],
@@ -663,7 +675,8 @@ SITES: dict[str, list[str] | str] = {
     ],
     "multilr/_checkpoint.py::_load": ["ckpt-controller-refuses", "ckpt-optimizer-refuses"],
     "multilr/_control.py::Controller.__init__": ["ctl-no-plan"],
-    "multilr/_control.py::Controller.unfreeze": ["ctl-unfreeze-not-frozen"],
+    "multilr/_control.py::Controller.freeze": ["ctl-freeze-no-group"],
+    "multilr/_control.py::Controller.unfreeze": ["ctl-unfreeze-not-frozen", "ctl-unfreeze-no-group"],
     "multilr/_freezing.py::step_pre_hook": [
         "ctl-freeze-by",
         "(no register_step_pre_hook: torch always has one; test_atomic_oneflow covers it)",
