@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
+from multilr._emitted import check_emitted
 from multilr._hints import ModelHints, read_hints
 from multilr._params import ParamInfo
 from multilr._plan import resolve
@@ -84,6 +85,11 @@ def build(model: Any, spec: SpecLike, backend: str | Backend | None = None) -> P
     Returns:
         The groups, ready for the framework's optimizer; ``.plan`` holds the plan.
 
+    Raises:
+        MultiLRError: The spec, the plan or the backend refused (a subclass naming the
+            key, rule or parameter); a ``BackendError`` when a backend's ``emit`` returns
+            groups that do not implement the plan, one per plan group, in order.
+
     Example:
         >>> import torch
         >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
@@ -100,7 +106,9 @@ def build(model: Any, spec: SpecLike, backend: str | Backend | None = None) -> P
         resolved = resolve(table, checked, hints=_hints(_unwrapped(be, model), checked))
         return ParamGroups(reader.emit_table(table, resolved), plan=resolved, backend=be.name)
     resolved = plan(model, spec, backend=be)
-    return ParamGroups(be.emit(model, resolved), plan=resolved, backend=be.name)
+    # not the one-walk path above: a third-party emit, or one a subclass overrides
+    groups = check_emitted(be.name, resolved, be.emit(model, resolved))
+    return ParamGroups(groups, plan=resolved, backend=be.name)
 
 
 def _unwrapped(be: Backend, model: Any) -> Any:

@@ -189,6 +189,15 @@ class _Plugin(TorchBackend):
         return self._extract(model)
 
 
+class _Reversed(TorchBackend):
+    """A third-party backend whose emit hands the groups back in reverse order."""
+
+    name = "reversed"
+
+    def emit(self, model: Any, plan: multilr.Plan) -> list[dict[str, Any]]:
+        return super().emit(model, plan)[::-1]
+
+
 def _extra_param(model: Any) -> list[Any]:
     infos = TorchBackend().extract(model)
     return [
@@ -418,6 +427,9 @@ CASES: dict[str, Case] = {
         _build(SPEC, backend=_Plugin(TorchBackend().extract, convention="both")), BackendError, "convention"
     ),
     "backend-not-installed": Case(_build(SPEC, backend="oneflow"), BackendNotFoundError, "'multilr-oneflow'"),
+    "backend-emit-reorders": Case(
+        _build(SPEC, backend=_Reversed()), BackendError, "backend 'reversed', group 0 .*: named 'head"
+    ),
     "backend-plugin-fails": Case(
         lambda env: (
             multilr.register_backend("broken-at-start", lambda: 1 / 0),
@@ -634,7 +646,8 @@ def test_a_failure_changes_nothing(case_id: str, tmp_path: Path) -> None:
 #: Modules whose raise sites build, the Controller and the checkpoint loader can reach.
 MODULES = [
     "multilr/_build.py", "multilr/_check.py", "multilr/_checkpoint.py", "multilr/_control.py",
-    "multilr/_controlcheck.py", "multilr/_decisions.py", "multilr/_depth.py", "multilr/_freezing.py",
+    "multilr/_controlcheck.py", "multilr/_decisions.py", "multilr/_depth.py", "multilr/_emitted.py",
+    "multilr/_freezing.py",
     "multilr/_hyperkeys.py",
     "multilr/_params.py", "multilr/_placement.py", "multilr/_plan.py", "multilr/_plantypes.py", "multilr/_registry.py",
     "multilr/_rules.py", "multilr/_select.py", "multilr/_spec.py", "multilr/_stages.py",
@@ -717,6 +730,10 @@ SITES: dict[str, list[str] | str] = {
         "is read, as backend-plugin-fails does)",
     ],
     "multilr/_registry.py::_check_contract": ["backend-contract", "backend-convention"],
+    "multilr/_emitted.py::check_emitted": [
+        "backend-emit-reorders",
+        "(the other refusals: backends/torch/tests/test_emitted.py, on the same running model)",
+    ],
     "multilr/_registry.py::_entry_point": "two installed packages registering one name "
     "(tests/test_registry.py puts such a pair on sys.path); it raises before the model is read",
     "multilr/_rules.py::Rule.__post_init__": ["spec-rule-two-rates", "spec-rule-sets-nothing"],
