@@ -49,14 +49,16 @@ def check_optimizer(optimizer: Any, plan: Plan) -> None:
     """Refuse an optimizer whose groups are not exactly ``plan``'s, in the plan's order.
 
     Raises:
-        UnsupportedFeatureError: The groups carry ``lr_scale`` (``oneflow-graph``).
+        UnsupportedFeatureError: The groups carry ``lr_scale`` (convention ``lr_scale``:
+            ``oneflow-graph``, or a third-party backend).
         MultiLRError: The optimizer's groups do not match the plan's.
     """
     pgs = optimizer.param_groups
     if any("lr_scale" in g for g in pgs):
         raise UnsupportedFeatureError(
-            "these groups carry lr_scale (backend='oneflow-graph'): nn.Graph compiles the rates at its "
-            "first call, so they cannot be changed at run time; schedule them with "
+            "these groups carry lr_scale (convention 'lr_scale', as backend='oneflow-graph' emits): the "
+            "Controller drives each group's own lr (convention 'lr'). With nn.Graph the rates are compiled "
+            "at its first call, so they cannot be changed at run time; schedule them with "
             "multilr_oneflow.graph_scheduler(optimizer, schedule), or train in eager mode "
             "(backend='oneflow')"
         )

@@ -116,6 +116,21 @@ def _as_table(infos: Iterable[ParamInfo]) -> ParamTable:
             raise PlanError(f"expected ParamInfo values from the backend, got {type(info).__name__}")
         if info.name in seen:
             raise PlanError(f"parameter name {info.name!r} appears twice in the model's parameter list")
+        types = info.module_types
+        # a bare string is the usual slip ("LayerNorm" for ("LayerNorm",)): family matching
+        # would then look at its letters and miss, silently
+        if not isinstance(types, tuple) or not all(isinstance(t, str) for t in types):
+            raise PlanError(
+                f"parameter {info.name!r}: module_types must be a tuple of class names, most derived "
+                f"first, got {types!r}"
+            )
+        try:
+            hash(info.key)
+        except TypeError:
+            raise PlanError(
+                f"parameter {info.name!r}: key must be hashable (the tensor's identity, shared by tied "
+                f"names), got {type(info.key).__name__}"
+            ) from None
         seen.add(info.name)
         checked.append(info)
     return ParamTable.from_infos(checked)

@@ -215,8 +215,9 @@ def _optimizer_names(optimizer: Any) -> list[str]:
         if "lr_scale" in g:
             label = g["name"] if "name" in g else i  # noqa: SIM401 - OneFlow's ParamGroup has no .get
             raise UnsupportedFeatureError(
-                f"param group {label!r} carries lr_scale (backend='oneflow-graph'): nn.Graph compiles the "
-                "rates and never writes them back, so its lr is stale; record the real rates with "
+                f"param group {label!r} carries lr_scale (convention 'lr_scale', as backend='oneflow-graph' "
+                "emits): its lr is the base rate, not the group's. nn.Graph compiles the rates and never "
+                "writes them back; record the real rates with "
                 "multilr_oneflow.graph_recorder(optimizer, lr_sch=scheduler)"
             )
     return [str(g["name"]) if "name" in g else str(i) for i, g in enumerate(pgs)]

@@ -66,7 +66,20 @@ def register_backend(name: str, factory: Callable[[], Any]) -> None:
         >>> register_backend("null", Null)
         >>> "null" in list_backends()
         True
+
+    Raises:
+        BackendError: ``name`` is not a non-empty string, or ``factory`` is not callable
+            (an instance given for its class: pass the class, or ``lambda: instance``).
     """
+    if not isinstance(name, str) or not name:
+        raise BackendError(f"register_backend: the name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        # checked now: called only at the first get_backend, it would fail far from here
+        raise BackendError(
+            f"register_backend({name!r}, ...): the factory must be callable (the backend class, or a "
+            f"function returning an instance), got a {type(factory).__name__}; pass its class, or "
+            "lambda: instance"
+        )
     _registered[name] = factory
     _instances.pop(name, None)
 

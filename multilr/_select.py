@@ -37,11 +37,12 @@ __all__ = [
 #: Families of module types, usable as ``ModuleType("norm")``. Matched against the
 #: owning module's class and all its bases, so subclasses (``LlamaRMSNorm``,
 #: ``FrozenBatchNorm2d``) are found without being listed. ``norm`` also takes the gated
-#: RMS norms of state-space models (``MambaRMSNormGated``); ``embedding`` also takes the
+#: RMS norms of state-space models (``MambaRMSNormGated``) and other frameworks' spellings
+#: (PaddlePaddle's ``BatchNorm2D``, Keras' ``LayerNormalization``); ``embedding`` also takes the
 #: ``*Embeddings`` modules of transformers, whose own tensors are the class token and the
 #: position embeddings (ViT's ``cls_token``, ``position_embeddings``), not a projection.
 MODULE_TYPE_ALIASES: Mapping[str, re.Pattern[str]] = {
-    "norm": re.compile(r"Norm(\d+d|Gated)?$"),
+    "norm": re.compile(r"Norm(alization)?(\d+[dD]|Gated)?$"),
     "embedding": re.compile(r"Embedding(s|Bag)?$"),
 }
 

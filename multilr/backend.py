@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from multilr._decisions import Decisions
+from multilr._emitted import check_emitted  # public here, where backend authors look
 from multilr._params import ParamInfo, ParamTable
 from multilr._plantypes import Plan
 from multilr.errors import BackendError
@@ -39,6 +40,7 @@ __all__ = [
     "TableBackend",
     "attach_params",
     "attach_table",
+    "check_emitted",
     "class_names",
     "collect_params",
     "frozen_params",

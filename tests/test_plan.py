@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -139,6 +140,10 @@ def test_weight_decay_classes():
         (("LlamaRMSNorm",), "norm", True),
         (("Normal",), "norm", False),
         (("NormGate",), "norm", False),
+        (("BatchNorm2D",), "norm", True),  # PaddlePaddle
+        (("LayerNormalization",), "norm", True),  # Keras
+        (("BatchNormalization",), "norm", True),
+        (("Normalizer",), "norm", False),
         (("Embedding",), "embedding", True),
         (("ViTEmbeddings",), "embedding", True),  # owns cls_token / position_embeddings
         (("EmbeddingBag",), "embedding", True),
@@ -384,3 +389,21 @@ def test_layer_decay_within_that_matches_nothing_is_a_coverage_error() -> None:
     spec = Spec(lr=0.1, layer_decay=LayerDecay(0.5, within=Prefix("layer")))  # 'layer' is not 'layer1'
     with pytest.raises(CoverageError, match=r"layer_decay\.within .*matches no parameter"):
         plan(resnet_like(), spec)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"module_types": "LayerNorm"}, r"'m.w': module_types must be a tuple of class names.*got 'LayerNorm'"),
+        ({"module_types": ["LayerNorm"]}, r"'m.w': module_types must be a tuple of class names"),
+        ({"key": ["m.w"]}, r"'m.w': key must be hashable .*got list"),
+    ],
+    ids=["module-types-a-string", "module-types-a-list", "key-unhashable"],
+)
+def test_a_backends_paraminfo_of_the_wrong_shape_is_refused(change: dict, message: str) -> None:
+    # a bare string would make the norm family read its letters and miss, silently
+    good = ParamInfo("m.w", (4,), "float32", "m", ("LayerNorm",), True, "m.w")
+    assert plan([good], Spec(lr=1, weight_decay=0.1, no_decay=("norm",))).param("m.w").weight_decay == 0.0
+    bad = dataclasses.replace(good, **change)
+    with pytest.raises(PlanError, match=message):
+        plan([bad], Spec(lr=1, weight_decay=0.1, no_decay=("norm",)))

@@ -80,6 +80,15 @@ def test_broken_plugins_are_reported(lists_backend):
         _registered.pop("boom")
 
 
+def test_a_backend_instance_or_a_bad_name_is_refused_when_registered():
+    with pytest.raises(BackendError, match=r"register_backend\('lists2', \.\.\.\): the factory must be callable .*"
+                       r"got a ListBackend; pass its class, or lambda: instance"):
+        register_backend("lists2", ListBackend())
+    with pytest.raises(BackendError, match="the name must be a non-empty string, got ''"):
+        register_backend("", ListBackend)
+    assert "lists2" not in _registered and "" not in _registered
+
+
 def test_bad_convention_is_refused():
     class Wrong(ListBackend):
         convention = "scaled"

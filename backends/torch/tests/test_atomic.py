@@ -730,6 +730,9 @@ SITES: dict[str, list[str] | str] = {
         "is read, as backend-plugin-fails does)",
     ],
     "multilr/_registry.py::_check_contract": ["backend-contract", "backend-convention"],
+    "multilr/_emitted.py::_check_settings": "a wrong lr, lr_scale or weight_decay from an emit: "
+    "backends/torch/tests/test_emitted.py (raised where check_emitted raises, after emit returns)",
+    "multilr/_registry.py::register_backend": "refused before any model is read (tests/test_registry.py)",
     "multilr/_emitted.py::check_emitted": [
         "backend-emit-reorders",
         "(the other refusals: backends/torch/tests/test_emitted.py, on the same running model)",

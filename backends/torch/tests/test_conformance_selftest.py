@@ -1,6 +1,9 @@
-"""The suite catches wrong backends: real torch backends that apply the scales wrongly.
+"""The suite catches wrong training: real torch runs that apply the scales wrongly.
 
-Each wrong backend is the torch backend with one classic mistake in ``emit``:
+Each wrong run is the torch backend's correct groups with one classic mistake made to
+them before the optimizer takes them: what a framework's optimizer, an adapter or a
+training loop gets wrong after the build. (The same mistakes in a backend's ``emit``
+``build`` refuses outright: ``test_emitted.py``.)
 
 * ``scale-gradient`` trains every group at the base rate and multiplies the gradients
   by the scale in a backward hook (the first FastAI.jl implementation, seed 003);
@@ -13,7 +16,7 @@ mistake: under SGD without weight decay, scaling the gradient *is* scaling the r
 (the update is linear in both), and those cells must pass. (Controlled cases are left
 out there: ``multilr.Controller`` rewrites every group's rate from the plan.)
 
-A backend that loses the no-decay classes (``decay-everything``) must be caught with a
+Training that loses the no-decay classes (``decay-everything``) must be caught with a
 message that names the weight decay, not the rate.
 
 The run-time cases (``ctl_*``) must catch a wrong Controller: one that ignores the calls,
@@ -35,13 +38,19 @@ from multilr import Controller, Plan
 from multilr.testing import Case, TorchLikeHarness, all_cases, check_backend
 
 
-class _Wrong(TorchBackend):
-    def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
-        groups = super().emit(model, plan)
-        for emitted, group in zip(groups, plan.groups, strict=True):
+class _Wrong(TorchLikeHarness):
+    """The torch harness, with one mistake made to each trainable group before the optimizer."""
+
+    name = "wrong"
+
+    def __init__(self) -> None:
+        super().__init__(torch, TorchBackend(), name=self.name)
+
+    def make_optimizer(self, case: Case, groups: Any) -> Any:
+        for emitted, group in zip(groups, groups.plan.groups, strict=True):
             if not group.frozen:
-                self.mistake(emitted, plan.base_lr, group.scale)
-        return groups
+                self.mistake(emitted, groups.plan.base_lr, group.scale)
+        return super().make_optimizer(case, groups)
 
     def mistake(self, group: dict[str, Any], base: float, scale: float) -> None:
         raise NotImplementedError
@@ -80,7 +89,7 @@ def _equivalent(backend: type[_Wrong], case: Case) -> bool:
 @pytest.mark.parametrize("family", ["sgd", "adam"])
 def test_wrong_backend_is_caught(backend: type[_Wrong], family: str) -> None:
     cases = [c for c in all_cases() if c.setup.kind.startswith(family) and not c.controlled]
-    report = check_backend(TorchLikeHarness(torch, backend()), cases=cases)
+    report = check_backend(backend(), cases=cases)
     for result, case in zip(report.results, cases, strict=True):
         if _equivalent(backend, case):
             assert result.status == "passed", result.describe()
@@ -176,16 +185,15 @@ def test_a_backend_that_misses_base_classes_is_caught() -> None:
     assert check_backend(TorchLikeHarness(torch, LeafClassOnly()), cases=plain).ok
 
 
-class DecayEverything(TorchBackend):
-    """Reports the plan faithfully but gives every group the base weight decay (no_decay lost)."""
+class DecayEverything(_Wrong):
+    """The plan's groups, every one trained at the base weight decay (no_decay lost)."""
 
     name = "decay-everything"
 
-    def emit(self, model: Any, plan: Plan) -> list[dict[str, Any]]:
-        groups = super().emit(model, plan)
+    def make_optimizer(self, case: Case, groups: Any) -> Any:
         for group in groups:
-            group["weight_decay"] = plan.spec.weight_decay
-        return groups
+            group["weight_decay"] = groups.plan.spec.weight_decay
+        return TorchLikeHarness.make_optimizer(self, case, groups)
 
 
 def test_a_wrong_weight_decay_is_reported_as_one() -> None:
@@ -193,7 +201,7 @@ def test_a_wrong_weight_decay_is_reported_as_one() -> None:
     # the message must say which it is, or a backend's author goes after the scales
     cases = [c for c in all_cases() if "no_decay" in c.id and not c.controlled and c.setup.weight_decay > 0]
     assert len(cases) >= 8
-    report = check_backend(TorchLikeHarness(torch, DecayEverything()), cases=cases)
+    report = check_backend(DecayEverything(), cases=cases)
     for result, case in zip(report.results, cases, strict=True):
         assert result.status == "failed", result.describe()
         base = f"with weight decay {case.setup.weight_decay:g}, where the plan gives"

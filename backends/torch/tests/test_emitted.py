@@ -47,7 +47,8 @@ def _twice(groups: Groups) -> Groups:  # "default" holds two weights: one of the
 MISTAKES: dict[str, tuple[Callable[[Groups], Any], str]] = {
     "drops-frozen-groups": (
         lambda gs: [g for g in gs if g["lr"] > 0],
-        r"backend 'wrong' emitted 4 groups for a plan of 6 \(stem/frozen, .*\): emit must return one group per",
+        r"backend 'wrong' emitted 4 groups for a plan of 6 \(stem/frozen, .*\); missing: stem/frozen, "
+        r"stem/no_decay/frozen \(frozen groups are emitted too, at rate 0\): emit must return one group per",
     ),
     "merges-everything": (
         lambda gs: [{"params": [p for g in gs for p in g["params"]], "lr": 0.1}],
@@ -57,6 +58,28 @@ MISTAKES: dict[str, tuple[Callable[[Groups], Any], str]] = {
     "moves-a-tensor": (_move_one, r"group 0 \(plan group 'stem/frozen'\): 2 tensors for the plan's 1 \(stem\.weight\)"),
     "shares-a-tensor": (_share_one, r"group 1 .*: holds a tensor of group 0 too"),
     "one-tensor-twice": (_twice, "group 2 .*: holds one tensor twice"),
+    # the conformance self-test's mistakes, made in emit: refused before anything trains
+    "scale-twice": (
+        lambda gs: [{**g, "lr": g["lr"] * 10} if g["name"] == "head" else g for g in gs],
+        r"group 4 \(plan group 'head'\): lr 10\.0, where the plan's is 1\.0",
+    ),
+    "drop-scale": (lambda gs: [{**g, "lr": 0.1} if g["name"] == "head" else g for g in gs], "lr 0.1, where"),
+    "lr-scale-too": (
+        lambda gs: [{**g, "lr_scale": 1.0} for g in gs],
+        "carries lr_scale under convention 'lr', where lr is already scaled",
+    ),
+    "decay-everything": (
+        lambda gs: [{**g, "weight_decay": 0.01} for g in gs],
+        r"group 1 \(plan group 'stem/no_decay/frozen'\): weight_decay 0\.01, where the plan's is 0\.0",
+    ),
+    "frozen-at-its-rate": (
+        lambda gs: [{**g, "lr": 0.1} if g["name"] == "stem/frozen" else g for g in gs],
+        r"group 0 \(plan group 'stem/frozen'\): lr 0\.1, where the plan's is 0\.0",
+    ),
+    "no-weight-decay": (
+        lambda gs: [{k: v for k, v in g.items() if k != "weight_decay"} for g in gs],
+        "group 0 .*: no 'weight_decay'; every group sets it explicitly",
+    ),
     "not-a-list": (lambda gs: iter(gs), "emit must return a list of group dicts, got list_iterator"),
     "params-elsewhere": (
         lambda gs: [{"parameters": g.pop("params"), **g} for g in gs],
@@ -81,11 +104,38 @@ class Wrong(TorchBackend):
         return self.mistake(super().emit(model, plan))
 
 
+class WrongTable(Wrong):
+    """The same mistakes on the one-walk path: a third-party backend's own table methods."""
+
+    name = "wrong-table"
+
+    # all four in one class, as build wants them to take the one-walk path
+    def extract(self, model: Any) -> Any:
+        return super().extract(model)
+
+    def emit(self, model: Any, plan: Plan) -> Any:
+        return super().emit(model, plan)
+
+    def extract_table(self, model: Any) -> Any:
+        return super().extract_table(model)
+
+    def emit_table(self, table: Any, plan: Plan) -> Any:
+        return self.mistake(super().emit_table(table, plan))
+
+
+def test_the_table_path_is_the_one_taken() -> None:
+    from multilr._build import _reads_once, _shipped
+
+    assert _reads_once(WrongTable(lambda gs: gs)) and not _shipped(WrongTable(lambda gs: gs))
+    assert _reads_once(TorchBackend()) and _shipped(TorchBackend())
+
+
+@pytest.mark.parametrize("path", [Wrong, WrongTable], ids=["emit", "emit_table"])
 @pytest.mark.parametrize("mistake", list(MISTAKES))
-def test_groups_that_do_not_implement_the_plan_are_refused(mistake: str) -> None:
+def test_groups_that_do_not_implement_the_plan_are_refused(mistake: str, path: type[Wrong]) -> None:
     change, message = MISTAKES[mistake]
-    with pytest.raises(BackendError, match=message):
-        multilr.build(models.tiny_net(norm=True), SPEC, backend=Wrong(change))
+    with pytest.raises(BackendError, match=message.replace("'wrong'", f"'{path.name}'")):
+        multilr.build(models.tiny_net(norm=True), SPEC, backend=path(change))
 
 
 def test_an_emit_that_adds_its_own_keys_is_taken() -> None:
