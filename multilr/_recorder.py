@@ -216,8 +216,8 @@ def _optimizer_names(optimizer: Any) -> list[str]:
             label = g["name"] if "name" in g else i  # noqa: SIM401 - OneFlow's ParamGroup has no .get
             raise UnsupportedFeatureError(
                 f"param group {label!r} carries lr_scale (convention 'lr_scale', as backend='oneflow-graph' "
-                "emits): its lr is the base rate, not the group's. nn.Graph compiles the rates and never "
-                "writes them back; record the real rates with "
+                "emits): its lr is the base rate, not the group's, and nn.Graph compiles the rates and "
+                "never writes them back, so it is stale; record the real rates with "
                 "multilr_oneflow.graph_recorder(optimizer, lr_sch=scheduler)"
             )
     return [str(g["name"]) if "name" in g else str(i) for i, g in enumerate(pgs)]
