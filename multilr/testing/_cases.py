@@ -183,6 +183,15 @@ class OptimizerSetup:
     weight_decay: float
     hyper: Mapping[str, Any] = field(default_factory=dict)
 
+    def spec(self, **fields: Any) -> Spec:
+        """A spec on this set-up's rate, weight decay and hyperparameters, with ``fields``.
+
+        Example:
+            >>> OPTIMIZERS["adamw"].spec(no_decay=("bias",)).weight_decay
+            0.05
+        """
+        return Spec(lr=self.lr, weight_decay=self.weight_decay, hyper=self.hyper, **fields)
+
 
 _SGD = {"momentum": 0.0, "dampening": 0.0, "nesterov": False}
 _ADAM = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False}
@@ -222,35 +231,26 @@ def _names(layout: tuple[Module, ...] = LAYOUT) -> list[str]:
 
 def _head_backbone(o: OptimizerSetup) -> Spec:
     # seed 003: head at the base rate, the pretrained backbone at a tenth
-    return Spec(
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        hyper=o.hyper,
+    return o.spec(
         rules=(Rule(Regex(r"^(embed|blocks)\."), lr_mult=0.1, name="backbone"),),
     )
 
 
 def _layer_decay(o: OptimizerSetup) -> Spec:
     # seed 000: the rate times 0.7 per block, counted down from the head
-    return Spec(lr=o.lr, weight_decay=o.weight_decay, hyper=o.hyper, layer_decay=LayerDecay(0.7))
+    return o.spec(layer_decay=LayerDecay(0.7))
 
 
 def _per_tensor(o: OptimizerSetup) -> Spec:
     # seed 001: every tensor its own rate
-    return Spec(
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        hyper=o.hyper,
+    return o.spec(
         rates={n: o.lr * 0.85**i for i, n in enumerate(_names())},
     )
 
 
 def _frozen(o: OptimizerSetup) -> Spec:
     # seed 004: freeze the early layers, train the rest, the head faster
-    return Spec(
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        hyper=o.hyper,
+    return o.spec(
         rules=(
             Rule(Prefix("embed"), frozen=True, name="embed"),
             Rule(Prefix("blocks.0"), frozen=True, name="first-block"),
@@ -260,10 +260,7 @@ def _frozen(o: OptimizerSetup) -> Spec:
 
 
 def _no_decay(o: OptimizerSetup) -> Spec:
-    return Spec(
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        hyper=o.hyper,
+    return o.spec(
         no_decay=("bias", "norm", "embedding"),
         rules=(Rule(Prefix("head"), lr_mult=3, name="head"),),
     )
@@ -271,10 +268,7 @@ def _no_decay(o: OptimizerSetup) -> Spec:
 
 def _mixed(o: OptimizerSetup) -> Spec:
     # everything at once: what the schedule cases train
-    return Spec(
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        hyper=o.hyper,
+    return o.spec(
         no_decay=("bias", "norm"),
         rules=(
             Rule(Prefix("head"), lr_mult=5, name="head"),
@@ -288,10 +282,7 @@ def _mixed(o: OptimizerSetup) -> Spec:
 def _tied(o: OptimizerSetup) -> Spec:
     # on TIED_LAYOUT: the rule reaches the embedding through its other name (lm_head.weight),
     # and blocks.1.norm, which the user froze, stays frozen though its group trains
-    return Spec(
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        hyper=o.hyper,
+    return o.spec(
         no_decay=("bias", "norm"),
         rules=(Rule(Prefix("lm_head"), lr_mult=3, name="lm_head"),),
         layer_decay=LayerDecay(0.7),
@@ -301,10 +292,7 @@ def _tied(o: OptimizerSetup) -> Spec:
 def _subclassed(o: OptimizerSetup) -> Spec:
     # on SUBCLASSED_LAYOUT: rules by a base class (LayerNorm, the norm family) must reach
     # Rescale, a rule by its own class GatedLinear, and one by a model's class LayerScale
-    return Spec(
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        hyper=o.hyper,
+    return o.spec(
         no_decay=("bias", "norm"),
         rules=(
             Rule(ModuleType("LayerNorm"), lr_mult=0.5, name="norms"),
@@ -337,10 +325,7 @@ def _staged(o: OptimizerSetup) -> Spec:
 
 def _rule_schedules(o: OptimizerSetup) -> Spec:
     # seed 002 in the spec: each part decays by its own factor on top of the case's schedule
-    return Spec(
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        hyper=o.hyper,
+    return o.spec(
         rules=(
             Rule(Prefix("head"), lr_mult=5, name="head", schedule=Step(2, 0.5)),
             Rule(Prefix("blocks"), lr_mult=0.5, name="blocks", schedule=Exponential(0.8)),
