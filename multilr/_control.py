@@ -271,7 +271,8 @@ class Controller:
         layer-decay depths, else the model's ``group_matcher()`` (timm: a ViT's final norm
         is in the last block's layer), else the block structure of the names (stem 0,
         blocks 1..N, head N+1). ``n < 0`` counts from the top: ``freeze_to(-1)`` trains
-        only the top depth.
+        only the top depth. With the spec's ``train_bn`` the norm layers' groups keep
+        training at every ``n``, as fastai's ``freeze_to`` with ``train_bn=True``.
 
         Raises:
             MultiLRError: A group holds tensors on both sides of ``n`` (the message names

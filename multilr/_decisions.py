@@ -62,6 +62,8 @@ class Decisions:
             (layer decay's or the stages' depths; else made by :meth:`block_depths`).
         hints: The model's hints the planner honoured, or ``None``.
         placed: Position -> the ``layer_decay.place`` pattern that set its depth.
+        kept: Per tensor, whether ``train_bn`` keeps it training through freezing by
+            depth (a norm tensor no rule froze), or ``None`` when none is.
     """
 
     __slots__ = (
@@ -75,6 +77,7 @@ class Decisions:
         "group_of",
         "groups",
         "hints",
+        "kept",
         "lr",
         "max_depth",
         "names",
@@ -127,6 +130,7 @@ class Decisions:
         self.structure: list[int] | None = None
         self.hints: ModelHints | None = None
         self.placed: dict[int, str] = {}
+        self.kept: list[bool] | None = None
 
     def block_depths(self) -> list[int]:
         """Every tensor's depth, as ``Controller.freeze_to`` and ``from_depth`` stages count them.
@@ -145,11 +149,13 @@ class Decisions:
 
         Rate (``rates[...]`` or the rule), depth, weight decay (the rule or ``no_decay``),
         joined by ``/``; a frozen tensor leads with the rule that froze it and ends with
-        ``frozen``; ``default`` when nothing did. One loop with the columns at hand:
+        ``frozen``; ``train_bn`` last for a tensor it keeps training; ``default`` when
+        nothing did. One loop with the columns at hand:
         the merge names up to one group per tensor.
         """
         names, rates, rate_rule, depth = self.names, self.rates, self.rate_rule, self.depth
         wd_rule, no_decay, frozen, frozen_rule = self.wd_rule, self.no_decay, self.frozen, self.frozen_rule
+        kept = self.kept
         out = []
         for t in firsts:
             labels: list[str] = []
@@ -178,6 +184,8 @@ class Decisions:
             elif frozen[t]:
                 source = frozen_rule[t][0].name
                 labels = [source, *(label for label in labels if label != source), "frozen"]
+            if kept is not None and kept[t]:
+                labels.append("train_bn")
             out.append("/".join(labels) or "default")
         return out
 
@@ -198,13 +206,14 @@ class Decisions:
             lists[g].append(item)
         return lists
 
-    def group_runtime(self) -> list[tuple[Schedule | None, str | None]]:
-        """Each group's own schedule and the stage that unfreezes it (``None``: none)."""
-        sched, stage, stages = self.schedule_rule, self.stage, self.stages
+    def group_runtime(self) -> list[tuple[Schedule | None, str | None, bool]]:
+        """Each group's own schedule, the stage that unfreezes it (``None``: none), and ``train_bn``."""
+        sched, stage, stages, kept = self.schedule_rule, self.stage, self.stages, self.kept
         return [
             (
                 sched[t][1] if t in sched else None,
                 stages[stage[t]].name if t in stage else None,
+                kept is not None and kept[t],
             )
             for t in self.group_firsts
         ]

@@ -266,32 +266,39 @@ def _apply_rates(spec: Spec, tensors: _Tensors) -> dict[int, float]:
     return out
 
 
-def _no_decay_classes(classes: Sequence[str], table: ParamTable, tensors: _Tensors) -> list[str]:
-    """The first no-decay class each tensor belongs to, or ``""``.
+def _in_class(cls: str, table: ParamTable, tensors: _Tensors) -> Iterable[Any]:
+    """Per tensor (by position): whether it is in the tensor class ``cls`` (truthy or not).
 
-    A tied tensor is in a class when any of its names is, as a rule selecting any of
-    its names applies to it: ``lm_head.weight`` tied to ``embed.weight`` is an embedding
-    whichever module registered it first.
+    The classes of ``no_decay``; ``train_bn`` asks for ``norm``. A tied tensor is in a
+    class when any of its names is, as a rule selecting any of its names applies to it:
+    ``lm_head.weight`` tied to ``embed.weight`` is an embedding whichever module
+    registered it first.
     """
     names = table.names
+    flags: Iterable[Any]
+    if cls == "bias" and table.attributes is not None:  # a backend named the attributes
+        flags = [leaf == "bias" for leaf in table.leaves()]
+    elif cls == "bias":  # the attribute is named bias
+        flags = map(str.endswith, names, repeat(".bias"))
+        if "bias" in names:
+            flags = [f or n == "bias" for f, n in zip(flags, names, strict=True)]
+    elif cls == "1d":
+        flags = (len(shape) <= 1 for shape in table.shapes)
+    else:  # "norm", "embedding": a family of module classes, as ModuleType("norm") selects
+        flags = per_class(table.module_types, ModuleType(cls)._matches_types)
+    if tensors.position is not None:  # tied names: a tensor is in the class if any name is
+        folded = [False] * len(tensors.names)
+        for t in compress(tensors.position, flags):
+            folded[t] = True
+        flags = folded
+    return flags
+
+
+def _no_decay_classes(classes: Sequence[str], table: ParamTable, tensors: _Tensors) -> list[str]:
+    """The first no-decay class each tensor belongs to, or ``""``."""
     out: list[str] = []
     for cls in classes:
-        flags: Iterable[Any]
-        if cls == "bias" and table.attributes is not None:  # a backend named the attributes
-            flags = [leaf == "bias" for leaf in table.leaves()]
-        elif cls == "bias":  # the attribute is named bias
-            flags = map(str.endswith, names, repeat(".bias"))
-            if "bias" in names:
-                flags = [f or n == "bias" for f, n in zip(flags, names, strict=True)]
-        elif cls == "1d":
-            flags = (len(shape) <= 1 for shape in table.shapes)
-        else:  # "norm", "embedding": a family of module classes, as ModuleType("norm") selects
-            flags = per_class(table.module_types, ModuleType(cls)._matches_types)
-        if tensors.position is not None:  # tied names: a tensor is in the class if any name is
-            folded = [False] * len(tensors.names)
-            for t in compress(tensors.position, flags):
-                folded[t] = True
-            flags = folded
+        flags = _in_class(cls, table, tensors)
         if not out:  # the first class: nothing to keep
             out = [cls if flag else "" for flag in flags]
             continue
@@ -382,10 +389,10 @@ def _rates_and_scales(
 
 
 def _merge(decided: Decisions) -> None:
-    """Fewest groups: one per distinct (rate, weight decay, frozen[, schedule, stage]), first seen first.
+    """Fewest groups: one per distinct (rate, weight decay, frozen[, schedule, stage, kept]), in order.
 
-    A rule's schedule and a stage keep their tensors apart from equal-rate others: the
-    Controller changes those groups' rates on their own.
+    A rule's schedule, a stage and ``train_bn`` keep their tensors apart from equal-rate
+    others: the Controller changes those groups' rates, or freezes them, on their own.
     """
     index: dict[tuple[Any, ...], int] = {}
     columns: list[Sequence[Any]] = [decided.lr, decided.weight_decay, decided.frozen]
@@ -395,6 +402,8 @@ def _merge(decided: Decisions) -> None:
         columns.append([sched[t][1] if t in sched else None for t in range(n)])
     if decided.stage:
         columns.append([decided.stage.get(t, -1) for t in range(n)])
+    if decided.kept is not None:
+        columns.append(decided.kept)
     group_of = decided.group_of = [index.setdefault(key, len(index)) for key in zip(*columns, strict=True)]
     names = decided.names
     count = len(index)
@@ -510,10 +519,18 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
     decided.frozen_rule = {t: win for t, win in hits.frozen.items() if win[1]}
     for t in decided.frozen_rule:
         decided.frozen[t] = True
+    if spec.train_bn:
+        # norm tensors no rule froze: kept training by depth freezing (stages, freeze_to)
+        frozen = decided.frozen
+        kept = [bool(f) and not frozen[t] for t, f in enumerate(_in_class("norm", table, tensors))]
+        decided.kept = kept if any(kept) else None
     if spec.stages:
         # a staged tensor is frozen until its stage, whatever a rule says
         decided.stages = tuple(spec.stages)
         decided.stage = stage_of(spec.stages, hits.selected, decided.block_depths)
+        if decided.kept is not None:  # train_bn: no stage holds a norm tensor back
+            kept = decided.kept
+            decided.stage = {t: k for t, k in decided.stage.items() if not kept[t]}
         for t in decided.stage:
             decided.frozen[t] = True
     _rates_and_scales(spec, decided, depths, decayed)

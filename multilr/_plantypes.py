@@ -76,6 +76,8 @@ class Group:
         frozen: Whether the group is frozen (at the first step, for a staged group).
         schedule: The group's own schedule (a rule's ``schedule``), on top of the spec's.
         stage: Name of the spec stage that unfreezes the group, or ``None``.
+        train_bn: Its tensors are norm tensors that the spec's ``train_bn`` keeps training:
+            ``Controller.freeze_to`` leaves the group alone.
     """
 
     name: str
@@ -86,6 +88,7 @@ class Group:
     frozen: bool
     schedule: Schedule | None = None
     stage: str | None = None
+    train_bn: bool = False
 
     @property
     def effective_scale(self) -> float:
@@ -104,8 +107,8 @@ class Decided(Protocol):
         """The merged groups, in order."""
         ...
 
-    def group_runtime(self) -> list[tuple[Schedule | None, str | None]]:
-        """Each group's own schedule and unfreezing stage."""
+    def group_runtime(self) -> list[tuple[Schedule | None, str | None, bool]]:
+        """Each group's own schedule, unfreezing stage and ``train_bn``."""
         ...
 
     @property
@@ -295,6 +298,7 @@ class Plan:
                     "params": list(g.params),
                     **({"schedule": _described(g.schedule)} if g.schedule is not None else {}),
                     **({"stage": g.stage} if g.stage is not None else {}),
+                    **({"train_bn": True} if g.train_bn else {}),
                 }
                 for g in self.groups
             ],

@@ -45,7 +45,7 @@ _RESERVED_HYPER = {
 
 _SPEC_KEYS = (
     "lr", "weight_decay", "hyper", "rules", "layer_decay", "spread", "rates", "no_decay", "unmatched",
-    "schedule", "stages", "model_hints",
+    "schedule", "stages", "model_hints", "train_bn",
 )
 
 
@@ -105,6 +105,13 @@ class Spec:
         model_hints: Honour a model's own hints, timm's ``no_weight_decay()`` (one more
             no-decay class) and ``group_matcher()`` (the depths for ``layer_decay`` in
             place of ``"blocks"`` inference); see :mod:`multilr._hints`. ``False`` ignores them.
+        train_bn: Norm layers keep training when the layers around them are frozen by
+            depth or by stage, as fastai's ``Learner(train_bn=True)``: the tensors of the
+            ``norm`` family (BatchNorm, LayerNorm, GroupNorm, ...) get groups of their own
+            (named ``.../train_bn``), no stage holds them back, and
+            :meth:`Controller.freeze_to <multilr.Controller.freeze_to>` leaves them
+            training, at their planned rates. A ``frozen`` rule still freezes them, and so
+            does ``Controller.freeze`` naming their group: both are explicit.
 
     Precedence, per parameter and per setting:
         * rate: ``rates`` entry > a rule's ``lr`` or ``lr_mult`` (higher ``priority`` first;
@@ -112,7 +119,9 @@ class Spec:
           and the default, never an absolute rate.
         * weight decay: a rule's ``weight_decay`` > ``no_decay`` class (0.0), then the
           model's ``no_weight_decay()`` names (0.0) > ``weight_decay``.
-        * frozen: a rule's ``frozen`` > not frozen.
+        * frozen: a stage (frozen until it, then training) > a rule's ``frozen`` > not
+          frozen; ``train_bn`` keeps a norm tensor out of stages unless a ``frozen`` rule
+          reaches it.
 
     Example:
         >>> spec = Spec(lr=1e-3, rules=[Rule("fc.*", lr_mult=10)], no_decay=("bias",))
@@ -132,6 +141,7 @@ class Spec:
     schedule: Schedule | None = None
     stages: Sequence[Stage] = ()
     model_hints: bool = True
+    train_bn: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -206,6 +216,8 @@ class Spec:
         set_(self, "stages", self._checked_stages(names))
         if not isinstance(self.model_hints, bool):
             raise SpecError(f"model_hints must be true or false, got {shown(self.model_hints)}")
+        if not isinstance(self.train_bn, bool):
+            raise SpecError(f"train_bn must be true or false, got {shown(self.train_bn)}")
 
     def _checked_stages(self, rule_names: list[str]) -> tuple[Stage, ...]:
         """Stages with their names filled in; every rule they name must exist."""
@@ -281,7 +293,7 @@ class Spec:
         if "lr" not in data:
             raise SpecError("spec: missing required key 'lr' (the base learning rate)")
         kwargs: dict[str, Any] = {
-            k: data[k] for k in ("lr", "weight_decay", "unmatched", "model_hints") if k in data
+            k: data[k] for k in ("lr", "weight_decay", "unmatched", "model_hints", "train_bn") if k in data
         }
         kwargs["hyper"] = _given(data, "hyper", {})
         rules = _given(data, "rules", [])
@@ -345,6 +357,8 @@ class Spec:
             out["stages"] = [st.to_dict() for st in self.stages]
         if not self.model_hints:
             out["model_hints"] = False
+        if self.train_bn:
+            out["train_bn"] = True
         return out
 
     # -- files ----------------------------------------------------------------------

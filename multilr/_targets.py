@@ -53,6 +53,9 @@ def group_index(plan: Plan, groups: list[str], group: str) -> int:
 def frozen_below(plan: Plan, n: int) -> list[bool]:
     """Per group of ``plan``: whether ``freeze_to(n)`` freezes it (below depth ``n``).
 
+    A ``train_bn`` group (norm tensors the spec keeps training) is never frozen here, at
+    any depth, as fastai's ``freeze_to`` leaves norm layers training.
+
     Raises:
         MultiLRError: A group holds tensors on both sides of ``n``.
     """
@@ -61,6 +64,9 @@ def frozen_below(plan: Plan, n: int) -> list[bool]:
     cut = n + top + 1 if n < 0 else n
     frozen = []
     for g in plan.groups:
+        if g.train_bn:
+            frozen.append(False)
+            continue
         ds = {depths[p] for p in g.params}
         if min(ds) < cut <= max(ds):
             raise MultiLRError(

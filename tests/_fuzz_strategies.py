@@ -54,7 +54,7 @@ MODELS = (
 )
 
 _OPTIONAL_KEYS = st.lists(st.sampled_from(sorted(
-    ["weight_decay", "hyper", "layer_decay", "rates", "no_decay", "unmatched", "schedule", "model_hints"])),
+    ["weight_decay", "hyper", "layer_decay", "rates", "no_decay", "unmatched", "schedule", "model_hints", "train_bn"])),
     unique=True)
 NUMBERS = st.sampled_from([1e-5, 1e-4, 3e-4, 1e-3, 0.01, 0.1, 0.5, 1.0, 2.0, 10.0])
 UNIT = st.sampled_from([0.1, 0.5, 0.75, 0.9, 0.95, 1.0])
@@ -171,6 +171,7 @@ def _optional_parts(model: Model) -> dict[str, st.SearchStrategy[Any]]:
         "unmatched": st.sampled_from(["default", "default", "error"]),
         "schedule": schedules(),
         "model_hints": st.booleans(),
+        "train_bn": st.booleans(),
     }
 
 

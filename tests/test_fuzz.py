@@ -148,6 +148,8 @@ def check_loaded(counts: Counter[str], spec: Spec, model: Model) -> None:
     assert placed == sorted(p.name for p in plan.params), "every tensor in exactly one group"
     for g in plan.groups:
         assert math.isfinite(g.lr) and g.lr >= 0, f"group {g.name!r}: got lr {g.lr!r}, should be finite, >= 0"
+        if g.train_bn:  # norm tensors train_bn keeps training: never frozen, never staged
+            assert spec.train_bn and not g.frozen and g.stage is None, f"group {g.name!r}"
     assert plan.summary()
 
 

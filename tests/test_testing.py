@@ -140,7 +140,7 @@ def test_group_decay_gives_each_group_its_factor() -> None:
 def test_cases_are_many_distinct_and_cover_the_issue() -> None:
     cases = all_cases()
     ids = [c.id for c in cases]
-    assert len(ids) == len(set(ids)) == 188
+    assert len(ids) == len(set(ids)) == 190
     assert {c.optimizer for c in cases} >= {"sgd", "momentum", "nesterov", "adam", "adamw"}
     assert {c.schedule for c in cases} == set(SCHEDULES)
     assert {c.feature for c in cases} >= {"head_backbone", "layer_decay", "per_tensor", "frozen", "no_decay"}
@@ -246,7 +246,7 @@ def test_statuses_unsupported_crash_xfail_xpass() -> None:
 def test_conformance_cells_ids_and_expected_failure_validation() -> None:
     cells = conformance_cells("mine", {"rmsprop-*": "eps inside"})
     ids = [c.id for c in cells]
-    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 188
+    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 190
     assert all(len(i.split("-")) in (4, 5) for i in ids)
     reasons = {c.values[0].case.optimizer: c.values[0].expected_failure for c in cells}
     assert reasons["rmsprop"] == "eps inside" and reasons["adam"] == ""
@@ -363,8 +363,8 @@ def test_compare_accepts_agreeing_backends_and_prints_the_matrix(tmp_path) -> No
     result = compare(tmp_path, ["a", "b"])
     assert result.ok, result.matrix()
     text = result.matrix()
-    assert "a                    188                 0       0        0" in text
-    assert "a ~ b: 188 cells" in text and text.endswith("conformance: OK")
+    assert "a                    190                 0       0        0" in text
+    assert "a ~ b: 190 cells" in text and text.endswith("conformance: OK")
 
 
 def test_compare_fails_on_a_missing_backend_missing_cells_or_a_disagreement(tmp_path) -> None:
@@ -390,7 +390,7 @@ def test_cli_compare_exit_codes(tmp_path, capsys) -> None:
     assert main(["compare", str(tmp_path), "--backends", "a,b"]) == 1
     assert "b: no traces" in capsys.readouterr().out
     assert main(["cases"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 188
+    assert len(capsys.readouterr().out.splitlines()) == 190
 
 
 def test_record_does_nothing_without_a_directory(monkeypatch) -> None:

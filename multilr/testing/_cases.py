@@ -323,6 +323,12 @@ def _staged(o: OptimizerSetup) -> Spec:
     return dataclasses.replace(_frozen(o), stages=stages)
 
 
+def _train_bn(o: OptimizerSetup) -> Spec:
+    # fastai's freeze_to with train_bn: the norms train at their decayed rates while the
+    # layers around them are frozen
+    return o.spec(no_decay=("bias",), layer_decay=LayerDecay(0.7), train_bn=True)
+
+
 def _rule_schedules(o: OptimizerSetup) -> Spec:
     # seed 002 in the spec: each part decays by its own factor on top of the case's schedule
     return o.spec(
@@ -373,6 +379,11 @@ RUNTIME_FEATURES: Mapping[str, RuntimeFeature] = {
     # fastai's gradual unfreezing by layer-decay depth: the head, then the top 3 depths, then all
     "ctl_freeze_to": RuntimeFeature(
         _layer_decay,
+        (Event(0, "freeze_to", value=-1), Event(2, "freeze_to", value=2), Event(4, "freeze_to", value=0)),
+    ),
+    # the same with the spec's train_bn: the norms never freeze
+    "ctl_train_bn": RuntimeFeature(
+        _train_bn,
         (Event(0, "freeze_to", value=-1), Event(2, "freeze_to", value=2), Event(4, "freeze_to", value=0)),
     ),
     # staged unfreezing declared in the spec, with a hand call between the stages
@@ -518,7 +529,7 @@ def all_cases() -> tuple[Case, ...]:
 
     Example:
         >>> len(all_cases()), sum(c.controlled for c in all_cases())
-        (188, 14)
+        (190, 16)
     """
     out = [Case(o, "step", f) for o in OPTIMIZERS for f in FEATURES]
     out += [Case(o, s, "mixed") for o in OPTIMIZERS for s in FRAMEWORK_SCHEDULES if s != "step"]

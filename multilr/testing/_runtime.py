@@ -201,6 +201,9 @@ def _model(event: Event, plan: Plan, names: list[str], mult: list[float], frozen
         n = int(event.value or 0)
         cut = n + max(depth.values()) + 1 if n < 0 else n
         for i, g in enumerate(plan.groups):
+            if g.train_bn:  # the spec's train_bn: norm tensors train through freeze_to
+                frozen[i] = False
+                continue
             ds = [depth[p] for p in g.params]
             if min(ds) < cut <= max(ds):
                 raise ValueError(f"{event.describe()}: group {g.name!r} lies on both sides of depth {cut}")

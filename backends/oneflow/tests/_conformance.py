@@ -44,6 +44,7 @@ EAGER_EXPECTED = {
     "adam*-*-ctl_freeze*": _GLOBAL_STEP,
     "adam*-*-ctl_thaw": _GLOBAL_STEP,
     "adam*-*-ctl_stages": _GLOBAL_STEP,
+    "adam*-*-ctl_train_bn": _GLOBAL_STEP,
 }
 
 #: Optimizers whose every cell is an expected failure on eager OneFlow.

@@ -108,14 +108,19 @@ def fastai(model: nn.Sequential, hi: float, wd: float) -> Settings:
 def built(model: nn.Module, spec: Spec) -> tuple[Settings, multilr.ParamGroups]:
     """Per tensor what torch is handed: the group's lr and weight decay, and the model's flag."""
     groups = multilr.build(model, spec)
+    return handed(model, groups, groups.plan), groups
+
+
+def handed(model: nn.Module, groups: list[dict[str, Any]], plan: multilr.Plan) -> Settings:
+    """Per tensor of ``groups`` (or an optimizer's ``param_groups``): its lr, weight decay and frozen flag."""
     names = {id(p): n for n, p in model.named_parameters()}
     out: Settings = {}
     for g in groups:
         for p in g["params"]:
             frozen = not p.requires_grad
             # a frozen group trains at 0; its planned rate is what unfreezing gives back
-            out[names[id(p)]] = (groups.plan.param(names[id(p)]).lr if frozen else g["lr"], g["weight_decay"], frozen)
-    return out, groups
+            out[names[id(p)]] = (plan.param(names[id(p)]).lr if frozen else g["lr"], g["weight_decay"], frozen)
+    return out
 
 
 def differences(want: Settings, got: Settings) -> list[str]:
@@ -159,15 +164,20 @@ def test_dwconv_predicate_from_the_doc() -> None:
     assert got["backbone.2.weight"][1] == 0.0
 
 
-def test_fastai_freeze_with_train_bn() -> None:
-    spec = Spec.from_yaml(YAML[2])
+@pytest.mark.parametrize("train_bn", [True, False], ids=["train_bn", "without"])
+def test_fastai_freeze_with_train_bn(train_bn: bool) -> None:
+    spec = Spec.from_yaml(YAML[2].replace("train_bn: true", f"train_bn: {str(train_bn).lower()}"))
     model = fastai_cnn()
-    got, groups = built(model, spec)
-    assert differences(fastai(model, 2e-3, 0.01), got) == []
-    assert not model[0][0].weight.requires_grad and model[0][1].weight.requires_grad  # conv off, BN on
-    # fastai's unfreeze(): everything trains, at the rules' rates
+    groups = multilr.build(model, spec)
     opt = torch.optim.AdamW(groups)
     ctl = multilr.Controller(opt, groups)
+    ctl.freeze_to(-1)  # fastai's freeze()
+    wrong = {d.split(":")[0] for d in differences(fastai(model, 2e-3, 0.01), handed(model, opt.param_groups, groups.plan))}
+    norms = {f"{m}.{n}" for m, mod in model.named_modules() if isinstance(mod, FASTAI_NORMS) for n, _ in mod.named_parameters()}
+    # without train_bn, the body's norm layers freeze with it (the doc says so)
+    assert wrong == (set() if train_bn else {n for n in norms if n.startswith("0.")})
+    assert not model[0][0].weight.requires_grad and model[0][1].weight.requires_grad == train_bn
+    # fastai's unfreeze(): everything trains, at the rules' rates
     ctl.unfreeze_all()
     assert all(p.requires_grad for p in model.parameters())
     lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
