@@ -22,6 +22,7 @@ from multilr._checkpoint import load_state_dict, state_dict
 from multilr._control import Controller, FreezeBy
 from multilr._finder import FinderJob, FinderResult, lr_find
 from multilr._history import RateHistory
+from multilr._mmengine import from_mmengine
 from multilr._params import ParamInfo
 from multilr._plantypes import Group, ParamPlan, Plan
 from multilr._plot import MissingDependencyError, plot_rates, terminal_view
@@ -85,6 +86,7 @@ __all__ = [
     "__version__",
     "build",
     "errors",
+    "from_mmengine",
     "get_backend",
     "group_options",
     "infer_backend",

@@ -648,7 +648,7 @@ MODULES = [
     "multilr/_build.py", "multilr/_check.py", "multilr/_checkpoint.py", "multilr/_control.py",
     "multilr/_controlcheck.py", "multilr/_decisions.py", "multilr/_depth.py", "multilr/_emitted.py",
     "multilr/_freezing.py",
-    "multilr/_hyperkeys.py",
+    "multilr/_hyperkeys.py", "multilr/_mmengine.py",
     "multilr/_params.py", "multilr/_placement.py", "multilr/_plan.py", "multilr/_plantypes.py", "multilr/_registry.py",
     "multilr/_rules.py", "multilr/_select.py", "multilr/_spec.py", "multilr/_stages.py",
     "multilr/_table.py", "multilr/_targets.py", "multilr/_text.py", "multilr/_timeline.py",
@@ -656,6 +656,8 @@ MODULES = [
     "multilr/schedules/_io.py", "multilr/schedules/_shapes.py",
     "backends/torch/src/multilr_torch/_backend.py",
 ]  # fmt: skip
+
+_CONVERTER = "a config converter: it makes a Spec from a mapping and touches no model or optimizer (test_mmengine.py)"
 
 #: ``module::function`` -> the cases that reach its raises, or why none can (a string).
 SITES: dict[str, list[str] | str] = {
@@ -733,6 +735,11 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_emitted.py::_check_settings": "a wrong lr, lr_scale or weight_decay from an emit: "
     "backends/torch/tests/test_emitted.py (raised where check_emitted raises, after emit returns)",
     "multilr/_registry.py::register_backend": "refused before any model is read (tests/test_registry.py)",
+    "multilr/_mmengine.py::from_mmengine": _CONVERTER,
+    "multilr/_mmengine.py::_check_keys": _CONVERTER,
+    "multilr/_mmengine.py::_base_weight_decay": _CONVERTER,
+    "multilr/_mmengine.py::_custom_rules": _CONVERTER,
+    "multilr/_mmengine.py::_depthwise": _CONVERTER,
     "multilr/_emitted.py::check_emitted": [
         "backend-emit-reorders",
         "(the other refusals: backends/torch/tests/test_emitted.py, on the same running model)",

@@ -2,10 +2,9 @@
 
 The references below follow the libraries' code (neither is installed here):
 
-* MMEngine ``DefaultOptimWrapperConstructor.add_params``
-  (mmengine ``optim/optimizer/default_constructor.py``): custom keys (substring of
-  ``prefix.name``, sorted) > norm (``_BatchNorm``, ``_InstanceNorm``, ``GroupNorm``,
-  ``LayerNorm``) > bias > depthwise conv > other 1-D; ``bias_lr_mult`` skips norm biases;
+* MMEngine ``DefaultOptimWrapperConstructor.add_params``: transcribed in
+  ``_mmengine_ref.py`` (custom keys > norm > bias > depthwise conv > other 1-D;
+  ``bias_lr_mult`` skips norm biases);
 * fastai ``Learner.freeze_to`` with ``train_bn=True`` (``optimizer.py``: ``force_train``
   for ``norm_bias_params(model, with_bias=False)``; norm types BatchNorm, InstanceNorm,
   LayerNorm), ``slice(hi)`` = ``hi / 10`` for all groups but the last, ``wd_bn_bias=False``
@@ -28,55 +27,11 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 import multilr
 from multilr import Spec
 
+from ._mmengine_ref import Detector, Settings, add_params
+
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "translating.md").read_text()
 YAML = re.findall(r"```yaml\n(.*?)```", DOC, re.S)
-MM_NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 FASTAI_NORMS = (_BatchNorm, _InstanceNorm, nn.LayerNorm)
-Settings = dict[str, tuple[float, float, bool]]
-
-
-class Detector(nn.Module):
-    """Every kind of tensor MMEngine tells apart: conv with bias, the four norm classes and
-    two it does not count (RMSNorm), a depthwise conv, a 0-d scalar, a head."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.backbone = nn.Sequential(
-            nn.Conv2d(3, 8, 3, bias=True), nn.BatchNorm2d(8), nn.Conv2d(8, 8, 3, groups=8),
-            nn.GroupNorm(2, 8), nn.LayerNorm(8), nn.RMSNorm(8), nn.InstanceNorm2d(8, affine=True),
-        )  # fmt: skip
-        self.neck = nn.Linear(8, 8)
-        self.logit_scale = nn.Parameter(torch.tensor(1.0))
-        self.head = nn.Linear(8, 4)
-
-
-def mmengine(model: nn.Module, lr: float, wd: float, cfg: dict[str, Any]) -> Settings:
-    """Per tensor ``(lr, weight_decay, False)`` as ``add_params`` decides them."""
-    keys = sorted(cfg.get("custom_keys", {}), key=lambda k: (-len(k), k))
-    out: Settings = {}
-    for prefix, module in model.named_modules():
-        for name, p in module.named_parameters(recurse=False):
-            full = f"{prefix}.{name}" if prefix else name
-            is_norm = isinstance(module, MM_NORMS)
-            is_dw = isinstance(module, nn.Conv2d) and module.in_channels == module.groups
-            rate, decay = lr, wd
-            key = next((k for k in keys if k in f"{prefix}.{name}"), None)
-            if key is not None:
-                rate = lr * cfg["custom_keys"][key].get("lr_mult", 1.0)
-                decay = wd * cfg["custom_keys"][key].get("decay_mult", 1.0)
-            else:
-                if name == "bias" and not is_norm and "bias_lr_mult" in cfg:
-                    rate = lr * cfg["bias_lr_mult"]
-                if is_norm and "norm_decay_mult" in cfg:
-                    decay = wd * cfg["norm_decay_mult"]
-                elif name == "bias" and "bias_decay_mult" in cfg:
-                    decay = wd * cfg["bias_decay_mult"]
-                elif is_dw and "dwconv_decay_mult" in cfg:
-                    decay = wd * cfg["dwconv_decay_mult"]
-                elif p.ndim == 1 and "flat_decay_mult" in cfg:
-                    decay = wd * cfg["flat_decay_mult"]
-            out[full] = (rate, decay, False)
-    return out
 
 
 def fastai_cnn() -> nn.Sequential:
@@ -140,14 +95,14 @@ def test_mmengine_translation_gives_mmengines_settings(block: int, cfg: dict[str
     spec = Spec.from_yaml(YAML[block])
     model = Detector()
     got, _ = built(model, spec)
-    assert differences(mmengine(model, spec.lr, spec.weight_decay, cfg), got) == []
+    assert differences(add_params(model, spec.lr, spec.weight_decay, cfg), got) == []
 
 
 def test_the_natural_mmengine_translation_differs_as_the_doc_says() -> None:
     # the doc's first row: '*.bias' at 2x takes the norm biases too (MMEngine: 1x)
     model = Detector()
     natural = Spec.from_yaml("lr: 0.02\nweight_decay: 1.0e-4\nno_decay: [bias]\nrules: [{glob: '*.bias', lr_mult: 2}]")
-    want = mmengine(model, 0.02, 1e-4, {"bias_lr_mult": 2.0, "bias_decay_mult": 0.0})
+    want = add_params(model, 0.02, 1e-4, {"bias_lr_mult": 2.0, "bias_decay_mult": 0.0})
     wrong = {d.split(":")[0] for d in differences(want, built(model, natural)[0])}
     assert wrong == {f"backbone.{i}.bias" for i in (1, 3, 4, 6)}  # BatchNorm, GroupNorm, LayerNorm, InstanceNorm
 
@@ -159,7 +114,7 @@ def test_dwconv_predicate_from_the_doc() -> None:
     scope: dict[str, Any] = {"model": model, "nn": nn, **vars(multilr)}
     exec(snippet, scope)  # the doc's code, as written
     got, _ = built(model, scope["spec"])
-    want = mmengine(model, 0.02, 1e-4, {"dwconv_decay_mult": 0.0})
+    want = add_params(model, 0.02, 1e-4, {"dwconv_decay_mult": 0.0})
     assert differences(want, got) == []
     assert got["backbone.2.weight"][1] == 0.0
 
@@ -195,4 +150,4 @@ def test_fastai_freeze_with_train_bn(train_bn: bool) -> None:
 def test_the_doc_rows_on_norm_and_1d(natural: str, cfg: dict[str, Any], differing: set[str]) -> None:
     model = Detector()
     got, _ = built(model, Spec.from_yaml(f"lr: 0.02\nweight_decay: 1.0e-4\n{natural}"))
-    assert {d.split(":")[0] for d in differences(mmengine(model, 0.02, 1e-4, cfg), got)} == differing
+    assert {d.split(":")[0] for d in differences(add_params(model, 0.02, 1e-4, cfg), got)} == differing
