@@ -118,7 +118,12 @@ def from_mmengine(optim_wrapper: Mapping[str, Any], model: Any = None) -> Spec:
         )
     rules = _custom_rules(cfg.get("custom_keys") or {}, base_wd)
     rules += _class_rules(mults, base_wd, model)
-    return Spec(lr=optimizer["lr"], weight_decay=_base_weight_decay(base_wd, kind), hyper=hyper, rules=rules)
+    lr = number(optimizer["lr"], "optim_wrapper.optimizer.lr", positive=True)
+    try:
+        Spec(lr=lr, hyper=hyper)  # the optimizer's other keys, checked as hyper (a misspelt one is refused)
+    except SpecError as exc:  # say where the key came from: the spec's "hyper" is not in the config
+        raise SpecError(f"optim_wrapper.optimizer: {exc}") from None
+    return Spec(lr=lr, weight_decay=_base_weight_decay(base_wd, kind), hyper=hyper, rules=rules)
 
 
 def _check_keys(data: Any, known: tuple[str, ...], where: str) -> None:
