@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from multilr._check import did_you_mean, number, shown
+from multilr._check import check_keys, number, shown
 from multilr._params import ParamInfo
 from multilr._rules import Rule
 from multilr._select import ModuleType, Predicate, Regex
@@ -85,7 +85,7 @@ def from_mmengine(optim_wrapper: Mapping[str, Any], model: Any = None) -> Spec:
         >>> [(r.name, r.lr_mult, r.weight_decay, r.priority) for r in spec.rules]
         [('custom_keys[backbone]', 0.1, 0.05, 11), ('norm_decay_mult', None, 0.0, 4)]
     """
-    _check_keys(optim_wrapper, _WRAPPER_KEYS, "optim_wrapper")
+    check_keys(optim_wrapper, _WRAPPER_KEYS, "optim_wrapper")
     constructor = optim_wrapper.get("constructor", "DefaultOptimWrapperConstructor")
     if constructor != "DefaultOptimWrapperConstructor":
         raise SpecError(
@@ -103,9 +103,7 @@ def from_mmengine(optim_wrapper: Mapping[str, Any], model: Any = None) -> Spec:
         base_wd = number(base_wd, "optim_wrapper.optimizer.weight_decay")
     hyper = {k: v for k, v in optimizer.items() if k not in ("type", "lr", "weight_decay")}
     cfg = optim_wrapper.get("paramwise_cfg") or {}
-    if not isinstance(cfg, Mapping):
-        raise SpecError(f"optim_wrapper.paramwise_cfg must be a mapping, got {shown(cfg)}")
-    _check_keys(cfg, _PARAMWISE_KEYS, "paramwise_cfg")
+    check_keys(cfg, _PARAMWISE_KEYS, "paramwise_cfg")
     mults = {
         k: number(cfg[k], f"paramwise_cfg.{k}") for k in _PARAMWISE_KEYS if k.endswith("_mult") and k in cfg
     }
@@ -124,16 +122,6 @@ def from_mmengine(optim_wrapper: Mapping[str, Any], model: Any = None) -> Spec:
     except SpecError as exc:  # say where the key came from: the spec's "hyper" is not in the config
         raise SpecError(f"optim_wrapper.optimizer: {exc}") from None
     return Spec(lr=lr, weight_decay=_base_weight_decay(base_wd, kind), hyper=hyper, rules=rules)
-
-
-def _check_keys(data: Any, known: tuple[str, ...], where: str) -> None:
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{where} must be a mapping, got {shown(data)}")
-    for key in data:
-        if key not in known:
-            raise SpecError(
-                f"{where}: unknown key {shown(key)}{did_you_mean(str(key), known)}; known: {', '.join(known)}"
-            )
 
 
 def _base_weight_decay(base_wd: float | None, kind: Any) -> float:
@@ -171,7 +159,7 @@ def _custom_rules(custom_keys: Any, base_wd: float | None) -> list[Rule]:
         if not isinstance(key, str) or not key:
             raise SpecError(f"paramwise_cfg.custom_keys: a key must be a non-empty string, got {shown(key)}")
         options = custom_keys[key]
-        _check_keys(options, _CUSTOM_KEYS, where)
+        check_keys(options, _CUSTOM_KEYS, where)
         settings: dict[str, Any] = {}
         if "lr" in options:  # copied into the group after lr_mult's rate: absolute
             settings["lr"] = number(options["lr"], f"{where}.lr", positive=True)

@@ -736,7 +736,6 @@ SITES: dict[str, list[str] | str] = {
     "backends/torch/tests/test_emitted.py (raised where check_emitted raises, after emit returns)",
     "multilr/_registry.py::register_backend": "refused before any model is read (tests/test_registry.py)",
     "multilr/_mmengine.py::from_mmengine": _CONVERTER,
-    "multilr/_mmengine.py::_check_keys": _CONVERTER,
     "multilr/_mmengine.py::_base_weight_decay": _CONVERTER,
     "multilr/_mmengine.py::_custom_rules": _CONVERTER,
     "multilr/_mmengine.py::_depthwise": _CONVERTER,
