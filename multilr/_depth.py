@@ -10,6 +10,11 @@ depth of the others (timm 2691).
   two or more) and are themselves modules with submodules: transformer layers,
   residual blocks. A ``Sequential`` of plain layers (a stem, a downsample, a
   classifier) is not a stack.
+* Inside another stack's element, a numbered run whose elements each hold at most two
+  modules with tensors (a conv and its norm, a squeeze-excitation: HF ResNet's
+  ``layers.j.layer.k``, torchvision EfficientNet's ``block.k``) is the layers of one
+  block, not a stack: ResNet-50 gets 16 block depths, not 48 conv depths. At the top
+  level such a run is a stack (a plain CNN of conv units).
 * The tree is walked in order and cut into units: each stack element is a *block*;
   anything else that contains no stack is a *plain* unit; modules that contain a
   stack are opened up.
@@ -141,9 +146,11 @@ def _blocks(
     stacks are looked for among these names only (see :func:`depth_list`).
 
     Example:
-        >>> names = ["emb.w", *(f"block.{i}.layer.{j}.fc.w" for i in (0, 1) for j in (0, 1))]
-        >>> _blocks(names), _blocks(names, outer=True)
-        (([0, 1, 2, 3, 4], 5), ([0, 1, 1, 2, 2], 3))
+        >>> sub = [f"{m}.w" for m in ("q", "k", "v")]  # T5-like: blocks of sublayers of 3 layers
+        >>> names = ["emb.w", *(f"block.{i}.layer.{j}.{w}" for i in (0, 1) for j in (0, 1) for w in sub)]
+        >>> (depths, head), (outer, outer_head) = _blocks(names), _blocks(names, outer=True)
+        >>> depths[::3], head, outer[::3], outer_head
+        ([0, 1, 2, 3, 4], 5, [0, 1, 1, 2, 2], 3)
     """
     unique = names if len(set(names)) == len(names) else list(dict.fromkeys(names))
     owners = _owners(unique)
@@ -259,7 +266,58 @@ def _stacks(names: Sequence[str], owners: _Owners) -> set[str]:
     for path in stacks & owned:
         if not _leaves_are_modules(path, names, owners):
             stacks.discard(path)
-    return stacks
+    return stacks - _layer_runs(stacks, distinct)
+
+
+#: An element of a stack inside a block holding at most this many modules with tensors
+#: is one layer of that block (a conv and its norm, a squeeze-excitation's two convs).
+LAYER_MODULES = 2
+
+
+def _layer_runs(stacks: set[str], owners: list[str]) -> set[str]:
+    """The stacks inside another stack whose elements are layers of a block, not blocks.
+
+    HF's ResNet keeps the convolutions of a residual block in ``layers.j.layer.0`` ..
+    ``.2``, torchvision's EfficientNet those of an MBConv in ``block.0`` .. ``.3``: each
+    element a conv with its norm (or a squeeze-excitation). Counted as a stack, every
+    convolution would get a depth of its own, so ResNet-50 would have 48 where it has 16
+    blocks. Such a run is one when every element holds at most :data:`LAYER_MODULES`
+    modules with tensors; a transformer block's sublayers (T5's attention, its
+    feed-forward) hold more and stay a stack. A top-level stack is never one: a network
+    built of conv units alone has no other blocks.
+
+    Example:
+        >>> owners = [f"stages.{i}.layers.{j}.{c}" for i in (0, 1) for j in (0, 1) for c in ("conv", "norm")]
+        >>> _layer_runs({"stages", "stages.0.layers", "stages.1.layers"}, owners)
+        {'stages.0.layers', 'stages.1.layers'}
+    """
+    nested = {path for path in stacks if _inside(path, stacks)}
+    if not nested:
+        return nested
+    held: dict[tuple[str, str], int] = {}  # (stack, element) -> modules with tensors in it
+    for owner in owners:
+        parts = owner.split(".")
+        for i in range(1, len(parts)):
+            path = ".".join(parts[:i])
+            if path in nested:
+                key = (path, parts[i])
+                held[key] = held.get(key, 0) + 1
+    big = {path for (path, _), count in held.items() if count > LAYER_MODULES}
+    return nested - big
+
+
+def _inside(path: str, stacks: set[str]) -> bool:
+    """Whether ``path`` lies inside another of ``stacks`` (the root contains every path)."""
+    if not path:
+        return False
+    if "" in stacks:
+        return True
+    parent = path.rpartition(".")[0]
+    while parent:
+        if parent in stacks:
+            return True
+        parent = parent.rpartition(".")[0]
+    return False
 
 
 def _is_stack(path: str, inside: list[str], shapes: list[str]) -> bool:

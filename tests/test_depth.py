@@ -60,17 +60,56 @@ def test_sequential_of_plain_layers_is_not_a_stack():
 
 def test_nested_stacks_and_mid_units():
     # swin-like: stages of blocks, a downsample between stages shares the depth before it
+    block = ("attn.qkv.weight", "mlp.fc1.weight", "mlp.fc2.weight")
     names = [
         "patch.weight",
-        "layers.0.blocks.0.mlp.weight",
-        "layers.0.blocks.1.mlp.weight",
+        *(f"layers.0.blocks.0.{t}" for t in block),
+        *(f"layers.0.blocks.1.{t}" for t in block),
         "layers.0.down.proj.weight",
-        "layers.1.blocks.0.mlp.weight",
-        "layers.1.blocks.1.mlp.weight",
+        *(f"layers.1.blocks.0.{t}" for t in block),
+        *(f"layers.1.blocks.1.{t}" for t in block),
         "norm.weight",
     ]
     d = infer_depths(names, "blocks")
-    assert [d[n] for n in names] == [0, 1, 2, 2, 3, 4, 5], f"got {[d[n] for n in names]}"
+    assert [d[n] for n in names] == [0, *[1] * 3, *[2] * 3, 2, *[3] * 3, *[4] * 3, 5], f"got {d}"
+
+
+def _bottleneck(prefix, shortcut):
+    convs = [f"{prefix}.layer.{k}.{m}.{t}" for k in range(3) for m, t in
+             (("convolution", "weight"), ("normalization", "weight"), ("normalization", "bias"))]
+    return [f"{prefix}.shortcut.convolution.weight"] * shortcut + convs
+
+
+def test_a_run_of_conv_layers_inside_a_block_is_the_block():
+    # HF ResNet: stages.i.layers.j (residual blocks).layer.k (conv + norm): one depth per
+    # residual block, not one per convolution
+    names = [
+        "embedder.convolution.weight",
+        *_bottleneck("encoder.stages.0.layers.0", True),
+        *_bottleneck("encoder.stages.0.layers.1", False),
+        *_bottleneck("encoder.stages.1.layers.0", True),
+        *_bottleneck("encoder.stages.1.layers.1", False),
+        "pooler_head.weight",
+    ]
+    d = infer_depths(names, "blocks")
+    by_block: dict[str, set[int]] = {}
+    for n in names[1:-1]:  # encoder.stages.i.layers.j....
+        by_block.setdefault(".".join(n.split(".")[:5]), set()).add(d[n])
+    assert by_block == {
+        "encoder.stages.0.layers.0": {1},
+        "encoder.stages.0.layers.1": {2},
+        "encoder.stages.1.layers.0": {3},
+        "encoder.stages.1.layers.1": {4},
+    }
+    assert d[names[0]] == 0 and d[names[-1]] == 5
+    # three modules with tensors in one element make it a block: each conv a depth again
+    heavy = [n.replace("normalization", "norm_a") for n in names] + [
+        n.replace("normalization.weight", "extra.weight") for n in names if n.endswith("normalization.weight")
+    ]
+    assert max(infer_depths(heavy, "blocks").values()) == 13
+    # a top-level run of conv units is a stack of blocks (a plain CNN of them)
+    plain = [f"features.{i}.{m}.weight" for i in range(3) for m in ("conv", "bn")]
+    assert [infer_depths(plain, "blocks")[n] for n in plain] == [1, 1, 2, 2, 3, 3]
 
 
 def test_root_level_tokens_are_stem():

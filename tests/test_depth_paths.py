@@ -33,16 +33,22 @@ def _by_definition(names, outer=False):
             and all(any(kids[g] for g in kids[c]) for c in children)
         )
 
+    owners = {name.rpartition(".")[0] for name in names}
+
+    def held(path):  # modules with tensors in path's subtree, itself included
+        return sum(1 for o in owners if o == path or o.startswith(path + "."))
+
     def is_stack(path):
         if not numbered(path):
             return False
-        if outer:  # "outer": no stack above it
-            ancestor = path
-            while ancestor:
-                ancestor = ancestor.rpartition(".")[0]
-                if numbered(ancestor):
-                    return False
-        return True
+        ancestor, nested = path, False
+        while ancestor:
+            ancestor = ancestor.rpartition(".")[0]
+            nested = nested or numbered(ancestor)
+        if nested and outer:  # "outer": no stack above it
+            return False
+        # inside a block, a run of layers (each element at most two modules with tensors)
+        return not nested or any(held(c) > 2 for c in kids[path])
 
     def has_stack(path):
         return is_stack(path) or any(has_stack(c) for c in kids[path])

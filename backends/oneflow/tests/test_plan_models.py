@@ -247,3 +247,28 @@ def test_graph_backend_plans_the_same_and_emits_scales(
             f"got requires_grad={p.requires_grad} on {pname}"
         )
         p.requires_grad = True
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks"),
+    [
+        # features.0 (stem conv), 11 inverted residuals, features.12 (last conv): 13 blocks
+        pytest.param("mobilenet_v3_small", 13, id="mobilenet_v3_small"),
+        # features.0, 16 MBConvs (features.1 holds one, so it is that block), features.8: 18
+        pytest.param("efficientnet_b0", 18, id="efficientnet_b0"),
+    ],
+)
+def test_an_inverted_residuals_run_of_conv_layers_is_one_block(name: str, blocks: int) -> None:
+    # Each block keeps its layers in a numbered run (features.i[.j].block.0..3: a conv
+    # with its norm, a squeeze-excitation): that run is the block's, not a stack, so every
+    # tensor of one block shares a depth (44 and 66 depths before, one per conv layer).
+    plan = multilr.plan(model(name), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="oneflow")
+    unit_depths: dict[str, set[int]] = {}
+    for p in plan.params:
+        if p.name.startswith("classifier."):
+            unit = "classifier"
+        else:
+            unit = p.name.split(".block.")[0] if ".block." in p.name else ".".join(p.name.split(".")[:2])
+        unit_depths.setdefault(unit, set()).add(p.depth)
+    assert list(unit_depths.values()) == [{d} for d in range(1, blocks + 2)], unit_depths
+    assert list(unit_depths)[-1] == "classifier" and plan.max_depth == blocks + 1

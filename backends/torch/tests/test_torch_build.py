@@ -389,6 +389,41 @@ def test_t5_depths_per_mode(mode: str, depths: dict[str, int]) -> None:
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
+def _hf_cnn(kind: str) -> torch.nn.Module:
+    import transformers as tf
+
+    small = {"hidden_sizes": [8, 8, 8, 8], "num_channels": 3}
+    if kind == "convnext":
+        return tf.ConvNextModel(tf.ConvNextConfig(depths=[2, 2, 3, 2], **small))
+    if kind == "regnet-y":
+        config = tf.RegNetConfig(depths=[2, 2, 3, 2], groups_width=8, layer_type="y", embedding_size=8, **small)
+        return tf.RegNetModel(config)
+    layer_type = "bottleneck" if kind == "resnet-bottleneck" else "basic"
+    return tf.ResNetModel(tf.ResNetConfig(depths=[2, 2, 3, 2], layer_type=layer_type, embedding_size=8, **small))
+
+
+@pytest.mark.parametrize("kind", ["resnet-bottleneck", "resnet-basic", "regnet-y", "convnext"])
+def test_transformers_cnns_get_one_depth_per_residual_block(kind: str) -> None:
+    # HF keeps a residual block's convolutions in a numbered run (layers.j.layer.0..2,
+    # each a conv with its norm; RegNet-Y adds a squeeze-excitation): that run is the
+    # block's layers, so 9 blocks give depths 1..9, not one per convolution (27 for the
+    # bottleneck). ConvNeXt's blocks (layers.j: four layers each) are blocks as they were.
+    plan = multilr.plan(_hf_cnn(kind), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="torch")
+    blocks: dict[str, set[int]] = {}
+    for p in plan.params:
+        parts = p.name.split(".")
+        if parts[:2] == ["encoder", "stages"] and parts[3] == "layers":
+            blocks.setdefault(".".join(parts[:5]), set()).add(p.depth)
+        elif p.name.startswith(("embedder.", "embeddings.")):
+            assert p.depth == 0, p.name
+        elif "downsampling_layer" in p.name:  # ConvNeXt, between stages: the block before it
+            assert p.depth == max(map(max, blocks.values())), p.name
+        else:
+            assert p.depth == 10, p.name
+    assert list(blocks.values()) == [{d} for d in range(1, 10)], blocks
+    assert plan.max_depth == (10 if kind == "convnext" else 9)  # ConvNeXt's final layernorm: the head
+
+
 def test_a_transformers_vits_class_token_and_position_embeddings_are_embeddings() -> None:
     # nn.Parameters on ViTEmbeddings (no nn.Embedding holds them): the "embedding" class
     # keeps them out of weight decay, as timm's no_weight_decay() does; the patch
