@@ -29,7 +29,7 @@ from multilr._plot import MissingDependencyError, plot_rates, terminal_view
 from multilr._recorder import Recorder
 from multilr._registry import get_backend, infer_backend, list_backends, register_backend
 from multilr._rules import LayerDecay, Rule, Spread
-from multilr._select import Glob, ModuleType, Predicate, Prefix, Regex, Selector
+from multilr._select import Glob, ModuleType, Ndim, Predicate, Prefix, Regex, Selector
 from multilr._spec import NO_DECAY_CLASSES, Spec
 from multilr._stages import Stage
 from multilr._timeline import planned_rates
@@ -63,6 +63,7 @@ __all__ = [
     "LayerDecay",
     "ModuleType",
     "MultiLRError",
+    "Ndim",
     "ParamGroups",
     "ParamInfo",
     "ParamPlan",

@@ -25,9 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from multilr._check import check_keys, number, shown
-from multilr._params import ParamInfo
 from multilr._rules import Rule
-from multilr._select import ModuleType, Predicate, Regex
+from multilr._select import ModuleType, Ndim, Regex
 from multilr._spec import Spec
 from multilr.errors import SpecError
 
@@ -65,8 +64,7 @@ def from_mmengine(optim_wrapper: Mapping[str, Any], model: Any = None) -> Spec:
             depthwise is not in the parameter names).
 
     Returns:
-        The spec. With ``flat_decay_mult`` it holds a Python :class:`~multilr.Predicate`
-        (``ndim == 1``), so it has no YAML form.
+        The spec; ``spec.to_dict()`` is its YAML form.
 
     Raises:
         SpecError: An unknown key (named, with a did-you-mean), a custom key setting an
@@ -211,15 +209,11 @@ def _class_rules(mults: Mapping[str, float], base_wd: float | None, model: Any) 
         )  # fmt: skip
     if "flat_decay_mult" in mults:
         rules.append(
-            Rule(Predicate(_flat, label="ndim == 1"), name="flat_decay_mult", priority=1, optional=True,
+            # MMEngine's flat test: exactly one dimension (multilr's "1d" class takes 0-d too)
+            Rule(Ndim(1), name="flat_decay_mult", priority=1, optional=True,
                  weight_decay=wd * mults["flat_decay_mult"])
         )  # fmt: skip
     return rules
-
-
-def _flat(name: str, info: ParamInfo) -> bool:
-    """MMEngine's flat test: exactly one dimension (multilr's ``1d`` class takes 0-d too)."""
-    return len(info.shape) == 1
 
 
 def _depthwise(model: Any) -> Regex:

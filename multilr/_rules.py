@@ -225,7 +225,9 @@ class LayerDecay:
             raise SpecError("layer_decay: missing required key 'decay'")
         within: Any = data.get("within")
         if within is not None and not isinstance(within, str):
-            check_keys(within, ("glob", "regex", "prefix", "module_type"), "layer_decay.within")
+            from multilr._select import SELECTOR_KEYS
+
+            check_keys(within, tuple(SELECTOR_KEYS), "layer_decay.within")
             within = selector_from_dict(within, "layer_decay.within")
         return cls(data["decay"], depth=data.get("depth", "blocks"), within=within, place=data.get("place"))
 

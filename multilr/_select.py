@@ -24,6 +24,7 @@ __all__ = [
     "MODULE_TYPE_ALIASES",
     "Glob",
     "ModuleType",
+    "Ndim",
     "Predicate",
     "Prefix",
     "Regex",
@@ -195,6 +196,44 @@ class ModuleType:
 
 
 @dataclass(frozen=True)
+class Ndim:
+    """The tensor's number of dimensions: ``Ndim(1)`` (biases, norm scales), ``Ndim(0, 1)``.
+
+    What timm's and MMEngine's weight-decay rules look at (``param.ndim <= 1``, MMEngine's
+    ``flat_decay_mult`` for ``ndim == 1``), as a selector: a rule can give such tensors any
+    rate or weight decay, in a spec file too (``{ndim: 1}``, ``{ndim: [0, 1]}``). For
+    weight decay 0 alone, ``no_decay: [1d]`` says it shorter.
+
+    Example:
+        >>> from multilr._params import ParamInfo
+        >>> Ndim(0, 1).matches(ParamInfo("fc.bias", (8,), "f", "fc", ("Linear",), True, 0))
+        True
+    """
+
+    dims: tuple[int, ...]
+
+    def __init__(self, *dims: int) -> None:
+        if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+            dims = tuple(dims[0])
+        if not dims or not all(type(d) is int and 0 <= d <= MAX_NDIM for d in dims):
+            raise SpecError(f"ndim needs one or more whole numbers from 0 to {MAX_NDIM}, got {shown(dims)}")
+        object.__setattr__(self, "dims", tuple(sorted(set(dims))))
+
+    def matches(self, info: ParamInfo) -> bool:
+        return len(info.shape) in self.dims
+
+    def describe(self) -> str:
+        return "ndim:" + "|".join(map(str, self.dims))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ndim": list(self.dims) if len(self.dims) > 1 else self.dims[0]}
+
+
+#: The most dimensions a tensor can have in torch and OneFlow (and an ``Ndim`` can name).
+MAX_NDIM = 64
+
+
+@dataclass(frozen=True)
 class Predicate:
     """Any Python function of ``(name, info)``. Python-only: it has no mapping form.
 
@@ -217,7 +256,7 @@ class Predicate:
     def to_dict(self) -> dict[str, Any]:
         raise SpecError(
             f"selector {self.describe()!r} is a Python function and has no mapping form; "
-            "use glob, regex, prefix or module_type in a spec file"
+            "use glob, regex, prefix, module_type or ndim in a spec file"
         )
 
 
@@ -248,6 +287,8 @@ def matching(selector: Selector, table: ParamTable) -> list[int]:
         return hits
     if type(selector) is ModuleType:
         return list(compress(everything, per_class(table.module_types, selector._matches_types)))
+    if type(selector) is Ndim:
+        return list(compress(everything, map(frozenset(selector.dims).__contains__, map(len, table.shapes))))
     hits = []
     for i, info in enumerate(table.infos()):
         try:
@@ -330,7 +371,7 @@ def selector_to_dict(selector: Selector, *, describe_code: bool = False) -> dict
         return {"predicate": selector.describe()}
     raise SpecError(
         f"selector {selector.describe()!r} ({type(selector).__name__}) has no mapping form; "
-        "use glob, regex, prefix or module_type in a spec file"
+        "use glob, regex, prefix, module_type or ndim in a spec file"
     )
 
 
@@ -340,6 +381,7 @@ SELECTOR_KEYS: Mapping[str, Callable[[Any], Selector]] = {
     "regex": Regex,
     "prefix": Prefix,
     "module_type": lambda v: ModuleType(*(v if isinstance(v, (list, tuple)) else [v])),
+    "ndim": lambda v: Ndim(*(v if isinstance(v, (list, tuple)) else [v])),
 }
 
 

@@ -112,6 +112,7 @@ def selectors(model: Model) -> st.SearchStrategy[dict[str, Any]]:
         st.builds(lambda v: {"module_type": v}, st.sampled_from(model.types)),
         st.builds(lambda v: {"module_type": list(v)}, st.lists(st.sampled_from(model.types), min_size=1,
                                                                 max_size=2, unique=True)),
+        st.builds(lambda v: {"ndim": v}, st.sampled_from([1, 2, [0, 1], [1, 4]])),
     )
 
 

@@ -37,6 +37,7 @@ from multilr import (
     CoverageError,
     ModuleType,
     MultiLRError,
+    Ndim,
     PlanError,
     Predicate,
     Rule,
@@ -278,6 +279,11 @@ CASES: dict[str, Case] = {
         lambda env: multilr.build(env.model, Spec(lr=0.1, rules=[Rule(ModuleType(()), lr_mult=2)])),
         SpecError,
         "module_type",
+    ),
+    "spec-rule-ndim": Case(
+        lambda env: multilr.build(env.model, Spec(lr=0.1, rules=[Rule(Ndim(-1), lr_mult=2)])),
+        SpecError,
+        "ndim",
     ),
     "spec-layer-decay-range": Case(_build(_spec(layer_decay={"decay": 1.5})), SpecError, "layer_decay"),
     "spec-layer-decay-missing": Case(
@@ -756,6 +762,7 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_rules.py::Spread.__post_init__": ["spec-spread-order"],
     "multilr/_rules.py::Spread.from_dict": ["spec-spread-missing"],
     "multilr/_select.py::ModuleType.__init__": ["spec-rule-module-type"],
+    "multilr/_select.py::Ndim.__init__": ["spec-rule-ndim"],
     "multilr/_select.py::Predicate.to_dict": "only from to_dict/to_json; multilr.state_dict catches it "
     "(the fingerprint is None for a Python-only spec)",
     "multilr/_select.py::_check_pattern": ["spec-rule-empty-prefix"],

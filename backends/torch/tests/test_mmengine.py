@@ -77,6 +77,8 @@ def test_from_mmengine_gives_every_tensor_what_add_params_gives(optimizer: dict[
             from_mmengine(wrapper, model)
         return
     spec = from_mmengine(wrapper, model)
+    # every converted spec has a file form (the flat rule is {ndim: 1}) that reads back the same
+    assert multilr.Spec.from_json(spec.to_json()) == spec
     if unmatched:  # MMEngine would silently apply nothing: multilr names the key
         with pytest.raises(CoverageError, match=f"custom_keys\\[{unmatched[0]}\\]"):
             multilr.build(model, spec)
