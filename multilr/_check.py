@@ -81,7 +81,9 @@ def check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str) -> N
     allowed = list(allowed)
     unknown = [key for key in data if key not in allowed]
     if unknown:
-        listed = ", ".join(f"{shown(key)}{did_you_mean(str(key)[:200], allowed)}" for key in unknown[:10])
+        # only a string key can be a near miss (and str() of a 5,000-digit integer raises)
+        near = [did_you_mean(key[:200], allowed) if isinstance(key, str) else "" for key in unknown[:10]]
+        listed = ", ".join(f"{shown(key)}{hint}" for key, hint in zip(unknown[:10], near, strict=True))
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         keys = "keys" if len(unknown) > 1 else "key"
         raise SpecError(f"{where}: unknown {keys} {listed}{more}; known keys: {', '.join(allowed)}")

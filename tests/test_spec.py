@@ -267,6 +267,9 @@ def _chain(milestones, parts=2):
 FUZZ_FOUND = [
     pytest.param({"lr": 10**400}, r"lr must be finite, got <an integer of 1329 bits>", id="int-past-float"),
     pytest.param({"lr": 1, "schedule": {"kind": []}}, r"schedule.kind \[\] unknown", id="kind-unhashable"),
+    pytest.param({"lr": 1, "schedule": {"kind": 10**5000}}, r"schedule.kind <an integer of 16610 bits> unknown",
+                 id="kind-unprintable"),
+    pytest.param({"lr": 1, 10**5000: 1}, r"spec: unknown key <an integer of 16610 bits>; known keys", id="key-unprintable"),
     pytest.param(_chain(5, parts=1), r"schedule.milestones must be a list, got 5", id="milestones-not-list"),
     pytest.param(_chain([math.inf]), r"schedule.milestones\[0\] must be an integer, got float inf",
                  id="milestone-inf"),

@@ -102,7 +102,8 @@ def schedule_from_dict(data: Mapping[str, Any] | Schedule, where: str = "schedul
         )
     kind = data["kind"]
     if not isinstance(kind, str) or kind not in KINDS:
-        near = did_you_mean(str(kind)[:100], KINDS)
+        # only a string can be a near miss (and str() of a 5,000-digit integer raises)
+        near = did_you_mean(kind[:100], KINDS) if isinstance(kind, str) else ""
         raise SpecError(f"{where}.kind {shown(kind)} unknown{near}; known: {', '.join(KINDS)}")
     cls = KINDS[kind]
     check_keys(data, ["kind", *(f.name for f in fields(cls))], where)  # type: ignore[arg-type]
