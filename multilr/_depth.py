@@ -291,7 +291,7 @@ def _layer_runs(stacks: set[str], owners: list[str]) -> set[str]:
         >>> sorted(_layer_runs({"stages", "stages.0.layers", "stages.1.layers"}, owners))
         ['stages.0.layers', 'stages.1.layers']
     """
-    nested = {path for path in stacks if _inside(path, stacks)}
+    nested = stacks - _outermost(stacks)
     if not nested:
         return nested
     held: dict[tuple[str, str], int] = {}  # (stack, element) -> modules with tensors in it
@@ -359,16 +359,7 @@ def _leaves_are_modules(path: str, names: Sequence[str], owners: _Owners) -> boo
 
 def _outermost(stacks: set[str]) -> set[str]:
     """The stacks inside no other stack (the root, when it is one, holds every other)."""
-    if "" in stacks:
-        return {""}
-    kept = set()
-    for path in stacks:
-        parent = path.rpartition(".")[0]
-        while parent and parent not in stacks:
-            parent = parent.rpartition(".")[0]
-        if not parent:
-            kept.add(path)
-    return kept
+    return {path for path in stacks if not _inside(path, stacks)}
 
 
 def _around(stacks: set[str]) -> set[str]:

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from multilr._check import MAX_INT, check_keys, did_you_mean, integer, number, shown
-from multilr._select import Glob, Selector, selector_from_dict, selector_to_dict
+from multilr._select import SELECTOR_KEYS, Glob, Selector, selector_from_dict, selector_to_dict
 from multilr.errors import SpecError
 from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
 
@@ -128,8 +128,6 @@ class Rule:
             >>> Rule.from_dict({"prefix": "fc", "lr_mult": 10}).name
             'prefix:fc'
         """
-        from multilr._select import SELECTOR_KEYS
-
         check_keys(data, (*SELECTOR_KEYS, *_RULE_KEYS), where)
         kwargs = {k: data[k] for k in _RULE_KEYS if k in data}
         name = kwargs.get("name", "")
@@ -225,8 +223,6 @@ class LayerDecay:
             raise SpecError("layer_decay: missing required key 'decay'")
         within: Any = data.get("within")
         if within is not None and not isinstance(within, str):
-            from multilr._select import SELECTOR_KEYS
-
             check_keys(within, tuple(SELECTOR_KEYS), "layer_decay.within")
             within = selector_from_dict(within, "layer_decay.within")
         return cls(data["decay"], depth=data.get("depth", "blocks"), within=within, place=data.get("place"))
