@@ -6,15 +6,19 @@ depth of the others (timm 2691).
 
 ``"blocks"`` mode, for any model:
 
-* A *stack* is a module whose children are all numbered (``layer.0``, ``layer.1``, ...;
-  two or more) and are themselves modules with submodules: transformer layers,
-  residual blocks. A ``Sequential`` of plain layers (a stem, a downsample, a
+* A *stack* is a module whose children are all numbered alike and are themselves
+  modules with submodules: transformer layers, residual blocks. Numbered alike: two or
+  more numbers (``layer.0``, ``layer.1``), or three or more of one name and a number
+  (torchvision's ``denselayer1``, ``block1-0``; two such, ``ghost1`` / ``ghost2``, are
+  the halves of one block). A ``Sequential`` of plain layers (a stem, a downsample, a
   classifier) is not a stack.
-* Inside another stack's element, a numbered run whose elements each hold at most two
-  modules with tensors (a conv and its norm, a squeeze-excitation: HF ResNet's
-  ``layers.j.layer.k``, torchvision EfficientNet's ``block.k``) is the layers of one
-  block, not a stack: ResNet-50 gets 16 block depths, not 48 conv depths. At the top
-  level such a run is a stack (a plain CNN of conv units).
+* A numbered run whose elements each hold at most two modules with tensors (a conv and
+  its norm, a squeeze-excitation) is a *run of layers*, not a stack, inside another
+  stack's element (HF ResNet's ``layers.j.layer.k``, torchvision EfficientNet's
+  ``block.k``: ResNet-50 gets 16 block depths, not 48 conv depths) and anywhere in a
+  model that has a stack of blocks (wav2vec2's conv feature encoder is the stem, a
+  decode head's projections the head). A model of such runs alone keeps its top-level
+  ones as stacks (a plain CNN of conv units).
 * The tree is walked in order and cut into units: each stack element is a *block*;
   anything else that contains no stack is a *plain* unit; modules that contain a
   stack are opened up.
@@ -247,7 +251,7 @@ def _stacks(names: Sequence[str], owners: _Owners) -> set[str]:
     for shape in dict.fromkeys(shapes):
         parts = shape.split(".")
         for i in range(len(parts) - 1):
-            if parts[i].isdigit():
+            if parts[i].endswith("0"):  # ends in a number: ``3``, ``denselayer3``, ``block1-3``
                 candidates.add(".".join(parts[:i]))
     stacks: set[str] = set()
     for shape in candidates:
@@ -275,35 +279,49 @@ LAYER_MODULES = 2
 
 
 def _layer_runs(stacks: set[str], owners: list[str]) -> set[str]:
-    """The stacks inside another stack whose elements are layers of a block, not blocks.
+    """The stacks whose elements are layers, not blocks: those that are no stack.
 
-    HF's ResNet keeps the convolutions of a residual block in ``layers.j.layer.0`` ..
-    ``.2``, torchvision's EfficientNet those of an MBConv in ``block.0`` .. ``.3``: each
-    element a conv with its norm (or a squeeze-excitation). Counted as a stack, every
-    convolution would get a depth of its own, so ResNet-50 would have 48 where it has 16
-    blocks. Such a run is one when every element holds at most :data:`LAYER_MODULES`
-    modules with tensors; a transformer block's sublayers (T5's attention, its
-    feed-forward) hold more and stay a stack. A top-level stack is never one: a network
-    built of conv units alone has no other blocks.
+    A *run of layers* is a stack whose every element holds at most
+    :data:`LAYER_MODULES` modules with tensors: a conv with its norm, a
+    squeeze-excitation's two convs. A transformer block's sublayers (T5's attention,
+    its feed-forward) hold more. A run is no stack
+
+    * inside another stack's element: HF's ResNet keeps the convolutions of a residual
+      block in ``layers.j.layer.0`` .. ``.2``, torchvision's EfficientNet those of an
+      MBConv in ``block.0`` .. ``.3``; counted as a stack, ResNet-50 would have 48
+      depths where it has 16 blocks;
+    * anywhere, when the model has a stack of blocks: a stem of conv units
+      (``stem.conv1`` .. ``conv3``), wav2vec2's conv feature encoder, an FPN's lateral
+      convs are not blocks beside the model's real ones.
+
+    A network of conv units alone keeps its top-level runs: it has no other blocks.
 
     Example:
         >>> owners = [f"stages.{i}.layers.{j}.{c}" for i in (0, 1) for j in (0, 1) for c in ("conv", "norm")]
         >>> sorted(_layer_runs({"stages", "stages.0.layers", "stages.1.layers"}, owners))
         ['stages.0.layers', 'stages.1.layers']
+        >>> stem = ["stem.conv1.conv", "stem.conv2.conv"]  # with blocks: the stem is no stack
+        >>> sorted(_layer_runs({"stem", "stages", "stages.0.layers", "stages.1.layers"}, stem + owners))
+        ['stages.0.layers', 'stages.1.layers', 'stem']
+        >>> sorted(_layer_runs({"stem"}, stem))  # alone: it is
+        []
     """
-    nested = stacks - _outermost(stacks)
-    if not nested:
-        return nested
+    if len(stacks) < 2:  # one stack is outermost, and the model's only one: it stays
+        return set()
     held: dict[tuple[str, str], int] = {}  # (stack, element) -> modules with tensors in it
+    root = "" in stacks
     for owner in owners:
         parts = owner.split(".")
+        if root:
+            held[("", parts[0])] = held.get(("", parts[0]), 0) + 1
         for i in range(1, len(parts)):
             path = ".".join(parts[:i])
-            if path in nested:
+            if path in stacks:
                 key = (path, parts[i])
                 held[key] = held.get(key, 0) + 1
-    big = {path for (path, _), count in held.items() if count > LAYER_MODULES}
-    return nested - big
+    blocks = {path for (path, _), count in held.items() if count > LAYER_MODULES}
+    runs = stacks - blocks
+    return runs if blocks else runs - _outermost(stacks)
 
 
 def _inside(path: str, stacks: set[str]) -> bool:
@@ -320,20 +338,37 @@ def _inside(path: str, stacks: set[str]) -> bool:
     return False
 
 
+#: The fewest children named alike with a number (``stage1`` .. ``stage3``) that make a
+#: stack. Two are usually a block's halves or parallel branches: GhostNet's ``ghost1`` /
+#: ``ghost2``, ShuffleNet's ``branch1`` / ``branch2``, a block's ``conv1`` / ``conv2``.
+NAMED_RUN = 3
+
+
 def _is_stack(path: str, inside: list[str], shapes: list[str]) -> bool:
     """Whether ``path``'s module children (``inside``: the owners below it) make it a stack.
 
-    Its children must all be numbers, each owning a module, and be two or more;
-    parameters directly on ``path`` are checked by the caller. Judged on the distinct
-    shapes below ``path`` where they suffice, on the owners themselves where not.
+    Its children must be numbered alike, each owning a module: two or more numbers
+    (``3``), or :data:`NAMED_RUN` or more of one name and a number (``denselayer3``,
+    ``block1-3``). Parameters directly on ``path`` are checked by the caller. Judged on
+    the distinct shapes below ``path`` where they suffice, on the owners themselves
+    where not.
     """
     start = len(path) + 1 if path else 0
     lone = False  # some owner is a child itself, with nothing below it
+    prefix = None
     for shape in dict.fromkeys(shapes):
         child, dot, _ = shape[start:].partition(".")
-        if not child.isdigit():
+        stem = child.rstrip("0")  # the shape's digits are all 0: this is the part before the number
+        if stem == child or (prefix is not None and stem != prefix):
             return False
+        prefix = stem
         lone = lone or not dot
+    if prefix:
+        children = {owner[start:].partition(".")[0] for owner in inside}
+        if len(children) < NAMED_RUN:
+            return False
+        if "0" in prefix and len({child[: len(prefix)] for child in children}) > 1:
+            return False  # a digit in the prefix (``block1-0``): one shape, not always one prefix
     first = inside[0][start:].partition(".")[0]
     head = inside[0][:start] + first
     if sum(map(str.startswith, inside, repeat(head + "."))) + inside.count(head) == len(inside):

@@ -112,6 +112,85 @@ def test_a_run_of_conv_layers_inside_a_block_is_the_block():
     assert [infer_depths(plain, "blocks")[n] for n in plain] == [1, 1, 2, 2, 3, 3]
 
 
+def test_a_top_level_run_of_layers_beside_blocks_is_no_stack():
+    # wav2vec2: a conv feature encoder (conv_layers.k: a conv and its norm) before the
+    # transformer layers is the stem; a segmentation head's projections (linear_c.k: one
+    # layer each) after the blocks are the head. Counted as stacks, the encoder pushed
+    # every transformer layer up by its length and the head pushed them down.
+    names = [
+        *(f"feature_extractor.conv_layers.{k}.{m}.weight" for k in range(3) for m in ("conv", "layer_norm")),
+        "feature_projection.projection.weight",
+        *(f"encoder.layers.{i}.{m}.weight" for i in range(2) for m in ("attention.q_proj", "attention.k_proj",
+                                                                         "feed_forward.dense", "layer_norm")),
+        *(f"decode_head.linear_c.{k}.proj.weight" for k in range(4)),
+        "decode_head.classifier.weight",
+    ]  # fmt: skip
+    d = infer_depths(names, "blocks")
+    assert {d[n] for n in names[:7]} == {0}  # the encoder and the projection: the stem
+    assert [d[f"encoder.layers.{i}.layer_norm.weight"] for i in range(2)] == [1, 2]
+    assert {d[n] for n in names[-5:]} == {3}  # the head: one above the last layer
+    assert infer_depths(names, "outer") == d
+    # the same run with no stack of blocks in the model is one (a plain CNN of conv units)
+    alone = names[:6]
+    assert [infer_depths(alone, "blocks")[n] for n in alone] == [1, 1, 2, 2, 3, 3]
+
+
+def _dense_layer(path: str) -> list[str]:
+    return [f"{path}.{m}.{w}" for m in ("norm1", "conv1", "norm2", "conv2") for w in ("weight", "bias")]
+
+
+def test_children_of_one_name_and_a_number_are_a_stack():
+    # torchvision's DenseNet (features.denseblockI.denselayerJ, transitionI between the
+    # dense blocks) and RegNet (trunk_output.blockI.blockI-J): without this the whole
+    # DenseNet body had one depth, the stem's
+    names = [
+        "features.conv0.weight",
+        "features.norm0.weight",
+        *(n for j in (1, 2, 3) for n in _dense_layer(f"features.denseblock1.denselayer{j}")),
+        "features.transition1.conv.weight",
+        *(n for j in (1, 2, 3) for n in _dense_layer(f"features.denseblock2.denselayer{j}")),
+        "features.norm5.weight",
+        "classifier.weight",
+    ]
+    d = infer_depths(names, "blocks")
+    assert d["features.conv0.weight"] == d["features.norm0.weight"] == 0
+    assert [d[f"features.denseblock{i}.denselayer{j}.conv2.weight"] for i in (1, 2) for j in (1, 2, 3)] == [
+        1, 2, 3, 4, 5, 6
+    ]  # fmt: skip
+    assert d["features.transition1.conv.weight"] == 3  # between blocks: the block before it
+    assert d["features.norm5.weight"] == d["classifier.weight"] == 7
+    # a digit in the name: blockI-J; the stages blockI are a stack too, so "outer" counts them
+    regnet = ["stem.0.weight"] + [
+        f"trunk_output.block{i}.block{i}-{j}.f.{m}.weight" for i in (1, 2, 3) for j in range(3) for m in "abc"
+    ] + ["fc.weight"]  # fmt: skip
+    assert max(infer_depths(regnet, "blocks").values()) == 10
+    assert max(infer_depths(regnet, "outer").values()) == 4
+    # children whose names differ before the number are no stack: blockI-J of two stages
+    # side by side, or a layer and a stage
+    mixed = [n.replace("trunk_output.block2.block2-", "trunk_output.block1.block2-") for n in regnet]
+    d = infer_depths(mixed, "blocks")
+    assert {d[n] for n in mixed if ".block1." in n} == {0}  # no stack: before the first block
+    assert max(d.values()) == 4  # block3's three blocks, the head
+    assert infer_depths(["a.layer1.x.w", "a.layer2.x.w", "a.stage3.x.w"], "blocks") == {
+        "a.layer1.x.w": 0, "a.layer2.x.w": 0, "a.stage3.x.w": 0
+    }  # fmt: skip
+
+
+def test_two_children_of_one_name_and_a_number_are_no_stack():
+    # GhostNet's ghost1 / ghost2, ShuffleNet's branch1 / branch2: the halves or branches
+    # of one block, not two blocks. Three or more are a stack; two numbers are too.
+    half = [f"{m}.{k}.{w}" for m in ("primary_conv", "cheap_operation") for k in (0, 1) for w in ("weight", "bias")]
+    names = ["stem.weight"] + [f"blocks.{i}.ghost{g}.{h}" for i in (0, 1) for g in (1, 2) for h in half] + ["head.weight"]
+    d = infer_depths(names, "blocks")
+    assert [d[f"blocks.{i}.ghost{g}.primary_conv.0.weight"] for i in (0, 1) for g in (1, 2)] == [1, 1, 2, 2]
+    three = [n.replace("ghost2", "ghost3") for n in names] + [
+        n.replace("ghost1", "ghost2") for n in names if ".ghost1." in n
+    ]
+    assert max(infer_depths(three, "blocks").values()) == 7  # 2 x 3 blocks, the head
+    numbers = [n.replace("ghost", "") for n in names]
+    assert max(infer_depths(numbers, "blocks").values()) == 5  # 2 x 2 blocks, the head
+
+
 def test_root_level_tokens_are_stem():
     names = ["cls_token", "pos_embed", "blocks.0.attn.qkv.weight", "blocks.1.attn.qkv.weight", "head.weight"]
     d = infer_depths(names, "blocks")

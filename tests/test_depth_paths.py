@@ -25,11 +25,19 @@ def _by_definition(names, outer=False):
                 kids[parent].append(path)
             parent = path
 
-    def numbered(path):
+    def before_number(part):  # the part without its trailing number; None when it has none
+        end = len(part)
+        while end and part[end - 1].isdigit():
+            end -= 1
+        return part[:end] if end < len(part) else None
+
+    def numbered(path):  # numbered alike, each owning a module: 2+ numbers, 3+ name + number
         children = kids[path]
+        prefixes = {before_number(c.rpartition(".")[2]) for c in children}
         return (
-            len(children) >= 2
-            and all(c.rpartition(".")[2].isdigit() for c in children)
+            len(children) >= (2 if prefixes == {""} else 3)
+            and len(prefixes) == 1
+            and None not in prefixes
             and all(any(kids[g] for g in kids[c]) for c in children)
         )
 
@@ -37,6 +45,11 @@ def _by_definition(names, outer=False):
 
     def held(path):  # modules with tensors in path's subtree, itself included
         return sum(1 for o in owners if o == path or o.startswith(path + "."))
+
+    def is_run(path):  # a run of layers: each element at most two modules with tensors
+        return all(held(c) <= 2 for c in kids[path])
+
+    blocks_exist = any(numbered(path) and not is_run(path) for path in kids)
 
     def is_stack(path):
         if not numbered(path):
@@ -47,8 +60,8 @@ def _by_definition(names, outer=False):
             nested = nested or numbered(ancestor)
         if nested and outer:  # "outer": no stack above it
             return False
-        # inside a block, a run of layers (each element at most two modules with tensors)
-        return not nested or any(held(c) > 2 for c in kids[path])
+        # a run of layers is a stack only at the top of a model with no stack of blocks
+        return not is_run(path) or not (nested or blocks_exist)
 
     def has_stack(path):
         return is_stack(path) or any(has_stack(c) for c in kids[path])
@@ -95,9 +108,11 @@ def _random_names(rng):
     def module(prefix, depth):
         roll = rng.random() if depth < 5 else 1.0
         if roll < 0.4:
-            children = [str(i) for i in rng.sample(range(12), rng.randint(1, 5))]
+            # numbered children: plain numbers, one name and a number, a digit in the name
+            before = rng.choice(["", "", "", "layer", "b1-", "٣x"])
+            children = [f"{before}{i}" for i in rng.sample(range(12), rng.randint(1, 5))]
             if rng.random() < 0.1:
-                children.append(rng.choice(["norm", "٣", "²"]))
+                children.append(rng.choice(["norm", "٣", "²", "layer2", "b2-0", "0x1"]))
         elif roll < 0.85:
             children = rng.sample(_PARTS, rng.randint(0, 3))
         else:

@@ -272,3 +272,25 @@ def test_an_inverted_residuals_run_of_conv_layers_is_one_block(name: str, blocks
         unit_depths.setdefault(unit, set()).add(p.depth)
     assert list(unit_depths.values()) == [{d} for d in range(1, blocks + 2)], unit_depths
     assert list(unit_depths)[-1] == "classifier" and plan.max_depth == blocks + 1
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks"),
+    [
+        # features.denseblockI.denselayerJ: 6 + 12 + 24 + 16 dense layers
+        pytest.param("densenet121", 58, id="densenet121"),
+        # trunk_output.blockI.blockI-J: 1 + 3 + 6 + 6 residual blocks
+        pytest.param("regnet_y_400mf", 16, id="regnet_y_400mf"),
+    ],
+)
+def test_blocks_named_with_a_number_are_blocks(name: str, blocks: int) -> None:
+    # torchvision's layout names its blocks with a word and a number, not a number alone:
+    # they were no stack, and the whole body shared the stem's depth (max depth 1 and 2)
+    plan = multilr.plan(model(name), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="oneflow")
+    unit_depths: dict[str, set[int]] = {}
+    for p in plan.params:
+        found = re.match(r"features\.denseblock\d+\.denselayer\d+\.|trunk_output\.block\d\.block\d-\d+\.", p.name)
+        if found:
+            unit_depths.setdefault(found.group(0), set()).add(p.depth)
+    assert list(unit_depths.values()) == [{d} for d in range(1, blocks + 1)], unit_depths
+    assert plan.params[0].depth == 0 and plan.params[-1].depth == blocks + 1 == plan.max_depth

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import copy
 import io
+import re
 from collections.abc import Callable
 
 import models
@@ -422,6 +423,42 @@ def test_transformers_cnns_get_one_depth_per_residual_block(kind: str) -> None:
             assert p.depth == 10, p.name
     assert list(blocks.values()) == [{d} for d in range(1, 10)], blocks
     assert plan.max_depth == (10 if kind == "convnext" else 9)  # ConvNeXt's final layernorm: the head
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "segformer"])
+def test_transformers_runs_of_layers_beside_the_blocks_are_stem_and_head(kind: str) -> None:
+    # wav2vec2's conv feature encoder (conv_layers.k: a conv, maybe a norm) and Segformer's
+    # decode head (linear_projections.k: one Linear each) are numbered runs of layers beside
+    # the model's blocks: the stem and the head, not blocks (before, the encoder lifted the
+    # transformer layers by 3 depths and the decode head lowered the backbone by 4)
+    import transformers
+
+    torch.manual_seed(0)
+    if kind == "wav2vec2":
+        model: torch.nn.Module = transformers.Wav2Vec2Model(
+            transformers.Wav2Vec2Config(
+                num_hidden_layers=2, hidden_size=8, num_attention_heads=2, intermediate_size=16, conv_dim=(4, 4, 4),
+                conv_stride=(5, 2, 2), conv_kernel=(10, 3, 3), num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2,
+            )
+        )  # fmt: skip
+        run, block, n_blocks, place = "feature_extractor.", r"encoder\.layers\.(\d+)\.", 2, 0
+    else:
+        model = transformers.SegformerForSemanticSegmentation(
+            transformers.SegformerConfig(
+                hidden_sizes=[8, 8, 8, 8], num_attention_heads=[1, 1, 1, 1], decoder_hidden_size=8, depths=[2, 2, 2, 2]
+            )
+        )
+        run, block, n_blocks, place = "decode_head.", r"segformer\.stages\.(\d)\.blocks\.(\d)\.", 8, 9
+    plan = multilr.plan(model, Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="torch")
+    blocks: dict[tuple[str, ...], set[int]] = {}
+    for p in plan.params:
+        found = re.match(block, p.name)
+        if found:
+            blocks.setdefault(found.groups(), set()).add(p.depth)
+        elif p.name.startswith(run):
+            assert p.depth == place, p.name
+    assert list(blocks.values()) == [{d} for d in range(1, n_blocks + 1)], blocks
+    assert plan.max_depth == max(n_blocks, place)  # wav2vec2 has nothing after its layers
 
 
 def test_a_transformers_vits_class_token_and_position_embeddings_are_embeddings() -> None:
