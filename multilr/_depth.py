@@ -19,6 +19,9 @@ depth of the others (timm 2691).
   model that has a stack of blocks (wav2vec2's conv feature encoder is the stem, a
   decode head's projections the head). A model of such runs alone keeps its top-level
   ones as stacks (a plain CNN of conv units).
+* A run of layers that is no stack, beside the one sibling stack with the same element
+  names, goes in with it: ConvNeXt's ``downsample_layers.i`` each just before
+  ``stages.i`` (just after, when the run is registered after the stack).
 * The tree is walked in order and cut into units: each stack element is a *block*;
   anything else that contains no stack is a *plain* unit; modules that contain a
   stack are opened up.
@@ -159,26 +162,38 @@ def _blocks(
     unique = names if len(set(names)) == len(names) else list(dict.fromkeys(names))
     owners = _owners(unique)
     if stacks_among is None:
-        stacks = _stacks(unique, owners)
+        stacks, runs = _stacks(unique, owners)
     else:
         among = list(dict.fromkeys(stacks_among))
-        stacks = _stacks(among, _owners(among))
+        stacks, runs = _stacks(among, _owners(among))
     if outer:
         stacks = _outermost(stacks)
     if not stacks:  # no stack: top-level order
         top = _top(names)
         return top, max(top, default=0)
-    opened = _around(stacks)
+    partner = _partners(runs, stacks, owners.distinct) if runs else {}
+    opened = _around(stacks) | partner.keys()
     unit_of, kids = _units(unique, owners, opened)
     units: list[tuple[str, bool]] = []  # (unit path, is_block) in model order
+    # each stack's partner runs, cut in with its elements: before them when registered before
+    alongside: dict[str, list[tuple[str, bool]]] = {}
+    for run, stack in partner.items():
+        siblings = list(kids[stack.rpartition(".")[0]])
+        alongside.setdefault(stack, []).append((run, siblings.index(run) < siblings.index(stack)))
 
     def cut(path: str) -> None:
         stack = path in stacks
+        runs_here = alongside.get(path, ())
         for child in kids[path]:
+            if child in partner:
+                continue  # cut in with its stack's elements
+            element = child.rpartition(".")[2]
+            units.extend((f"{run}.{element}", False) for run, before in runs_here if before)
             if child in opened:
                 cut(child)
             else:
                 units.append((child, stack))
+            units.extend((f"{run}.{element}", False) for run, before in runs_here if not before)
 
     cut("")
     n_blocks = sum(1 for _, is_block in units if is_block)
@@ -231,7 +246,7 @@ def _owners(names: Sequence[str]) -> _Owners:
     return _Owners(owners, distinct, _shapes(distinct))
 
 
-def _stacks(names: Sequence[str], owners: _Owners) -> set[str]:
+def _stacks(names: Sequence[str], owners: _Owners) -> tuple[set[str], set[str]]:
     """The stacks among the modules of ``names`` (each name once).
 
     A module is a stack when its children are two or more, all numbered, and each owns
@@ -239,10 +254,13 @@ def _stacks(names: Sequence[str], owners: _Owners) -> set[str]:
     for all of ``blocks.0.mlp`` ... ``blocks.9.mlp``), so Python looks at a few distinct
     shapes, and the per-owner work is ``map`` over ``str`` methods, in C.
 
+    Returns:
+        The stacks, and the numbered runs of layers that are none (:func:`_layer_runs`).
+
     Example:
         >>> names = ["stem.0.w", "stem.1.w", "blocks.0.fc.w", "blocks.1.fc.w"]
         >>> _stacks(names, _owners(names))
-        {'blocks'}
+        ({'blocks'}, set())
     """
     distinct, shapes = owners.distinct, owners.shapes
     # candidates, as shapes: paths that some owner continues with a number and at least
@@ -270,7 +288,8 @@ def _stacks(names: Sequence[str], owners: _Owners) -> set[str]:
     for path in stacks & owned:
         if not _leaves_are_modules(path, names, owners):
             stacks.discard(path)
-    return stacks - _layer_runs(stacks, distinct)
+    runs = _layer_runs(stacks, distinct)
+    return stacks - runs, runs
 
 
 #: An element of a stack inside a block holding at most this many modules with tensors
@@ -322,6 +341,38 @@ def _layer_runs(stacks: set[str], owners: list[str]) -> set[str]:
     blocks = {path for (path, _), count in held.items() if count > LAYER_MODULES}
     runs = stacks - blocks
     return runs if blocks else runs - _outermost(stacks)
+
+
+def _partners(runs: set[str], stacks: set[str], owners: list[str]) -> dict[str, str]:
+    """Each run of layers that runs alongside a stack: its sibling with the same elements.
+
+    ConvNeXt's reference layout keeps a stage's downsample in ``downsample_layers.i``
+    beside ``stages.i``; HF's PVT and PoolFormer keep ``patch_embeddings.i`` beside
+    ``block.i``. Registered as one list before the other, the downsamples all landed in
+    the stem; paired, ``downsample_layers.i`` is cut in just before ``stages.i`` (after
+    it, when registered after), where torchvision's ConvNeXt, with one list, has it. A
+    run with no sibling stack of the same element names, or with two, stays whole.
+
+    Example:
+        >>> owners = [f"{m}.{i}.{c}" for m in ("down", "stages") for i in (0, 1) for c in ("a.0", "b.0", "c")]
+        >>> _partners({"down"}, {"stages", "stages.0", "stages.1"}, owners)
+        {'down': 'stages'}
+    """
+
+    def elements(path: str) -> set[str]:
+        start = len(path) + 1
+        return {owner[start:].partition(".")[0] for owner in owners if owner.startswith(path + ".")}
+
+    partner: dict[str, str] = {}
+    for run in runs:
+        if not run:
+            continue  # the root has no sibling
+        parent, have = run.rpartition(".")[0], elements(run)
+        # (the root, a stack holding every other, is nobody's sibling)
+        same = [s for s in stacks if s and s.rpartition(".")[0] == parent and elements(s) == have]
+        if len(same) == 1:
+            partner[run] = same[0]
+    return partner
 
 
 def _inside(path: str, stacks: set[str]) -> bool:

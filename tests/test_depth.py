@@ -135,6 +135,31 @@ def test_a_top_level_run_of_layers_beside_blocks_is_no_stack():
     assert [infer_depths(alone, "blocks")[n] for n in alone] == [1, 1, 2, 2, 3, 3]
 
 
+def test_a_run_of_layers_beside_a_stack_of_the_same_elements_goes_in_with_it():
+    # ConvNeXt's reference layout: downsample_layers.i (a conv and a norm) registered as
+    # one list before stages.i. Each downsample goes just before its stage, where
+    # torchvision's one list has it: the depth of the block before (the stem for the first).
+    block = [f"{m}.weight" for m in ("dwconv", "norm", "pwconv1", "pwconv2")]
+    names = [
+        *(f"downsample_layers.{i}.{k}.weight" for i in range(3) for k in (0, 1)),
+        *(f"stages.{i}.{j}.{w}" for i in range(3) for j in range(2) for w in block),
+        "norm.weight",
+        "head.weight",
+    ]
+    d = infer_depths(names, "blocks")
+    assert [d[f"downsample_layers.{i}.0.weight"] for i in range(3)] == [0, 2, 4]
+    assert [d[f"stages.{i}.{j}.norm.weight"] for i in range(3) for j in range(2)] == [1, 2, 3, 4, 5, 6]
+    assert d["norm.weight"] == d["head.weight"] == 7
+    assert [infer_depths(names, "outer")[f"downsample_layers.{i}.0.weight"] for i in range(3)] == [0, 1, 2]
+    # registered after the stack: each goes just after its element (a norm per stage; the
+    # last one after the last block: the head)
+    after = names[6:-2] + [f"norms.{i}.{k}.weight" for i in range(3) for k in (0, 1)] + names[-2:]
+    assert [infer_depths(after, "blocks")[f"norms.{i}.1.weight"] for i in range(3)] == [2, 4, 7]
+    # elements that differ from the stack's: the run stays whole (before the blocks: the stem)
+    fewer = [n for n in names if not n.startswith("downsample_layers.2.")]
+    assert {infer_depths(fewer, "blocks")[n] for n in fewer if n.startswith("downsample_layers.")} == {0}
+
+
 def _dense_layer(path: str) -> list[str]:
     return [f"{path}.{m}.{w}" for m in ("norm1", "conv1", "norm2", "conv2") for w in ("weight", "bias")]
 

@@ -51,30 +51,56 @@ def _by_definition(names, outer=False):
 
     blocks_exist = any(numbered(path) and not is_run(path) for path in kids)
 
+    def nested(path):  # inside a numbered module's element
+        ancestor, inside = path, False
+        while ancestor:
+            ancestor = ancestor.rpartition(".")[0]
+            inside = inside or numbered(ancestor)
+        return inside
+
     def is_stack(path):
         if not numbered(path):
             return False
-        ancestor, nested = path, False
-        while ancestor:
-            ancestor = ancestor.rpartition(".")[0]
-            nested = nested or numbered(ancestor)
-        if nested and outer:  # "outer": no stack above it
+        if nested(path) and outer:  # "outer": no stack above it
             return False
         # a run of layers is a stack only at the top of a model with no stack of blocks
-        return not is_run(path) or not (nested or blocks_exist)
+        return not is_run(path) or not (nested(path) or blocks_exist)
+
+    # a run of layers that is no stack, beside the one stack of the same elements: its
+    # elements go in with that stack's, before them when the run was registered before
+    def elements(path):
+        return {c.rpartition(".")[2] for c in kids[path]}
+
+    partner = {}
+    for path in kids:
+        if path and numbered(path) and is_run(path) and (nested(path) or blocks_exist):
+            siblings = kids[path.rpartition(".")[0]]
+            same = [c for c in siblings if c != path and is_stack(c) and elements(c) == elements(path)]
+            if len(same) == 1:
+                partner[path] = same[0]
 
     def has_stack(path):
         return is_stack(path) or any(has_stack(c) for c in kids[path])
 
     def units(path):
         out = []
+        beside = [
+            (run, kids[run.rpartition(".")[0]].index(run) < kids[run.rpartition(".")[0]].index(path))
+            for run, stack in partner.items()
+            if stack == path
+        ]
         for child in kids[path]:
+            if child in partner:
+                continue
+            element = child.rpartition(".")[2]
+            out.extend((f"{run}.{element}", False) for run, before in beside if before)
             if is_stack(path) and not has_stack(child):
                 out.append((child, True))
             elif has_stack(child):
                 out.extend(units(child))
             else:
                 out.append((child, False))
+            out.extend((f"{run}.{element}", False) for run, before in beside if not before)
         return out
 
     cut = units("")
@@ -113,6 +139,15 @@ def _random_names(rng):
             children = [f"{before}{i}" for i in rng.sample(range(12), rng.randint(1, 5))]
             if rng.random() < 0.1:
                 children.append(rng.choice(["norm", "٣", "²", "layer2", "b2-0", "0x1"]))
+        elif roll < 0.5:  # two lists of the same elements side by side (a downsample per stage)
+            elements = [str(i) for i in rng.sample(range(12), rng.randint(2, 4))]
+            for part in rng.sample(["down", "stages", "norms"], 2):
+                for element in elements:
+                    if rng.random() < 0.5:
+                        names.append(f"{prefix}{part}.{element}.conv.weight")
+                    else:
+                        module(f"{prefix}{part}.{element}.", depth + 2)
+            children = []
         elif roll < 0.85:
             children = rng.sample(_PARTS, rng.randint(0, 3))
         else:

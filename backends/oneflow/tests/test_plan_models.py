@@ -294,3 +294,15 @@ def test_blocks_named_with_a_number_are_blocks(name: str, blocks: int) -> None:
             unit_depths.setdefault(found.group(0), set()).add(p.depth)
     assert list(unit_depths.values()) == [{d} for d in range(1, blocks + 1)], unit_depths
     assert plan.params[0].depth == 0 and plan.params[-1].depth == blocks + 1 == plan.max_depth
+
+
+def test_convnexts_downsample_list_goes_in_with_its_stages() -> None:
+    # flowvision's ConvNeXt (the reference layout): downsample_layers.i registered as one
+    # list before stages.i. Each downsample shares the depth of the block before its stage
+    # (the stem for the first); before, all four were blocks 1..4 and the stages 5..22.
+    plan = multilr.plan(model("convnext_tiny_224"), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="oneflow")
+    depth = {p.name: p.depth for p in plan.params}
+    last_blocks = [depth[f"stages.{i}.{j}.gamma"] for i, j in ((0, 2), (1, 2), (2, 8))]
+    assert last_blocks == [3, 6, 15]
+    assert [depth[f"downsample_layers.{i}.0.weight"] for i in range(4)] == [0, *last_blocks]
+    assert depth["stages.0.0.gamma"] == 1 and depth["stages.3.2.gamma"] == 18 and plan.max_depth == 19

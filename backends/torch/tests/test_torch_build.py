@@ -461,6 +461,19 @@ def test_transformers_runs_of_layers_beside_the_blocks_are_stem_and_head(kind: s
     assert plan.max_depth == max(n_blocks, place)  # wav2vec2 has nothing after its layers
 
 
+def test_transformers_poolformers_patch_embeddings_go_in_with_their_stages() -> None:
+    # PoolFormer registers encoder.patch_embeddings.i (one conv each) as a list before
+    # encoder.block.i: each goes in just before its stage (blocks 1..4 before)
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.PoolFormerModel(transformers.PoolFormerConfig(hidden_sizes=[8, 8, 8, 8], depths=[2, 2, 2, 2]))
+    plan = multilr.plan(model, Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="torch")
+    depth = {p.name: p.depth for p in plan.params}
+    assert [depth[f"encoder.patch_embeddings.{i}.projection.weight"] for i in range(4)] == [0, 2, 4, 6]
+    assert [depth[f"encoder.block.{i}.{j}.before_norm.weight"] for i in range(4) for j in range(2)] == list(range(1, 9))
+
+
 def test_a_transformers_vits_class_token_and_position_embeddings_are_embeddings() -> None:
     # nn.Parameters on ViTEmbeddings (no nn.Embedding holds them): the "embedding" class
     # keeps them out of weight decay, as timm's no_weight_decay() does; the patch
