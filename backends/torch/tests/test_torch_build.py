@@ -494,9 +494,37 @@ def test_a_transformers_vits_class_token_and_position_embeddings_are_embeddings(
 
 
 def test_layer_decay_within_a_backbone_counts_only_the_backbones_blocks() -> None:
+    # DPT: the neck's fusion_stage.layers.k are residual blocks (a stack of blocks, not a
+    # run of layers); counted, they push the backbone's last layer from 0.5x down to 0.5**5x
+    # (mmseg's layer-decay constructor: head 1x, last block `decay`)
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.DPTForDepthEstimation(
+        transformers.DPTConfig(
+            num_hidden_layers=2, hidden_size=16, num_attention_heads=2, intermediate_size=16, image_size=32,
+            patch_size=8, backbone_out_indices=[0, 1, 1, 1], neck_hidden_sizes=[8, 8, 8, 8], fusion_hidden_size=8,
+            head_hidden_size=8, reassemble_factors=[4, 2, 1, 0.5],
+        )
+    )  # fmt: skip
+    last, embedding = "dpt.encoder.layer.1.output.dense.weight", "dpt.embeddings.cls_token"
+    without = {p.name: p.lr for p in multilr.plan(model, Spec(lr=1.0, layer_decay=LayerDecay(0.5))).params}
+    assert without[last] == pytest.approx(0.5**5)  # 4 fusion blocks and the head above it
+    spec = Spec(lr=1.0, layer_decay=LayerDecay(0.5, within=Prefix("dpt")))
+    groups = multilr.build(model, spec)
+    rate = {p.name: p.lr for p in groups.plan.params}
+    assert rate[last] == pytest.approx(0.5)
+    assert rate[embedding] == pytest.approx(0.5**3)  # 2 layers + head
+    assert {rate[n] for n in rate if n.startswith(("neck.", "head."))} == {1.0}
+    # what torch is handed
+    lrs = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert lrs[id(model.dpt.embeddings.cls_token)] == pytest.approx(0.5**3)
+
+
+def test_a_decode_head_of_runs_of_layers_needs_no_within() -> None:
     # UperNet on a ConvNeXt: the decode head's psp_modules / lateral_convs / fpn_convs are
-    # numbered module lists too; counted as blocks they pushed the backbone's last block
-    # from 0.75x down to 0.75**5x (mmseg's layer-decay constructor: head 1x, last block 0.75x)
+    # numbered runs of layers (a conv and its norm each), no stack beside the backbone's
+    # blocks: the head at 1x and the backbone's last block at 0.75x, with `within` or not
     import transformers
 
     torch.manual_seed(0)
@@ -506,16 +534,12 @@ def test_layer_decay_within_a_backbone_counts_only_the_backbones_blocks() -> Non
     model = transformers.UperNetForSemanticSegmentation(
         transformers.UperNetConfig(backbone_config=backbone, hidden_size=8, auxiliary_in_channels=8, num_labels=3)
     )
-    spec = Spec(lr=1.0, layer_decay=LayerDecay(0.75, within=Prefix("backbone")))
-    groups = multilr.build(model, spec)
-    plan = groups.plan
-    rate = {p.name: p.lr for p in plan.params}
-    assert rate["backbone.encoder.stages.3.layers.0.pwconv2.weight"] == pytest.approx(0.75)
-    assert rate["backbone.embeddings.patch_embeddings.weight"] == pytest.approx(0.75**6)  # 5 blocks + head
-    assert {rate[n] for n in rate if n.startswith(("decode_head.", "auxiliary_head."))} == {1.0}
-    # what torch is handed
-    lrs = {id(p): g["lr"] for g in groups for p in g["params"]}
-    assert lrs[id(model.backbone.embeddings.patch_embeddings.weight)] == pytest.approx(0.75**6)
+    for within in (None, Prefix("backbone")):
+        plan = multilr.plan(model, Spec(lr=1.0, layer_decay=LayerDecay(0.75, within=within)))
+        rate = {p.name: p.lr for p in plan.params}
+        assert rate["backbone.encoder.stages.3.layers.0.pwconv2.weight"] == pytest.approx(0.75)
+        assert rate["backbone.embeddings.patch_embeddings.weight"] == pytest.approx(0.75**6)  # 5 blocks + head
+        assert {rate[n] for n in rate if n.startswith(("decode_head.", "auxiliary_head."))} == {1.0}
 
 
 @pytest.mark.parametrize("model_name", ["opt", "bart"])
