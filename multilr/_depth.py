@@ -249,10 +249,11 @@ def _owners(names: Sequence[str]) -> _Owners:
 def _stacks(names: Sequence[str], owners: _Owners) -> tuple[set[str], set[str]]:
     """The stacks among the modules of ``names`` (each name once).
 
-    A module is a stack when its children are two or more, all numbered, and each owns
-    a module. Searched through the *shapes* of the owners (:func:`_shapes`: one shape
-    for all of ``blocks.0.mlp`` ... ``blocks.9.mlp``), so Python looks at a few distinct
-    shapes, and the per-owner work is ``map`` over ``str`` methods, in C.
+    A module is a stack when its children are numbered alike and each owns a module
+    (:func:`_is_stack`), unless it is a run of layers (:func:`_layer_runs`). Searched
+    through the *shapes* of the owners (:func:`_shapes`: one shape for all of
+    ``blocks.0.mlp`` ... ``blocks.9.mlp``), so Python looks at a few distinct shapes, and
+    the per-owner work is ``map`` over ``str`` methods, in C.
 
     Returns:
         The stacks, and the numbered runs of layers that are none (:func:`_layer_runs`).
@@ -347,11 +348,11 @@ def _partners(runs: set[str], stacks: set[str], owners: list[str]) -> dict[str, 
     """Each run of layers that runs alongside a stack: its sibling with the same elements.
 
     ConvNeXt's reference layout keeps a stage's downsample in ``downsample_layers.i``
-    beside ``stages.i``; HF's PVT and PoolFormer keep ``patch_embeddings.i`` beside
-    ``block.i``. Registered as one list before the other, the downsamples all landed in
-    the stem; paired, ``downsample_layers.i`` is cut in just before ``stages.i`` (after
-    it, when registered after), where torchvision's ConvNeXt, with one list, has it. A
-    run with no sibling stack of the same element names, or with two, stays whole.
+    beside ``stages.i``; HF's PoolFormer keeps ``patch_embeddings.i`` beside ``block.i``.
+    Registered as one list before the other, the downsamples all landed in the stem;
+    paired, ``downsample_layers.i`` is cut in just before ``stages.i`` (after it, when
+    registered after), where torchvision's ConvNeXt, with one list, has it. A run with
+    no sibling stack of the same element names, or with two, stays whole.
 
     Example:
         >>> owners = [f"{m}.{i}.{c}" for m in ("down", "stages") for i in (0, 1) for c in ("a.0", "b.0", "c")]
