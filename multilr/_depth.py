@@ -183,17 +183,19 @@ def _blocks(
 
     def cut(path: str) -> None:
         stack = path in stacks
-        runs_here = alongside.get(path, ())
+        runs_here = alongside.get(path)
         for child in kids[path]:
             if child in partner:
                 continue  # cut in with its stack's elements
-            element = child.rpartition(".")[2]
-            units.extend((f"{run}.{element}", False) for run, before in runs_here if before)
+            if runs_here:  # rare: only a stack with partner runs pays for the element names
+                element = child.rpartition(".")[2]
+                units.extend((f"{run}.{element}", False) for run, before in runs_here if before)
             if child in opened:
                 cut(child)
             else:
                 units.append((child, stack))
-            units.extend((f"{run}.{element}", False) for run, before in runs_here if not before)
+            if runs_here:
+                units.extend((f"{run}.{element}", False) for run, before in runs_here if not before)
 
     cut("")
     n_blocks = sum(1 for _, is_block in units if is_block)
@@ -329,12 +331,9 @@ def _layer_runs(stacks: set[str], owners: list[str]) -> set[str]:
     if len(stacks) < 2:  # one stack is outermost, and the model's only one: it stays
         return set()
     held: dict[tuple[str, str], int] = {}  # (stack, element) -> modules with tensors in it
-    root = "" in stacks
     for owner in owners:
         parts = owner.split(".")
-        if root:
-            held[("", parts[0])] = held.get(("", parts[0]), 0) + 1
-        for i in range(1, len(parts)):
+        for i in range(len(parts)):  # i = 0: the root, "", when the model itself is a stack
             path = ".".join(parts[:i])
             if path in stacks:
                 key = (path, parts[i])
