@@ -12,6 +12,11 @@ depth of the others (timm 2691).
   (torchvision's ``denselayer1``, ``block1-0``; two such, ``ghost1`` / ``ghost2``, are
   the halves of one block). A ``Sequential`` of plain layers (a stem, a downsample, a
   classifier) is not a stack.
+* ``branch1`` .. ``branchN`` are an Inception module's parallel branches: no stack, and
+  no stack inside one (:data:`PARALLEL`).
+* A list of one numbered child is a stack when a sibling stack is numbered like it (same
+  name before the number, children named alike): a stage of one block, CSWin's
+  ``stage1.0`` beside ``stage2.0`` / ``.1``.
 * A numbered run whose elements each hold at most two modules with tensors (a conv and
   its norm, a squeeze-excitation) is a *run of layers*, not a stack, inside another
   stack's element (HF ResNet's ``layers.j.layer.k``, torchvision EfficientNet's
@@ -21,7 +26,9 @@ depth of the others (timm 2691).
   ones as stacks (a plain CNN of conv units).
 * A run of layers that is no stack, beside the one sibling stack with the same element
   names, goes in with it: ConvNeXt's ``downsample_layers.i`` each just before
-  ``stages.i`` (just after, when the run is registered after the stack).
+  ``stages.i`` (just after, when the run is registered after the stack). So does a stack
+  of plain elements beside the one sibling stack of stacks with the same elements: PVT's
+  ``patch_embeddings.i`` beside ``block.i.j``.
 * The tree is walked in order and cut into units: each stack element is a *block*;
   anything else that contains no stack is a *plain* unit; modules that contain a
   stack are opened up.
@@ -49,6 +56,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from itertools import compress, repeat
 from operator import itemgetter
 from typing import NamedTuple
@@ -163,15 +171,21 @@ def _blocks(
     owners = _owners(unique)
     if stacks_among is None:
         stacks, runs = _stacks(unique, owners)
+        paired = _paired_stacks(stacks, owners.distinct, unique) if len(stacks) > 2 else {}
     else:
         among = list(dict.fromkeys(stacks_among))
-        stacks, runs = _stacks(among, _owners(among))
+        among_owners = _owners(among)
+        stacks, runs = _stacks(among, among_owners)
+        paired = _paired_stacks(stacks, among_owners.distinct, among) if len(stacks) > 2 else {}
+    stacks -= paired.keys()
     if outer:
         stacks = _outermost(stacks)
+        paired = {path: stack for path, stack in paired.items() if stack in stacks}
     if not stacks:  # no stack: top-level order
         top = _top(names)
         return top, max(top, default=0)
-    partner = _partners(runs, stacks, owners.distinct) if runs else {}
+    partner = _partners(runs, stacks, owners.distinct, unique) if runs else {}
+    partner.update(paired)
     opened = _around(stacks) | partner.keys()
     unit_of, kids = _units(unique, owners, opened)
     units: list[tuple[str, bool]] = []  # (unit path, is_block) in model order
@@ -274,7 +288,9 @@ def _stacks(names: Sequence[str], owners: _Owners) -> tuple[set[str], set[str]]:
         for i in range(len(parts) - 1):
             if parts[i].endswith("0"):  # ends in a number: ``3``, ``denselayer3``, ``block1-3``
                 candidates.add(".".join(parts[:i]))
-    stacks: set[str] = set()
+    # path -> its children's name before their number, as a shape (see _is_stack)
+    stacks: dict[str, str] = {}
+    single: dict[str, str] = {}  # the same, of the paths with one such child
     for shape in candidates:
         # the owners strictly below paths of this shape (the root's: all but itself)
         below = list(map(str.startswith, shapes, repeat(shape + "."))) if shape else list(map(bool, shapes))
@@ -286,13 +302,23 @@ def _stacks(names: Sequence[str], owners: _Owners) -> tuple[set[str], set[str]]:
                 group = groups.setdefault(owner[: len(shape)], ([], []))
                 group[0].append(owner)
                 group[1].append(owner_shape)
-        stacks.update(path for path, (inside, shaped) in groups.items() if _is_stack(path, inside, shaped))
+        for path, (inside, shaped) in groups.items():
+            verdict = _is_stack(path, inside, shaped)
+            if verdict is not None:
+                (single if verdict[0] else stacks)[path] = verdict[1]
+    if any("branch" in path.lower() for path in (*stacks, *single)):  # rare: skip the parsing
+        for path in [path for path in (*stacks, *single) if _in_branch(path)]:
+            stacks.pop(path, None)
+            single.pop(path, None)
     owned = set(distinct)  # modules with parameters of their own: leaf children
-    for path in stacks & owned:
+    for path in (stacks.keys() | single.keys()) & owned:
         if not _leaves_are_modules(path, names, owners):
-            stacks.discard(path)
-    runs = _layer_runs(stacks, distinct)
-    return stacks - runs, runs
+            stacks.pop(path, None)
+            single.pop(path, None)
+    if single:
+        stacks.update(_singles(single, stacks))
+    runs = _layer_runs(stacks.keys(), distinct)
+    return stacks.keys() - runs, runs
 
 
 #: An element of a stack inside a block holding at most this many modules with tensors
@@ -300,7 +326,7 @@ def _stacks(names: Sequence[str], owners: _Owners) -> tuple[set[str], set[str]]:
 LAYER_MODULES = 2
 
 
-def _layer_runs(stacks: set[str], owners: list[str]) -> set[str]:
+def _layer_runs(stacks: AbstractSet[str], owners: list[str]) -> set[str]:
     """The stacks whose elements are layers, not blocks: those that are no stack.
 
     A *run of layers* is a stack whose every element holds at most
@@ -339,11 +365,11 @@ def _layer_runs(stacks: set[str], owners: list[str]) -> set[str]:
                 key = (path, parts[i])
                 held[key] = held.get(key, 0) + 1
     blocks = {path for (path, _), count in held.items() if count > LAYER_MODULES}
-    runs = stacks - blocks
+    runs = set(stacks) - blocks
     return runs if blocks else runs - _outermost(stacks)
 
 
-def _partners(runs: set[str], stacks: set[str], owners: list[str]) -> dict[str, str]:
+def _partners(runs: set[str], stacks: set[str], owners: list[str], names: Sequence[str]) -> dict[str, str]:
     """Each run of layers that runs alongside a stack: its sibling with the same elements.
 
     ConvNeXt's reference layout keeps a stage's downsample in ``downsample_layers.i``
@@ -351,17 +377,17 @@ def _partners(runs: set[str], stacks: set[str], owners: list[str]) -> dict[str, 
     Registered as one list before the other, the downsamples all landed in the stem;
     paired, ``downsample_layers.i`` is cut in just before ``stages.i`` (after it, when
     registered after), where torchvision's ConvNeXt, with one list, has it. A run with
-    no sibling stack of the same element names, or with two, stays whole.
+    no sibling stack of the same element names, or with two, or with one registered
+    apart from it (:func:`_adjacent`), stays whole.
 
     Example:
         >>> owners = [f"{m}.{i}.{c}" for m in ("down", "stages") for i in (0, 1) for c in ("a.0", "b.0", "c")]
-        >>> _partners({"down"}, {"stages", "stages.0", "stages.1"}, owners)
+        >>> _partners({"down"}, {"stages", "stages.0", "stages.1"}, owners, [f"{o}.w" for o in owners])
         {'down': 'stages'}
     """
 
     def elements(path: str) -> set[str]:
-        start = len(path) + 1
-        return {owner[start:].partition(".")[0] for owner in owners if owner.startswith(path + ".")}
+        return _elements(path, owners)
 
     partner: dict[str, str] = {}
     for run in runs:
@@ -370,12 +396,77 @@ def _partners(runs: set[str], stacks: set[str], owners: list[str]) -> dict[str, 
         parent, have = run.rpartition(".")[0], elements(run)
         # (the root, a stack holding every other, is nobody's sibling)
         same = [s for s in stacks if s and s.rpartition(".")[0] == parent and elements(s) == have]
-        if len(same) == 1:
+        if len(same) == 1 and _adjacent(run, same[0], names):
             partner[run] = same[0]
     return partner
 
 
-def _inside(path: str, stacks: set[str]) -> bool:
+def _paired_stacks(stacks: AbstractSet[str], owners: list[str], names: Sequence[str]) -> dict[str, str]:
+    """Each stack of plain elements beside the one sibling stack of stacks with the same elements.
+
+    HF's PVT keeps a stage's patch embedding in ``patch_embeddings.i`` beside its
+    blocks in ``block.i.j``. A patch embedding holds three modules with tensors (a
+    conv, a norm, its position embedding), so the list is a stack of its own, and its
+    elements were the first four blocks. Paired, each goes in just before (or after,
+    as registered) the matching element of the other, as with :func:`_partners`; the
+    two must be registered one right after the other (:func:`_adjacent`). Decided on
+    the stacks of ``blocks`` mode, before ``outer`` drops the inner ones.
+
+    Example:
+        >>> owners = [f"{m}.{i}.{c}" for m in ("embed", "block") for i in (0, 1) for c in ("0.a", "1.a")]
+        >>> _paired_stacks({"embed", "block", "block.0", "block.1"}, owners, [f"{o}.w" for o in owners])
+        {'embed': 'block'}
+    """
+    siblings: dict[str, list[str]] = {}
+    for path in stacks:
+        if path:  # the root has no sibling
+            siblings.setdefault(path.rpartition(".")[0], []).append(path)
+    candidates = [path for paths in siblings.values() if len(paths) > 1 for path in paths]
+    if not candidates:
+        return {}
+    elements = {path: _elements(path, owners) for path in candidates}
+
+    def holds_stack(element: str) -> bool:
+        return element in stacks or any(s.startswith(element + ".") for s in stacks)
+
+    plain = {p for p in candidates if not any(holds_stack(f"{p}.{e}") for e in elements[p])}
+    nested = {p for p in candidates if all(holds_stack(f"{p}.{e}") for e in elements[p])}
+    paired: dict[str, str] = {}
+    for path in plain:
+        parent = path.rpartition(".")[0]
+        same = [s for s in siblings[parent] if s in nested and elements[s] == elements[path]]
+        if len(same) == 1 and _adjacent(path, same[0], names):
+            paired[path] = same[0]
+    return paired
+
+
+def _adjacent(path: str, sibling: str, names: Sequence[str]) -> bool:
+    """Whether two siblings come one right after the other among their parent's children.
+
+    The children are the modules and tensors right under the parent, in the order the
+    names first reach them. Lists that run side by side are made side by side (one
+    loop, or one after the other); HRNet's ``layer1`` (two residual blocks) and its
+    ``stage4`` (two modules of branches) merely have the same element names.
+
+    Example:
+        >>> names = ["down.0.w", "stages.0.a.w", "head.w", "norms.0.w"]
+        >>> _adjacent("down", "stages", names), _adjacent("norms", "stages", names)
+        (True, False)
+    """
+    parent = path.rpartition(".")[0]
+    start, under = (len(parent) + 1, parent + ".") if parent else (0, "")
+    children = list(dict.fromkeys(name[start:].partition(".")[0] for name in names if name.startswith(under)))
+    return abs(children.index(path[start:]) - children.index(sibling[start:])) == 1
+
+
+def _elements(path: str, owners: list[str]) -> set[str]:
+    """The children of ``path`` that own a module or a tensor (the root: ``""``)."""
+    start = len(path) + 1 if path else 0
+    below = [owner for owner in owners if owner.startswith(path + ".")] if path else owners
+    return {owner[start:].partition(".")[0] for owner in below}
+
+
+def _inside(path: str, stacks: AbstractSet[str]) -> bool:
     """Whether ``path`` lies inside another of ``stacks`` (the root contains every path)."""
     if not path:
         return False
@@ -394,15 +485,26 @@ def _inside(path: str, stacks: set[str]) -> bool:
 #: ``ghost2``, ShuffleNet's ``branch1`` / ``branch2``, a block's ``conv1`` / ``conv2``.
 NAMED_RUN = 3
 
+#: Modules with these names and a number are parallel paths of one block: an Inception
+#: module's ``branch1`` .. ``branch4`` (torchvision's GoogLeNet, timm's Inception-v4 and
+#: Inception-ResNet ``branch0`` .. ``branch3``) all see the same input. They make no
+#: stack, and no list inside one is a stack (a branch's convs are its layers).
+PARALLEL = frozenset({"branch"})
 
-def _is_stack(path: str, inside: list[str], shapes: list[str]) -> bool:
+
+def _is_stack(path: str, inside: list[str], shapes: list[str]) -> tuple[bool, str] | None:
     """Whether ``path``'s module children (``inside``: the owners below it) make it a stack.
 
     Its children must be numbered alike, each owning a module: two or more numbers
     (``3``), or :data:`NAMED_RUN` or more of one name and a number (``denselayer3``,
-    ``block1-3``). Parameters directly on ``path`` are checked by the caller. Judged on
-    the distinct shapes below ``path`` where they suffice, on the owners themselves
-    where not.
+    ``block1-3``), not named as parallel branches (:data:`PARALLEL`). Parameters
+    directly on ``path`` are checked by the caller. Judged on the distinct shapes below
+    ``path`` where they suffice, on the owners themselves where not.
+
+    Returns:
+        ``None`` when it is no stack; else whether it has a single child (a stack only
+        beside a sibling stack, :func:`_singles`) and its children's name before their
+        number, as a shape (``""`` for plain numbers).
     """
     start = len(path) + 1 if path else 0
     lone = False  # some owner is a child itself, with nothing below it
@@ -411,24 +513,66 @@ def _is_stack(path: str, inside: list[str], shapes: list[str]) -> bool:
         child, dot, _ = shape[start:].partition(".")
         stem = child.rstrip("0")  # the shape's digits are all 0: this is the part before the number
         if stem == child or (prefix is not None and stem != prefix):
-            return False
+            return None
         prefix = stem
         lone = lone or not dot
-    if prefix:
-        children = {owner[start:].partition(".")[0] for owner in inside}
-        if len(children) < NAMED_RUN:
-            return False
-        if "0" in prefix and len({child[: len(prefix)] for child in children}) > 1:
-            return False  # a digit in the prefix (``block1-0``): one shape, not always one prefix
-    first = inside[0][start:].partition(".")[0]
-    head = inside[0][:start] + first
-    if sum(map(str.startswith, inside, repeat(head + "."))) + inside.count(head) == len(inside):
-        return False  # one child only
+    assert prefix is not None  # ``inside`` is never empty
+    if prefix.rstrip("_-").lower() in PARALLEL:
+        return None
     if lone:  # each child needs some owner below it
         rests = [owner[start:].partition(".") for owner in inside]
         owning = {child for child, dot, _ in rests if dot}
-        return all(child in owning for child, _, _ in rests)
-    return True
+        if not all(child in owning for child, _, _ in rests):
+            return None
+    first = inside[0][start:].partition(".")[0]
+    head = inside[0][:start] + first
+    if sum(map(str.startswith, inside, repeat(head + "."))) + inside.count(head) == len(inside):
+        return True, prefix  # one child only
+    if prefix:
+        children = {owner[start:].partition(".")[0] for owner in inside}
+        if len(children) < NAMED_RUN:
+            return None
+        if "0" in prefix and len({child[: len(prefix)] for child in children}) > 1:
+            return None  # a digit in the prefix (``block1-0``): one shape, not always one prefix
+    return False, prefix
+
+
+def _in_branch(path: str) -> bool:
+    """Whether ``path`` is, or lies inside, a parallel branch (:data:`PARALLEL`).
+
+    Example:
+        >>> _in_branch("inception3a.branch2"), _in_branch("inception3a.branch2.0"), _in_branch("branches")
+        (True, True, False)
+    """
+    for part in _shapes(path.split(".")):
+        stem = part.rstrip("0")
+        if stem != part and stem.rstrip("_-").lower() in PARALLEL:
+            return True
+    return False
+
+
+def _singles(single: dict[str, str], stacks: dict[str, str]) -> dict[str, str]:
+    """The lists of one numbered child that are stacks: those beside a sibling stack like them.
+
+    A stage of one block is a list of one: CSWin's ``stage1.0`` beside ``stage2.0`` ..
+    ``.1``, MNASNet's last ``layers.13.0`` beside ``layers.12.0`` .. ``.3``, RegNet's
+    ``block1.block1-0``. Alone it is no stack (a wrapper holding one module), and its
+    block would land in the stem or the head. It is one when a sibling stack has the same
+    name before its number and children named alike (both as shapes).
+
+    Example:
+        >>> _singles({"stage1": "", "wrap": ""}, {"stage2": "", "stage3": ""})
+        {'stage1': ''}
+    """
+
+    def key(path: str, prefix: str) -> tuple[str, str, str] | None:
+        parent, _, last = path.rpartition(".")
+        shape = _shapes([last])[0]
+        stem = shape.rstrip("0")
+        return None if stem == shape else (parent, stem, prefix)  # None: not numbered
+
+    beside = {key(path, prefix) for path, prefix in stacks.items()}
+    return {path: prefix for path, prefix in single.items() if key(path, prefix) in beside - {None}}
 
 
 def _leaves_are_modules(path: str, names: Sequence[str], owners: _Owners) -> bool:
@@ -443,7 +587,7 @@ def _leaves_are_modules(path: str, names: Sequence[str], owners: _Owners) -> boo
     return True
 
 
-def _outermost(stacks: set[str]) -> set[str]:
+def _outermost(stacks: AbstractSet[str]) -> set[str]:
     """The stacks inside no other stack (the root, when it is one, holds every other)."""
     return {path for path in stacks if not _inside(path, stacks)}
 

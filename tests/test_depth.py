@@ -216,6 +216,112 @@ def test_two_children_of_one_name_and_a_number_are_no_stack():
     assert max(infer_depths(numbers, "blocks").values()) == 5  # 2 x 2 blocks, the head
 
 
+def test_a_stage_of_one_block_is_a_stack_beside_stages_like_it():
+    # CSWin's stage1 and stage4 hold one block each (depths 1, 2, 21, 1). A list of one
+    # alone is a wrapper, no stack: their blocks landed in the stem and the head.
+    block = ("attn.weight", "mlp.weight", "norm.weight")
+    stages = ((1, 1), (2, 2), (3, 3), (4, 1))
+    names = [
+        "embed.weight",
+        *(f"stage{s}.{j}.{w}" for s, n in stages for j in range(n) for w in block),
+        "norm.weight",
+        "head.weight",
+    ]
+    d = infer_depths(names, "blocks")
+    assert [d[f"stage{s}.{j}.attn.weight"] for s, n in stages for j in range(n)] == [1, 2, 3, 4, 5, 6, 7]
+    assert d["embed.weight"] == 0 and d["norm.weight"] == d["head.weight"] == 8
+    assert infer_depths(names, "outer") == d  # no stack holds the stages: the same
+    # numbered lists (MNASNet's layers.8 .. layers.13, the last of one block) and named
+    # blocks (RegNet's block1.block1-0 beside block2.block2-J)
+    mnas = ["layers.0.weight", *(f"layers.{i}.{j}.{w}" for i, n in ((8, 2), (13, 1)) for j in range(n) for w in block)]
+    d = infer_depths([*mnas, "layers.14.weight"], "blocks")
+    assert [d["layers.8.0.mlp.weight"], d["layers.8.1.mlp.weight"], d["layers.13.0.mlp.weight"]] == [1, 2, 3]
+    assert d["layers.14.weight"] == 4
+    regnet = ["stem.weight", *(f"trunk.block{i}.block{i}-{j}.{w}" for i, n in ((1, 1), (2, 3)) for j in range(n) for w in block)]
+    assert max(infer_depths([*regnet, "fc.weight"], "blocks").values()) == 5  # 1 + 3 blocks, the head
+    # no sibling like it: a name that differs before the number, or children named otherwise
+    for lone in ("layer1.0.", "stage1.block0."):
+        other = [n.replace("stage1.0.", lone) for n in names]
+        assert infer_depths(other, "blocks")[f"{lone}attn.weight"] == 0  # before the first block: stem
+
+
+def _inception(module: str) -> list[str]:
+    conv = ("conv.weight", "bn.weight")
+    return [
+        *(f"{module}.branch1.{w}" for w in conv),
+        *(f"{module}.branch{b}.{k}.{w}" for b in (2, 3) for k in (0, 1) for w in conv),
+        *(f"{module}.branch4.1.{w}" for w in conv),
+    ]
+
+
+def test_parallel_branches_are_no_stack():
+    # GoogLeNet's inception modules: branch1 .. branch4 all see the module's input. As a
+    # stack they were four blocks a module, in an order that means nothing; now the model
+    # has no stack: top-level order, one depth per inception module (timm's grouping)
+    names = ["conv1.conv.weight", *_inception("inception3a"), *_inception("inception3b"), "fc.weight"]
+    d = infer_depths(names, "blocks")
+    assert [d[n] for n in names] == [0, *[1] * 12, *[2] * 12, 3]
+    # inside a stack's blocks (timm's Inception-ResNet: repeat.i.branch0 ..): one depth a block
+    resnet = ["stem.weight", *(n for i in range(3) for n in _inception(f"repeat.{i}")), "head.weight"]
+    d = infer_depths(resnet, "blocks")
+    assert [{d[n] for n in resnet if n.startswith(f"repeat.{i}.")} for i in range(3)] == [{1}, {2}, {3}]
+    assert d["head.weight"] == 4
+
+
+def test_a_stack_of_plain_units_beside_a_stack_of_stacks_goes_in_with_it():
+    # HF's PVT: encoder.patch_embeddings.i (a conv, a norm and a position embedding: three
+    # modules with tensors, a stack of its own) beside encoder.block.i.j. The patch
+    # embeddings were blocks 1..3; each goes in before its stage, as PVT v2 nests it.
+    embed = ("position_embeddings", "projection.weight", "layer_norm.weight")
+    block = ("attn.weight", "mlp.weight", "norm.weight")
+    names = [
+        *(f"encoder.patch_embeddings.{i}.{w}" for i in range(3) for w in embed),
+        *(f"encoder.block.{i}.{j}.{w}" for i in range(3) for j in range(2) for w in block),
+        "encoder.layer_norm.weight",
+    ]
+    d = infer_depths(names, "blocks")
+    assert [d[f"encoder.patch_embeddings.{i}.projection.weight"] for i in range(3)] == [0, 2, 4]
+    assert [d[f"encoder.block.{i}.{j}.mlp.weight"] for i in range(3) for j in range(2)] == [1, 2, 3, 4, 5, 6]
+    assert d["encoder.layer_norm.weight"] == 7
+    outer = infer_depths(names, "outer")
+    assert [outer[f"encoder.patch_embeddings.{i}.layer_norm.weight"] for i in range(3)] == [0, 1, 2]
+    assert [outer[f"encoder.block.{i}.1.mlp.weight"] for i in range(3)] == [1, 2, 3]
+    # two stacks of stacks side by side (two streams), or of plain units: no pairing
+    streams = [n.replace(".block.", f".{s}.") for s in ("rgb", "flow") for n in names if ".block." in n]
+    assert max(infer_depths([*streams, "head.weight"], "blocks").values()) == 13  # 2 x 6 blocks, the head
+    plain = [n for n in names if ".patch_embeddings." in n] + [
+        n.replace("patch_embeddings", "other") for n in names if ".patch_embeddings." in n
+    ]
+    assert max(infer_depths(plain, "blocks").values()) == 6  # 2 x 3 blocks: nothing after them
+
+
+def test_lists_registered_apart_do_not_go_in_together():
+    # HRNet: layer1 (residual blocks 0, 1) comes long before stage4 (modules 0, 1 of
+    # parallel branches), and its downsamp_modules.i (a conv and a norm) after incre_modules,
+    # not beside stage3. Same element names, but not made side by side: no pairing.
+    block = ("conv1.weight", "bn1.weight", "conv2.weight")
+    names = [
+        "conv1.weight",
+        *(f"layer1.{i}.{w}" for i in range(2) for w in block),
+        *(f"stage3.{i}.branches.{b}.{j}.{w}" for i in range(3) for b in range(2) for j in range(2) for w in block),
+        *(f"stage4.{i}.branches.{b}.{j}.{w}" for i in range(2) for b in range(2) for j in range(2) for w in block),
+        *(f"incre_modules.{i}.0.{w}" for i in range(4) for w in block),
+        *(f"downsamp_modules.{i}.{k}.weight" for i in range(3) for k in range(2)),
+        "final_layer.0.weight",
+    ]
+    d = infer_depths(names, "blocks")
+    assert [d[f"layer1.{i}.conv1.weight"] for i in range(2)] == [1, 2]
+    head = d["final_layer.0.weight"]
+    assert {d[f"downsamp_modules.{i}.0.weight"] for i in range(3)} == {head}
+    # registered right after stage3, the same list does go in with it: one after each module
+    down = [n for n in names if n.startswith("downsamp_modules.")]
+    rest = [n for n in names if n not in down]
+    at = max(i for i, n in enumerate(rest) if n.startswith("stage3.")) + 1
+    d = infer_depths([*rest[:at], *down, *rest[at:]], "blocks")
+    stage3 = [d[f"stage3.{i}.branches.1.1.conv1.weight"] for i in range(3)]
+    assert [d[f"downsamp_modules.{i}.0.weight"] for i in range(3)] == stage3 == [6, 10, 14]
+
+
 def test_root_level_tokens_are_stem():
     names = ["cls_token", "pos_embed", "blocks.0.attn.qkv.weight", "blocks.1.attn.qkv.weight", "head.weight"]
     d = infer_depths(names, "blocks")

@@ -8,6 +8,7 @@ any order, repeated names.
 """
 
 import random
+from functools import cache
 
 import pytest
 
@@ -31,26 +32,70 @@ def _by_definition(names, outer=False):
             end -= 1
         return part[:end] if end < len(part) else None
 
-    def numbered(path):  # numbered alike, each owning a module: 2+ numbers, 3+ name + number
-        children = kids[path]
-        prefixes = {before_number(c.rpartition(".")[2]) for c in children}
+    def shape(text):  # digits made 0: names compared as shapes
+        return "".join("0" if ch.isdigit() else ch for ch in text)
+
+    def parallel(prefix):  # a branch's name (``branch1``): parallel paths, no stack
+        return shape(prefix).rstrip("_-").lower() == "branch"
+
+    @cache
+    def in_branch(path):  # a branch, or inside one
+        return any(before_number(p) is not None and parallel(before_number(p)) for p in path.split("."))
+
+    def owns_module(child):
+        return any(kids[g] for g in kids[child])
+
+    @cache
+    def children_prefix(path):  # the one name before the children's numbers, else None
+        prefixes = {before_number(c.rpartition(".")[2]) for c in kids[path]}
+        return prefixes.pop() if len(prefixes) == 1 else None
+
+    @cache
+    def numbered_alike(path):  # 2+ numbers, 3+ name + number, each owning a module
+        children, prefix = kids[path], children_prefix(path)
         return (
-            len(children) >= (2 if prefixes == {""} else 3)
-            and len(prefixes) == 1
-            and None not in prefixes
-            and all(any(kids[g] for g in kids[c]) for c in children)
+            prefix is not None
+            and len(children) >= (2 if prefix == "" else 3)
+            and not parallel(prefix)
+            and not in_branch(path)
+            and all(owns_module(c) for c in children)
         )
+
+    @cache
+    def one_beside_many(path):  # a list of one, beside a sibling list like it (a one-block stage)
+        children, prefix = kids[path], children_prefix(path)
+        own = before_number(path.rpartition(".")[2])
+        if not path or own is None or len(children) != 1 or prefix is None:
+            return False
+        if parallel(prefix) or in_branch(path) or not owns_module(children[0]):
+            return False
+        return any(
+            s != path
+            and numbered_alike(s)
+            and before_number(s.rpartition(".")[2]) is not None
+            and shape(before_number(s.rpartition(".")[2])) == shape(own)
+            and shape(children_prefix(s)) == shape(prefix)
+            for s in kids[path.rpartition(".")[0]]
+        )
+
+    @cache
+    def numbered(path):
+        return numbered_alike(path) or one_beside_many(path)
 
     owners = {name.rpartition(".")[0] for name in names}
 
+    @cache
     def held(path):  # modules with tensors in path's subtree, itself included
         return sum(1 for o in owners if o == path or o.startswith(path + "."))
 
+    @cache
     def is_run(path):  # a run of layers: each element at most two modules with tensors
         return all(held(c) <= 2 for c in kids[path])
 
-    blocks_exist = any(numbered(path) and not is_run(path) for path in kids)
+    blocky = [p for p in kids if numbered(p) and not is_run(p)]  # numbered, no run of layers
+    blocks_exist = bool(blocky)
 
+    @cache
     def nested(path):  # inside a numbered module's element
         ancestor, inside = path, False
         while ancestor:
@@ -58,7 +103,8 @@ def _by_definition(names, outer=False):
             inside = inside or numbered(ancestor)
         return inside
 
-    def is_stack(path):
+    @cache
+    def stack_before_pairing(path, outer):
         if not numbered(path):
             return False
         if nested(path) and outer:  # "outer": no stack above it
@@ -66,17 +112,41 @@ def _by_definition(names, outer=False):
         # a run of layers is a stack only at the top of a model with no stack of blocks
         return not is_run(path) or not (nested(path) or blocks_exist)
 
-    # a run of layers that is no stack, beside the one stack of the same elements: its
-    # elements go in with that stack's, before them when the run was registered before
     def elements(path):
         return {c.rpartition(".")[2] for c in kids[path]}
 
+    def adjacent(path, sibling):  # registered one right after the other
+        siblings = kids[path.rpartition(".")[0]]
+        return abs(siblings.index(path) - siblings.index(sibling)) == 1
+
+    @cache
+    def holds_blocks(element):  # such a path at or below it
+        return any(p == element or p.startswith(element + ".") for p in blocky)
+
+    # a stack of plain elements beside the one stack of stacks with the same elements
+    # goes in with it (PVT's patch_embeddings.i beside block.i.j)
     partner = {}
+    for path in kids:
+        if path and stack_before_pairing(path, False) and not any(holds_blocks(c) for c in kids[path]):
+            siblings = kids[path.rpartition(".")[0]]
+            same = [
+                c for c in siblings
+                if c != path and stack_before_pairing(c, False) and elements(c) == elements(path)
+                and all(holds_blocks(e) for e in kids[c])
+            ]
+            if len(same) == 1 and adjacent(path, same[0]) and stack_before_pairing(same[0], outer):
+                partner[path] = same[0]
+
+    def is_stack(path):
+        return stack_before_pairing(path, outer) and path not in partner
+
+    # a run of layers that is no stack, beside the one stack of the same elements: its
+    # elements go in with that stack's, before them when the run was registered before
     for path in kids:
         if path and numbered(path) and is_run(path) and (nested(path) or blocks_exist):
             siblings = kids[path.rpartition(".")[0]]
             same = [c for c in siblings if c != path and is_stack(c) and elements(c) == elements(path)]
-            if len(same) == 1:
+            if len(same) == 1 and adjacent(path, same[0]):
                 partner[path] = same[0]
 
     def has_stack(path):
@@ -135,18 +205,39 @@ def _random_names(rng):
         roll = rng.random() if depth < 5 else 1.0
         if roll < 0.4:
             # numbered children: plain numbers, one name and a number, a digit in the name
-            before = rng.choice(["", "", "", "layer", "b1-", "٣x"])
+            before = rng.choice(["", "", "", "layer", "b1-", "٣x", "branch"])
             children = [f"{before}{i}" for i in rng.sample(range(12), rng.randint(1, 5))]
             if rng.random() < 0.1:
                 children.append(rng.choice(["norm", "٣", "²", "layer2", "b2-0", "0x1"]))
         elif roll < 0.5:  # two lists of the same elements side by side (a downsample per stage)
             elements = [str(i) for i in rng.sample(range(12), rng.randint(2, 4))]
-            for part in rng.sample(["down", "stages", "norms"], 2):
+            for k, part in enumerate(rng.sample(["down", "stages", "norms"], 2)):
+                if k and rng.random() < 0.3:  # something between them: no longer side by side
+                    names.append(f"{prefix}{rng.choice(['mid.conv.weight', 'pos'])}")
+                # elements: a conv, a plain unit of three modules, a list of those, or anything
+                kind = rng.choice(["conv", "plain", "list", "any"])
                 for element in elements:
-                    if rng.random() < 0.5:
-                        names.append(f"{prefix}{part}.{element}.conv.weight")
+                    if rng.random() < 0.2:
+                        kind = rng.choice(["conv", "plain", "list", "any"])
+                    at = f"{prefix}{part}.{element}."
+                    if kind == "conv":
+                        names.append(f"{at}conv.weight")
+                    elif kind == "plain":
+                        names.extend(f"{at}{m}.weight" for m in ("proj", "norm", "act")[: rng.randint(2, 3)])
+                    elif kind == "list":
+                        names.extend(f"{at}{j}.{m}.weight" for j in range(rng.randint(1, 3)) for m in "abc")
                     else:
-                        module(f"{prefix}{part}.{element}.", depth + 2)
+                        module(at, depth + 2)
+            children = []
+        elif roll < 0.55:  # stages named alike with a number, some of one block
+            for stage in sorted(rng.sample(range(1, 6), rng.randint(2, 4))):
+                before = rng.choice(["", "", "block"])
+                for j in range(rng.choice([1, 1, 2, 3])):
+                    at = f"{prefix}stage{stage}.{before}{j}."
+                    if rng.random() < 0.7:
+                        names.extend(f"{at}{m}.weight" for m in ("attn", "mlp", "norm"))
+                    else:
+                        module(at, depth + 2)
             children = []
         elif roll < 0.85:
             children = rng.sample(_PARTS, rng.randint(0, 3))

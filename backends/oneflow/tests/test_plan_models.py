@@ -306,3 +306,38 @@ def test_convnexts_downsample_list_goes_in_with_its_stages() -> None:
     assert last_blocks == [3, 6, 15]
     assert [depth[f"downsample_layers.{i}.0.weight"] for i in range(4)] == [0, *last_blocks]
     assert depth["stages.0.0.gamma"] == 1 and depth["stages.3.2.gamma"] == 18 and plan.max_depth == 19
+
+
+@pytest.mark.parametrize(
+    ("name", "stages", "head"),
+    [
+        # stage1 .. stage4 hold 1, 2, 21 and 1 blocks
+        pytest.param("cswin_tiny_224", r"stage\d\.\d+\.", 26, id="cswin_tiny_224"),
+        # layers.8 .. layers.13 hold 3, 3, 3, 2, 4 and 1 inverted residuals
+        pytest.param("mnasnet0_5", r"layers\.(?:[89]|1[0-3])\.\d\.", 17, id="mnasnet0_5"),
+    ],
+)
+def test_a_stage_of_one_block_is_a_stack_beside_stages_like_it(name: str, stages: str, head: int) -> None:
+    # A list of one block, beside lists of several: alone it would be no stack, and its
+    # block landed in the stem (CSWin's stage1) or the head (CSWin's stage4, MNASNet's
+    # layers.13), beside the real head's layers
+    plan = multilr.plan(model(name), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="oneflow")
+    unit_depths: dict[str, set[int]] = {}
+    for p in plan.params:
+        found = re.match(stages, p.name)
+        if found:
+            unit_depths.setdefault(found.group(0), set()).add(p.depth)
+    assert list(unit_depths.values()) == [{d} for d in range(1, head)], unit_depths
+    assert plan.params[0].depth == 0 and plan.params[-1].depth == head == plan.max_depth
+
+
+def test_googlenets_inception_branches_are_no_blocks() -> None:
+    # inceptionNx.branch1 .. branch4 all read the module's input: one module is one unit.
+    # With no stack in the model, each top-level child has its own depth, in order (as
+    # timm groups Inception models); before, each module was 4 blocks (37 depths).
+    plan = multilr.plan(model("googlenet"), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="oneflow")
+    tops: dict[str, set[int]] = {}
+    for p in plan.params:
+        tops.setdefault(p.name.partition(".")[0], set()).add(p.depth)
+    assert list(tops.values()) == [{d} for d in range(len(tops))], tops
+    assert list(tops)[3:12] == [f"inception{m}" for m in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")]

@@ -474,6 +474,30 @@ def test_transformers_poolformers_patch_embeddings_go_in_with_their_stages() -> 
     assert [depth[f"encoder.block.{i}.{j}.before_norm.weight"] for i in range(4) for j in range(2)] == list(range(1, 9))
 
 
+def test_transformers_pvts_patch_embeddings_go_in_with_their_stages() -> None:
+    # PVT registers encoder.patch_embeddings.i (a conv, a norm, a position embedding: a
+    # stack of its own) before encoder.block.i.j: each goes in just before its stage,
+    # where PVT v2 nests it (blocks 1..4 before, the stages' blocks 5..12)
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.PvtConfig(
+        hidden_sizes=[8, 8, 8, 8], num_attention_heads=[1, 1, 2, 2], depths=[2, 2, 2, 2], image_size=32, num_labels=3
+    )
+    model = transformers.PvtForImageClassification(config)
+    spec = Spec(lr=1.0, layer_decay=LayerDecay(0.5))
+    depth = {p.name: p.depth for p in multilr.plan(model, spec, backend="torch").params}
+    embeds = [depth[f"pvt.encoder.patch_embeddings.{i}.projection.weight"] for i in range(4)]
+    assert embeds == [0, 2, 4, 6]
+    blocks = [depth[f"pvt.encoder.block.{i}.{j}.mlp.dense1.weight"] for i in range(4) for j in range(2)]
+    assert blocks == list(range(1, 9))
+    assert depth["classifier.weight"] == 9
+    outer = multilr.plan(model, Spec(lr=1.0, layer_decay=LayerDecay(0.5, depth="outer")), backend="torch")
+    depth = {p.name: p.depth for p in outer.params}
+    assert [depth[f"pvt.encoder.patch_embeddings.{i}.projection.weight"] for i in range(4)] == [0, 1, 2, 3]
+    assert [depth[f"pvt.encoder.block.{i}.1.mlp.dense1.weight"] for i in range(4)] == [1, 2, 3, 4]
+
+
 def test_a_transformers_vits_class_token_and_position_embeddings_are_embeddings() -> None:
     # nn.Parameters on ViTEmbeddings (no nn.Embedding holds them): the "embedding" class
     # keeps them out of weight decay, as timm's no_weight_decay() does; the patch
