@@ -167,6 +167,21 @@ def model(name: str) -> Any:
     return _built[name]
 
 
+def planned_units(name: str, unit: str) -> tuple[Any, list[set[int]]]:
+    """flowvision's ``name`` planned under layer decay, and the depths of each unit, in order.
+
+    A unit is what the regex ``unit`` matches at the start of a parameter name; names it
+    does not match are left out.
+    """
+    plan = multilr.plan(model(name), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="oneflow")
+    depths: dict[str, set[int]] = {}
+    for p in plan.params:
+        found = re.match(unit, p.name)
+        if found:
+            depths.setdefault(found.group(0), set()).add(p.depth)
+    return plan, list(depths.values())
+
+
 def close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
 
@@ -286,13 +301,9 @@ def test_an_inverted_residuals_run_of_conv_layers_is_one_block(name: str, blocks
 def test_blocks_named_with_a_number_are_blocks(name: str, blocks: int) -> None:
     # torchvision's layout names its blocks with a word and a number, not a number alone:
     # they were no stack, and the whole body shared the stem's depth (max depth 1 and 2)
-    plan = multilr.plan(model(name), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="oneflow")
-    unit_depths: dict[str, set[int]] = {}
-    for p in plan.params:
-        found = re.match(r"features\.denseblock\d+\.denselayer\d+\.|trunk_output\.block\d\.block\d-\d+\.", p.name)
-        if found:
-            unit_depths.setdefault(found.group(0), set()).add(p.depth)
-    assert list(unit_depths.values()) == [{d} for d in range(1, blocks + 1)], unit_depths
+    unit = r"features\.denseblock\d+\.denselayer\d+\.|trunk_output\.block\d\.block\d-\d+\."
+    plan, unit_depths = planned_units(name, unit)
+    assert unit_depths == [{d} for d in range(1, blocks + 1)], unit_depths
     assert plan.params[0].depth == 0 and plan.params[-1].depth == blocks + 1 == plan.max_depth
 
 
@@ -321,13 +332,8 @@ def test_a_stage_of_one_block_is_a_stack_beside_stages_like_it(name: str, stages
     # A list of one block, beside lists of several: alone it would be no stack, and its
     # block landed in the stem (CSWin's stage1) or the head (CSWin's stage4, MNASNet's
     # layers.13), beside the real head's layers
-    plan = multilr.plan(model(name), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="oneflow")
-    unit_depths: dict[str, set[int]] = {}
-    for p in plan.params:
-        found = re.match(stages, p.name)
-        if found:
-            unit_depths.setdefault(found.group(0), set()).add(p.depth)
-    assert list(unit_depths.values()) == [{d} for d in range(1, head)], unit_depths
+    plan, unit_depths = planned_units(name, stages)
+    assert unit_depths == [{d} for d in range(1, head)], unit_depths
     assert plan.params[0].depth == 0 and plan.params[-1].depth == head == plan.max_depth
 
 
@@ -335,9 +341,7 @@ def test_googlenets_inception_branches_are_no_blocks() -> None:
     # inceptionNx.branch1 .. branch4 all read the module's input: one module is one unit.
     # With no stack in the model, each top-level child has its own depth, in order (as
     # timm groups Inception models); before, each module was 4 blocks (37 depths).
-    plan = multilr.plan(model("googlenet"), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="oneflow")
-    tops: dict[str, set[int]] = {}
-    for p in plan.params:
-        tops.setdefault(p.name.partition(".")[0], set()).add(p.depth)
-    assert list(tops.values()) == [{d} for d in range(len(tops))], tops
-    assert list(tops)[3:12] == [f"inception{m}" for m in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")]
+    plan, tops = planned_units("googlenet", r"[^.]+")
+    assert tops == [{d} for d in range(len(tops))], tops
+    inceptions = list(dict.fromkeys(p.name.partition(".")[0] for p in plan.params))[3:12]
+    assert inceptions == [f"inception{m}" for m in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")]
