@@ -169,14 +169,10 @@ def _blocks(
     """
     unique = names if len(set(names)) == len(names) else list(dict.fromkeys(names))
     owners = _owners(unique)
-    if stacks_among is None:
-        stacks, runs = _stacks(unique, owners)
-        paired = _paired_stacks(stacks, owners.distinct, unique) if len(stacks) > 2 else {}
-    else:
-        among = list(dict.fromkeys(stacks_among))
-        among_owners = _owners(among)
-        stacks, runs = _stacks(among, among_owners)
-        paired = _paired_stacks(stacks, among_owners.distinct, among) if len(stacks) > 2 else {}
+    # the names the stacks are looked for among, and their owners
+    among, among_owners = (unique, owners) if stacks_among is None else _with_owners(stacks_among)
+    stacks, runs = _stacks(among, among_owners)
+    paired = _paired_stacks(stacks, among_owners.distinct, among) if len(stacks) > 2 else {}
     stacks -= paired.keys()
     if outer:
         stacks = _outermost(stacks)
@@ -262,6 +258,12 @@ def _owners(names: Sequence[str]) -> _Owners:
     return _Owners(owners, distinct, _shapes(distinct))
 
 
+def _with_owners(names: Sequence[str]) -> tuple[list[str], _Owners]:
+    """``names`` without repeats, and their owners."""
+    unique = list(dict.fromkeys(names))
+    return unique, _owners(unique)
+
+
 def _stacks(names: Sequence[str], owners: _Owners) -> tuple[set[str], set[str]]:
     """The stacks among the modules of ``names`` (each name once).
 
@@ -306,7 +308,8 @@ def _stacks(names: Sequence[str], owners: _Owners) -> tuple[set[str], set[str]]:
             verdict = _is_stack(path, inside, shaped)
             if verdict is not None:
                 (single if verdict[0] else stacks)[path] = verdict[1]
-    if any("branch" in path.lower() for path in (*stacks, *single)):  # rare: skip the parsing
+    # rare: most models skip the parsing
+    if any(word in path.lower() for path in (*stacks, *single) for word in PARALLEL):
         for path in [path for path in (*stacks, *single) if _in_branch(path)]:
             stacks.pop(path, None)
             single.pop(path, None)
@@ -369,35 +372,41 @@ def _layer_runs(stacks: AbstractSet[str], owners: list[str]) -> set[str]:
     return runs if blocks else runs - _outermost(stacks)
 
 
-def _partners(runs: set[str], stacks: set[str], owners: list[str], names: Sequence[str]) -> dict[str, str]:
-    """Each run of layers that runs alongside a stack: its sibling with the same elements.
+def _partners(
+    lists: AbstractSet[str], stacks: AbstractSet[str], owners: list[str], names: Sequence[str]
+) -> dict[str, str]:
+    """Each of ``lists`` that runs alongside a stack: its sibling among ``stacks`` with the same elements.
 
-    ConvNeXt's reference layout keeps a stage's downsample in ``downsample_layers.i``
-    beside ``stages.i``; HF's PoolFormer keeps ``patch_embeddings.i`` beside ``block.i``.
-    Registered as one list before the other, the downsamples all landed in the stem;
-    paired, ``downsample_layers.i`` is cut in just before ``stages.i`` (after it, when
-    registered after), where torchvision's ConvNeXt, with one list, has it. A run with
-    no sibling stack of the same element names, or with two, or with one registered
-    apart from it (:func:`_adjacent`), stays whole.
+    ConvNeXt's reference layout keeps a stage's downsample (a run of layers) in
+    ``downsample_layers.i`` beside ``stages.i``; HF's PoolFormer keeps
+    ``patch_embeddings.i`` beside ``block.i``. Registered as one list before the other,
+    the downsamples all landed in the stem; paired, ``downsample_layers.i`` is cut in
+    just before ``stages.i`` (after it, when registered after), where torchvision's
+    ConvNeXt, with one list, has it. A list with no sibling stack of the same element
+    names, or with two, or with one registered apart from it (:func:`_adjacent`), stays
+    whole. :func:`_paired_stacks` pairs stacks the same way.
 
     Example:
         >>> owners = [f"{m}.{i}.{c}" for m in ("down", "stages") for i in (0, 1) for c in ("a.0", "b.0", "c")]
         >>> _partners({"down"}, {"stages", "stages.0", "stages.1"}, owners, [f"{o}.w" for o in owners])
         {'down': 'stages'}
     """
+    known: dict[str, set[str]] = {}
 
     def elements(path: str) -> set[str]:
-        return _elements(path, owners)
+        if path not in known:
+            known[path] = _elements(path, owners)
+        return known[path]
 
     partner: dict[str, str] = {}
-    for run in runs:
-        if not run:
+    for path in lists:
+        if not path:
             continue  # the root has no sibling
-        parent, have = run.rpartition(".")[0], elements(run)
+        parent, have = path.rpartition(".")[0], elements(path)
         # (the root, a stack holding every other, is nobody's sibling)
         same = [s for s in stacks if s and s.rpartition(".")[0] == parent and elements(s) == have]
-        if len(same) == 1 and _adjacent(run, same[0], names):
-            partner[run] = same[0]
+        if len(same) == 1 and _adjacent(path, same[0], names):
+            partner[path] = same[0]
     return partner
 
 
@@ -407,37 +416,32 @@ def _paired_stacks(stacks: AbstractSet[str], owners: list[str], names: Sequence[
     HF's PVT keeps a stage's patch embedding in ``patch_embeddings.i`` beside its
     blocks in ``block.i.j``. A patch embedding holds three modules with tensors (a
     conv, a norm, its position embedding), so the list is a stack of its own, and its
-    elements were the first four blocks. Paired, each goes in just before (or after,
-    as registered) the matching element of the other, as with :func:`_partners`; the
-    two must be registered one right after the other (:func:`_adjacent`). Decided on
-    the stacks of ``blocks`` mode, before ``outer`` drops the inner ones.
+    elements were the first four blocks. Paired (:func:`_partners`, so only when the
+    two are registered one right after the other), each goes in just before (or after,
+    as registered) the matching element of the other. Decided on the stacks of
+    ``blocks`` mode, before ``outer`` drops the inner ones.
 
     Example:
         >>> owners = [f"{m}.{i}.{c}" for m in ("embed", "block") for i in (0, 1) for c in ("0.a", "1.a")]
         >>> _paired_stacks({"embed", "block", "block.0", "block.1"}, owners, [f"{o}.w" for o in owners])
         {'embed': 'block'}
     """
-    siblings: dict[str, list[str]] = {}
+    parents: dict[str, int] = {}
     for path in stacks:
         if path:  # the root has no sibling
-            siblings.setdefault(path.rpartition(".")[0], []).append(path)
-    candidates = [path for paths in siblings.values() if len(paths) > 1 for path in paths]
+            parent = path.rpartition(".")[0]
+            parents[parent] = parents.get(parent, 0) + 1
+    candidates = [path for path in stacks if path and parents[path.rpartition(".")[0]] > 1]
     if not candidates:
         return {}
-    elements = {path: _elements(path, owners) for path in candidates}
 
     def holds_stack(element: str) -> bool:
         return element in stacks or any(s.startswith(element + ".") for s in stacks)
 
+    elements = {path: _elements(path, owners) for path in candidates}
     plain = {p for p in candidates if not any(holds_stack(f"{p}.{e}") for e in elements[p])}
     nested = {p for p in candidates if all(holds_stack(f"{p}.{e}") for e in elements[p])}
-    paired: dict[str, str] = {}
-    for path in plain:
-        parent = path.rpartition(".")[0]
-        same = [s for s in siblings[parent] if s in nested and elements[s] == elements[path]]
-        if len(same) == 1 and _adjacent(path, same[0], names):
-            paired[path] = same[0]
-    return paired
+    return _partners(plain, nested, owners, names)
 
 
 def _adjacent(path: str, sibling: str, names: Sequence[str]) -> bool:
@@ -517,7 +521,7 @@ def _is_stack(path: str, inside: list[str], shapes: list[str]) -> tuple[bool, st
         prefix = stem
         lone = lone or not dot
     assert prefix is not None  # ``inside`` is never empty
-    if prefix.rstrip("_-").lower() in PARALLEL:
+    if _parallel(prefix):
         return None
     if lone:  # each child needs some owner below it
         rests = [owner[start:].partition(".") for owner in inside]
@@ -546,9 +550,14 @@ def _in_branch(path: str) -> bool:
     """
     for part in _shapes(path.split(".")):
         stem = part.rstrip("0")
-        if stem != part and stem.rstrip("_-").lower() in PARALLEL:
+        if stem != part and _parallel(stem):
             return True
     return False
+
+
+def _parallel(stem: str) -> bool:
+    """Whether a name before its number (as a shape) names a parallel branch: ``branch``, ``branch_``."""
+    return stem.rstrip("_-").lower() in PARALLEL
 
 
 def _singles(single: dict[str, str], stacks: dict[str, str]) -> dict[str, str]:
