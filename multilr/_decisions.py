@@ -54,8 +54,11 @@ class Decisions:
         stages: The spec's stages.
         stage: Position -> index of the stage that unfreezes it (frozen until then).
         group_firsts: The first tensor of each group.
-        decay: The layer-decay factor, or ``None`` without layer decay.
-        max_depth: The highest depth, or ``None`` without layer decay.
+        decay: The layer-decay factor, or ``None`` without layer decay or with towers.
+        max_depth: The highest depth (of all towers), or ``None`` without layer decay.
+        towers: ``(label, decay, highest depth)`` of each labelled layer decay: the
+            towers of a spec with several, or one named decay; empty otherwise.
+        tower: Position -> index in :attr:`towers` of the tower that decays it.
         group_of: Index of each tensor's group in :attr:`groups`.
         groups: The merged groups, in order.
         structure: Every tensor's depth in the model's block structure, once known
@@ -92,6 +95,8 @@ class Decisions:
         "stage",
         "stages",
         "structure",
+        "tower",
+        "towers",
         "wd_rule",
         "weight_decay",
     )
@@ -124,6 +129,8 @@ class Decisions:
         self.group_firsts: list[int] = []
         self.decay: float | None = None
         self.max_depth: int | None = None
+        self.towers: tuple[tuple[str, float, int], ...] = ()
+        self.tower: dict[int, int] = {}
         self.depth_from = ""  # who gave the depths when not the spec's mode ("model.group_matcher()")
         self.group_of: list[int] = []
         self.groups = GroupColumns([], [], [], [], [], [])
@@ -156,6 +163,7 @@ class Decisions:
         names, rates, rate_rule, depth = self.names, self.rates, self.rate_rule, self.depth
         wd_rule, no_decay, frozen, frozen_rule = self.wd_rule, self.no_decay, self.frozen, self.frozen_rule
         kept = self.kept
+        towers, tower = self.towers, self.tower
         out = []
         for t in firsts:
             labels: list[str] = []
@@ -165,6 +173,8 @@ class Decisions:
                 labels.append(rate_rule[t][0].name)
             d = depth[t]
             if d is not None:
+                if towers:  # depth 3 of one tower is not depth 3 of another
+                    labels.append(towers[tower[t]][0])
                 labels.append(f"depth{d}")
             wd_win = wd_rule.get(t)
             if wd_win is not None:
@@ -236,12 +246,16 @@ class Decisions:
             rule, (kind, value) = win
             source = f"{rule.name} ({kind}={value:g})"
         depth = self.depth[t]
-        if depth is not None and self.decay is not None and self.max_depth is not None:
+        if depth is not None and self.max_depth is not None:
             if t in self.placed:
                 by = f" by layer_decay.place[{self.placed[t]!r}]"
             else:
                 by = f" by {self.depth_from}" if self.depth_from else ""
-            source += f" x {self.decay:g}^{self.max_depth - depth} (depth {depth}/{self.max_depth}{by})"
+            if self.towers:
+                label, decay, top = self.towers[self.tower[t]]
+                source += f" x {decay:g}^{top - depth} (depth {depth}/{top} of {label}{by})"
+            elif self.decay is not None:
+                source += f" x {self.decay:g}^{self.max_depth - depth} (depth {depth}/{self.max_depth}{by})"
         sched = self.schedule_rule.get(t)
         if sched is not None:
             source += f", then {sched[0].name}'s {sched[1].describe()}"

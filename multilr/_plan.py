@@ -315,46 +315,113 @@ def _layer_decay(
     decided: Decisions,
     hits: _Hits,
     hinted: list[int] | None = None,
-) -> tuple[list[int], range | list[int]]:
-    """Depth of every tensor and the positions layer decay applies to.
+) -> tuple[list[int], range | list[int], list[float]]:
+    """Depth of every tensor, the positions layer decay applies to, and each tensor's factor.
 
     ``hinted``: the model's own depths (its ``group_matcher``), used in place of the
     default inference; an explicit depth mode in the spec wins over them.
     """
-    decayed: range | list[int] = range(len(tensors.names))
-    if decay.within is not None:
-        decayed = tensors.of(matching(decay.within, table))
-    if decay.within is not None and not decayed:  # a typo here would silently switch layer decay off
-        sample = ", ".join(repr(n) for n in tensors.names[:5])
-        described = decay.within.describe()
-        raise CoverageError(
-            f"layer_decay.within ({described}) "
-            f"matches no parameter (names look like {sample}, ...); fix the selector (a prefix matches on "
-            "dot boundaries: 'layer' does not match 'layer1', use glob 'layer*')"
-            + no_match_hint(decay.within, table)
-        )
+    decayed = _decayed(decay, "layer_decay", table, tensors)
     names = tensors.names
     if hinted is not None and decay.depth == "blocks":
         depths, head = hinted, max(hinted)
         decided.depth_from = GROUP_MATCHER
-    elif decay.within is not None:
-        # only the stacks inside `within` are blocks: a segmentation head's module lists
-        # or a second tower must not push the backbone's depths down
-        depths, head = depths_and_head(names, decay.depth, stacks_among=[names[t] for t in decayed])
     else:
-        depths, head = depths_and_head(names, decay.depth)
+        depths, head = _tower_depths(decay, names, decayed)
     if decay.place is not None:
         depths = list(depths)  # the hinted list is the model's: kept as it came
         decided.placed = place_depths(decay.place, table, tensors.of, names, depths, head)
+    top = max(depths)
     decided.decay = decay.decay
-    decided.max_depth = max(depths)
+    decided.max_depth = top
+    if decay.name:  # a named decay labels its groups
+        decided.towers = ((decay.name, decay.decay, top),)
+        decided.tower = dict.fromkeys(decayed, 0)
     if decay.within is not None:
         hits.touched.update(decayed)
-    return depths, decayed
+    # one pow per distinct depth, the same float the per-tensor pow gives
+    factors = {d: decay.decay ** (top - d) for d in set(depths)}
+    return depths, decayed, list(map(factors.__getitem__, depths))
+
+
+def _towers(
+    decays: tuple[LayerDecay, ...], table: ParamTable, tensors: _Tensors, decided: Decisions, hits: _Hits
+) -> tuple[list[int], list[int], list[float], list[int]]:
+    """:func:`_layer_decay` for several towers, each decayed over its own depths.
+
+    Tower ``k`` infers depths as one layer decay with its ``within`` does (only its own
+    stacks are blocks) and counts from its own highest depth. A tensor in no tower keeps
+    factor 1. The depths ``freeze_to`` and stages count (the structure) align the towers
+    at their tops, where the rate factor is 1, and put the tensors of no tower there too
+    (CLIP's ``logit_scale`` and projections): ``freeze_to(-1)`` trains exactly the tensors
+    at factor 1, ``freeze_to(-2)`` one depth more in every tower, and equal rates (one
+    group) are one depth.
+    """
+    names = tensors.names
+    owner: dict[int, int] = {}
+    own = [0] * len(names)  # each tower tensor's depth in its tower (read only at those)
+    factor = [1.0] * len(names)
+    labels = [decay.label(k) for k, decay in enumerate(decays)]
+    towers = []
+    for k, decay in enumerate(decays):
+        where = f"layer_decay[{k}]"
+        decayed = _decayed(decay, where, table, tensors)
+        for t in decayed:
+            other = owner.setdefault(t, k)
+            if other != k:
+                raise ConflictError(
+                    f"parameter {names[t]!r} is in two towers: layer_decay[{other}] ({labels[other]}) "
+                    f"and {where} ({labels[k]}); narrow a 'within'"
+                )
+        depths, head = _tower_depths(decay, names, decayed)
+        if decay.place is not None:
+            placed = place_depths(decay.place, table, tensors.of, names, depths, head)
+            decided.placed.update((t, pattern) for t, pattern in placed.items() if owner.get(t) == k)
+        top = max(depths)
+        towers.append((labels[k], decay.decay, top))
+        for t in decayed:
+            own[t] = depths[t]
+            factor[t] = decay.decay ** (top - depths[t])
+    highest = max(top for _, _, top in towers)
+    structure = [highest] * len(names)
+    for t, k in owner.items():
+        structure[t] = own[t] + highest - towers[k][2]
+    decided.towers = tuple(towers)
+    decided.tower = owner
+    decided.max_depth = highest
+    hits.touched.update(owner)
+    return own, sorted(owner), factor, structure
+
+
+def _decayed(decay: LayerDecay, where: str, table: ParamTable, tensors: _Tensors) -> range | list[int]:
+    """The positions a layer decay applies to: its ``within``, else every tensor."""
+    if decay.within is None:
+        return range(len(tensors.names))
+    decayed = tensors.of(matching(decay.within, table))
+    if not decayed:  # a typo here would silently switch layer decay off
+        sample = ", ".join(repr(n) for n in tensors.names[:5])
+        raise CoverageError(
+            f"{where}.within ({decay.within.describe()}) "
+            f"matches no parameter (names look like {sample}, ...); fix the selector (a prefix matches on "
+            "dot boundaries: 'layer' does not match 'layer1', use glob 'layer*')"
+            + no_match_hint(decay.within, table)
+        )
+    return decayed
+
+
+def _tower_depths(
+    decay: LayerDecay, names: Sequence[str], decayed: range | list[int]
+) -> tuple[list[int], int]:
+    """Depths of every tensor and the head's depth, with only ``within``'s stacks as blocks."""
+    if decay.within is None:
+        return depths_and_head(names, decay.depth)
+    # only the stacks inside `within` are blocks: a segmentation head's module lists
+    # or a second tower must not push the backbone's depths down
+    return depths_and_head(names, decay.depth, stacks_among=[names[t] for t in decayed])
 
 
 def _rates_and_scales(
-    spec: Spec, decided: Decisions, depths: list[int], decayed: range | list[int]
+    spec: Spec, decided: Decisions, depths: list[int], decayed: range | list[int], factor: list[float]
 ) -> None:
     """Each tensor's scale and rate: ``rates``, then rules, then layer decay on top."""
     base = spec.lr
@@ -367,20 +434,15 @@ def _rates_and_scales(
             scale[t] = value
     absolute.update(decided.rates)  # a `rates` entry wins over any rule
     if depths:
-        assert decided.decay is not None and decided.max_depth is not None
-        top, factor = decided.max_depth, decided.decay
-        # one pow per distinct depth, the same float the per-tensor pow gives
-        factors = {d: factor ** (top - d) for d in set(depths)}
         if isinstance(decayed, range) and not absolute:  # the usual case: every tensor, in C
-            scale = decided.scale = list(map(mul, scale, map(factors.__getitem__, depths)))
+            scale = decided.scale = list(map(mul, scale, factor))
             decided.depth = list(depths)
         else:
             depth = decided.depth
             for t in decayed:
                 if t not in absolute:
-                    d = depths[t]
-                    scale[t] = scale[t] * factors[d]
-                    depth[t] = d
+                    scale[t] = scale[t] * factor[t]
+                    depth[t] = depths[t]
     for t, value in absolute.items():
         scale[t] = value / base
     lr = decided.lr = list(map(mul, repeat(base), scale))
@@ -484,8 +546,9 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
     hits, unused = _match_rules(spec, table, tensors)
     hints = hints if spec.model_hints else None
     hinted = None  # the model's depths, read only where a depth is used
-    ld = spec.layer_decay
-    if hints is not None and ((ld is not None and ld.depth == "blocks") or spec.stages):
+    decays = spec.layer_decays
+    one = decays[0] if len(decays) == 1 else None  # towers infer their own depths: no hint
+    if hints is not None and ((one is not None and one.depth == "blocks") or spec.stages):
         hinted = hints.depths(names)
     decided = Decisions(
         names, tensors.alias_names, tensors.column(table.shapes), tensors.column(table.requires_grad)
@@ -495,15 +558,17 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
     hits.touched.update(decided.rates)
     depths: list[int] = []
     decayed: range | list[int] = []
-    decay = spec.layer_decay
-    if decay is not None:
-        depths, decayed = _layer_decay(decay, table, tensors, decided, hits, hinted)
+    factor: list[float] = []
+    if one is not None:
+        depths, decayed, factor = _layer_decay(one, table, tensors, decided, hits, hinted)
         decided.structure = depths
+    elif decays:
+        depths, decayed, factor, decided.structure = _towers(decays, table, tensors, decided, hits)
     elif hinted is not None:
         decided.structure = hinted
 
     # layer decay over the whole model touches every tensor
-    if spec.unmatched == "error" and (decay is None or decay.within is not None):
+    if spec.unmatched == "error" and (one is None or one.within is not None):
         untouched = [n for t, n in enumerate(names) if t not in hits.touched]
         if untouched:
             shown = ", ".join(map(repr, untouched[:10])) + (", ..." if len(untouched) > 10 else "")
@@ -533,7 +598,7 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
             decided.stage = {t: k for t, k in decided.stage.items() if not kept[t]}
         for t in decided.stage:
             decided.frozen[t] = True
-    _rates_and_scales(spec, decided, depths, decayed)
+    _rates_and_scales(spec, decided, depths, decayed, factor)
     for t, k in decided.stage.items():  # a stage's rate is known now: refuse it here, not mid-training
         stage = decided.stages[k]
         if not math.isfinite(decided.lr[t] * stage.lr_mult):

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from multilr._check import MAX_INT, check_keys, did_you_mean, integer, number, shown
-from multilr._select import SELECTOR_KEYS, Glob, Selector, selector_from_dict, selector_to_dict
+from multilr._select import SELECTOR_KEYS, Glob, Prefix, Selector, selector_from_dict, selector_to_dict
 from multilr.errors import SpecError
 from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
 
@@ -180,6 +180,13 @@ class LayerDecay:
             ``layernorm_embedding`` (after them: the head). ``"head"`` is one above the
             last block, also when nothing follows it. A pattern that matches nothing is
             an error; two patterns that put one tensor at different depths too.
+        name: The label of this decay in group names (``vision/depth3``); default none
+            for one layer decay, the ``within`` prefix (or ``tower<k>``) for towers.
+
+    Several layer decays in a spec (``Spec(layer_decay=[...])``) are *towers*: each with
+    its own ``within`` (they must not share a parameter), its own depths (only its own
+    stacks are blocks), its own highest depth and its own ``decay``, as EVA-CLIP decays
+    CLIP's image and text encoders. A parameter in no tower keeps factor 1.
 
     Example:
         >>> LayerDecay(0.9, depth="top").decay
@@ -192,9 +199,13 @@ class LayerDecay:
     depth: DepthMode = "blocks"
     within: Selector | None = None
     place: Mapping[str, Place] | None = None
+    name: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decay", number(self.decay, "layer_decay.decay", positive=True, upper=1.0))
+        if not isinstance(self.name, str) or "/" in self.name:
+            # "/" joins the labels of a group name: a name with it would read as two labels
+            raise SpecError(f"layer_decay.name must be a string without '/', got {shown(self.name)}")
         depth: Any = self.depth
         if isinstance(depth, str):
             if depth not in ("blocks", "outer", "top", "tensor"):
@@ -218,14 +229,20 @@ class LayerDecay:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerDecay:
         """Build from ``{"decay": 0.75, "depth": "blocks", "within": {"prefix": "encoder"}}``."""
-        check_keys(data, ("decay", "depth", "within", "place"), "layer_decay")
+        check_keys(data, ("decay", "depth", "within", "place", "name"), "layer_decay")
         if "decay" not in data:
             raise SpecError("layer_decay: missing required key 'decay'")
         within: Any = data.get("within")
         if within is not None and not isinstance(within, str):
             check_keys(within, tuple(SELECTOR_KEYS), "layer_decay.within")
             within = selector_from_dict(within, "layer_decay.within")
-        return cls(data["decay"], depth=data.get("depth", "blocks"), within=within, place=data.get("place"))
+        return cls(
+            data["decay"],
+            depth=data.get("depth", "blocks"),
+            within=within,
+            place=data.get("place"),
+            name=data.get("name", ""),
+        )
 
     def to_dict(self, *, describe_code: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"decay": self.decay}
@@ -234,7 +251,31 @@ class LayerDecay:
             out["within"] = selector_to_dict(self.within, describe_code=describe_code)
         if self.place is not None:
             out["place"] = dict(self.place)
+        if self.name:
+            out["name"] = self.name
         return out
+
+    def label(self, k: int) -> str:
+        """This decay's label in group names when it is tower ``k`` of several.
+
+        Example:
+            >>> from multilr import Prefix
+            >>> LayerDecay(0.8, within=Prefix("vision_model")).label(0)
+            'vision_model'
+            >>> LayerDecay(0.8, within="text.*").label(1)
+            'text'
+            >>> LayerDecay(0.8, within="*.text.*").label(1)
+            'tower1'
+        """
+        if self.name:
+            return self.name
+        if isinstance(self.within, Prefix):
+            return self.within.path
+        if isinstance(self.within, Glob) and self.within.pattern.endswith(".*"):
+            head = self.within.pattern[:-2]
+            if head and not any(c in head for c in "*?["):  # "visual.*": the prefix visual
+                return head
+        return f"tower{k}"
 
 
 def _checked_place(place: Any) -> Mapping[str, Place] | None:

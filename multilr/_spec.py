@@ -91,7 +91,9 @@ class Spec:
         hyper: Other optimizer hyperparameters copied into every group
             (``{"momentum": 0.9}``, ``{"betas": (0.9, 0.999)}``).
         rules: Rules selecting parameters (see :class:`~multilr.Rule`).
-        layer_decay: Layer-wise decay (see :class:`~multilr.LayerDecay`).
+        layer_decay: Layer-wise decay (see :class:`~multilr.LayerDecay`), or a list of
+            them: towers decayed side by side (CLIP's image and text encoders), each
+            with its own ``within``.
         spread: Geometric rates over named rules (see :class:`~multilr.Spread`).
         rates: Absolute rate per parameter name (seed 001's per-tensor rates).
         no_decay: Weight-decay classes set to 0: any of :data:`NO_DECAY_CLASSES`.
@@ -133,7 +135,7 @@ class Spec:
     weight_decay: float = 0.0
     hyper: Mapping[str, Any] = field(default_factory=dict)
     rules: Sequence[Rule] = ()
-    layer_decay: LayerDecay | None = None
+    layer_decay: LayerDecay | Sequence[LayerDecay] | None = None
     spread: Spread | None = None
     rates: Mapping[str, float] = field(default_factory=dict)
     no_decay: Sequence[str] = ()
@@ -176,7 +178,7 @@ class Spec:
                 )
         set_(self, "rules", rules)
         if self.layer_decay is not None and not isinstance(self.layer_decay, LayerDecay):
-            raise SpecError(f"layer_decay must be a LayerDecay, got {shown(self.layer_decay)}")
+            set_(self, "layer_decay", _towers(self.layer_decay))
         if self.spread is not None:
             if not isinstance(self.spread, Spread):
                 raise SpecError(f"spread must be a Spread, got {shown(self.spread)}")
@@ -270,6 +272,19 @@ class Spec:
         rates = {name: rate * k for name, rate in self.rates.items()}
         return dataclasses.replace(self, lr=new, rules=rules, spread=spread, rates=rates)
 
+    @property
+    def layer_decays(self) -> tuple[LayerDecay, ...]:
+        """The spec's layer decays as towers: none, one, or several side by side.
+
+        Example:
+            >>> Spec(lr=0.1, layer_decay=LayerDecay(0.8)).layer_decays
+            (LayerDecay(decay=0.8, depth='blocks', within=None, place=None, name=''),)
+        """
+        decay = self.layer_decay
+        if decay is None:
+            return ()
+        return (decay,) if isinstance(decay, LayerDecay) else tuple(decay)
+
     def rule_rates(self) -> Mapping[str, float]:
         """Absolute rate a spread gives each rule it names (empty without a spread)."""
         if self.spread is None:
@@ -300,8 +315,11 @@ class Spec:
         if not isinstance(rules, Sequence) or isinstance(rules, str):
             raise SpecError(f"rules must be a list of mappings, got {shown(rules)}")
         kwargs["rules"] = tuple(Rule.from_dict(r, f"rules[{i}]") for i, r in enumerate(rules))
-        if data.get("layer_decay") is not None:
-            kwargs["layer_decay"] = LayerDecay.from_dict(data["layer_decay"])
+        decay = data.get("layer_decay")
+        if isinstance(decay, (list, tuple)):  # towers
+            kwargs["layer_decay"] = tuple(_tower_from_dict(d, k) for k, d in enumerate(decay))
+        elif decay is not None:
+            kwargs["layer_decay"] = LayerDecay.from_dict(decay)
         if data.get("spread") is not None:
             kwargs["spread"] = Spread.from_dict(data["spread"])
         kwargs["rates"] = _given(data, "rates", {})
@@ -341,8 +359,10 @@ class Spec:
             out["hyper"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.hyper.items()}
         if self.rules:
             out["rules"] = [r.to_dict(describe_code=describe_code) for r in self.rules]
-        if self.layer_decay is not None:
+        if isinstance(self.layer_decay, LayerDecay):
             out["layer_decay"] = self.layer_decay.to_dict(describe_code=describe_code)
+        elif self.layer_decay is not None:
+            out["layer_decay"] = [d.to_dict(describe_code=describe_code) for d in self.layer_decay]
         if self.spread is not None:
             out["spread"] = self.spread.to_dict()
         if self.rates:
@@ -398,6 +418,38 @@ class Spec:
     def to_json(self) -> str:
         """JSON text of :meth:`to_dict`."""
         return json.dumps(self.to_dict(), indent=2)
+
+
+def _towers(decays: Any) -> tuple[LayerDecay, ...]:
+    """``layer_decay`` given as a list: towers, each with its own ``within`` and label."""
+    if not isinstance(decays, (list, tuple)):
+        raise SpecError(f"layer_decay must be a LayerDecay or a list of them, got {shown(decays)}")
+    if not decays:
+        raise SpecError("layer_decay: an empty list of towers; leave layer_decay out for none")
+    for k, decay in enumerate(decays):
+        if not isinstance(decay, LayerDecay):
+            raise SpecError(f"layer_decay[{k}] must be a LayerDecay, got {shown(decay)}")
+        if decay.within is None and len(decays) > 1:
+            # without it the tower would hold every parameter, the others' too
+            raise SpecError(f"layer_decay[{k}]: a tower of several needs 'within' (the parameters it decays)")
+    labels = [decay.label(k) for k, decay in enumerate(decays)]
+    for k, label in enumerate(labels):
+        if labels.index(label) != k:
+            raise SpecError(
+                f"layer_decay[{labels.index(label)}] and layer_decay[{k}] are both labelled {label!r}; "
+                "give one a name"
+            )
+    return tuple(decays)
+
+
+def _tower_from_dict(data: Any, k: int) -> LayerDecay:
+    """Tower ``k`` of a ``layer_decay`` list in mapping form; its errors name its index."""
+    if not isinstance(data, Mapping):
+        raise SpecError(f"layer_decay[{k}] must be a mapping, got {shown(data)}")
+    try:
+        return LayerDecay.from_dict(data)
+    except SpecError as exc:
+        raise SpecError(f"layer_decay[{k}]: {exc}") from None
 
 
 def _given(data: Mapping[str, Any], key: str, default: Any) -> Any:

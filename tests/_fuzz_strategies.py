@@ -153,20 +153,23 @@ def valid_specs(model: Model) -> st.SearchStrategy[dict[str, Any]]:
 @cache
 def _optional_parts(model: Model) -> dict[str, st.SearchStrategy[Any]]:
     names = [p.name for p in model.infos()]
+    within = st.one_of(st.sampled_from(model.globs), st.builds(lambda v: {"prefix": v}, st.sampled_from(model.prefixes)))
+    decay_parts = {"depth": st.one_of(st.sampled_from(["blocks", "outer", "top", "tensor"]),
+                                      st.builds(lambda d: {names[0]: 0, "*": d}, st.integers(0, 5))),
+                   "place": st.dictionaries(st.sampled_from(model.globs),
+                                            st.one_of(st.sampled_from(["stem", "head"]), st.integers(0, 5)),
+                                            max_size=2)}
     return {
         "weight_decay": NUMBERS,
         "hyper": st.fixed_dictionaries({}, optional={"momentum": UNIT, "betas": st.just([0.9, 0.999]),
                                                      "eps": st.just(1e-8), "nesterov": st.booleans(),
                                                      "amsgrad": st.booleans()}),
-        "layer_decay": st.fixed_dictionaries(
-            {"decay": UNIT},
-            optional={"depth": st.one_of(st.sampled_from(["blocks", "outer", "top", "tensor"]),
-                                         st.builds(lambda d: {names[0]: 0, "*": d}, st.integers(0, 5))),
-                      "within": st.one_of(st.sampled_from(model.globs),
-                                          st.builds(lambda v: {"prefix": v}, st.sampled_from(model.prefixes))),
-                      "place": st.dictionaries(st.sampled_from(model.globs),
-                                               st.one_of(st.sampled_from(["stem", "head"]), st.integers(0, 5)),
-                                               max_size=2)}),
+        "layer_decay": st.one_of(
+            st.fixed_dictionaries({"decay": UNIT}, optional={**decay_parts, "within": within}),
+            # towers: each with its own within, and its own name (two may overlap: refused when planned)
+            st.builds(lambda towers: [{**t, "name": f"t{k}"} for k, t in enumerate(towers)],
+                      st.lists(st.fixed_dictionaries({"decay": UNIT, "within": within}, optional=decay_parts),
+                               min_size=1, max_size=2))),
         "rates": st.dictionaries(st.sampled_from(names), NUMBERS, max_size=3),
         "no_decay": st.lists(st.sampled_from(["bias", "norm", "1d", "embedding"]), unique=True, max_size=3),
         "unmatched": st.sampled_from(["default", "default", "error"]),
@@ -339,8 +342,11 @@ def mutated(draw: st.DrawFn, base: dict[str, Any]) -> tuple[Any, list[Mutation]]
             done.append(Mutation("delete", path, _innermost_key(path)))
         elif kind == "rename" and isinstance(parent, dict):
             key = draw(KEYS)
+            # renamed onto a key already there, the old key is gone as much as the new one is
+            # changed: an error may name either (found by a long run: 'from_depth' -> 'at')
+            overwrote = key in parent and key != path[-1]
             parent[key] = parent.pop(path[-1])
-            done.append(Mutation("rename", (*path[:-1], key), key))
+            done.append(Mutation("rename", (*path[:-1], key), None if overwrote else key))
         elif parent is not None:
             parent[path[-1]] = draw(GARBAGE)
             done.append(Mutation("replace", path, _innermost_key(path)))

@@ -26,3 +26,9 @@ spec = Spec(
 spread = Spread(1e-5, 1e-3, over=["backbone", "head"])
 names: tuple[str, ...] = tuple(r.name for r in spec.rules)
 faster: Spec = spec.with_lr(1e-2)
+# towers: a list of layer decays (README "Towers")
+towers = Spec(
+    lr=1e-4,
+    layer_decay=[LayerDecay(0.85, within=Prefix("vision_model")), LayerDecay(0.75, within=Prefix("text_model"))],
+)
+decays: tuple[LayerDecay, ...] = towers.layer_decays

@@ -370,6 +370,65 @@ CASES: dict[str, Case] = {
         CoverageError,
         "'prefix:decoder' matches no parameter",
     ),
+    "spec-towers-not-a-list": Case(
+        lambda env: multilr.build(env.model, Spec(lr=0.1, layer_decay=0.5)),  # type: ignore[arg-type]
+        SpecError,
+        "layer_decay must be a LayerDecay or a list of them, got 0.5",
+    ),
+    "spec-tower-without-within": Case(
+        _build(_spec(layer_decay=[{"decay": 0.5, "within": {"prefix": "blocks"}}, {"decay": 0.8}])),
+        SpecError,
+        r"layer_decay\[1\]: a tower of several needs 'within'",
+    ),
+    "spec-tower-entry": Case(
+        _build(_spec(layer_decay=[{"decay": 0.5, "within": {"prefix": "blocks"}}, {"decay": 2}])),
+        SpecError,
+        r"layer_decay\[1\]: layer_decay\.decay must be <= 1",
+    ),
+    "spec-towers-empty": Case(
+        _build(_spec(layer_decay=[])), SpecError, "layer_decay: an empty list of towers"
+    ),
+    "spec-towers-same-label": Case(
+        _build(
+            _spec(
+                layer_decay=[
+                    {"decay": 0.5, "within": "blocks.*"},
+                    {"decay": 0.8, "within": {"prefix": "blocks"}},
+                ]
+            )
+        ),
+        SpecError,
+        r"layer_decay\[0\] and layer_decay\[1\] are both labelled 'blocks'; give one a name",
+    ),
+    "spec-tower-not-a-mapping": Case(
+        _build(_spec(layer_decay=[{"decay": 0.5, "within": "blocks.*"}, 0.8])),
+        SpecError,
+        r"layer_decay\[1\] must be a mapping, got 0\.8",
+    ),
+    "plan-towers-overlap": Case(
+        _build(
+            _spec(
+                layer_decay=[
+                    {"decay": 0.5, "within": {"prefix": "blocks"}},
+                    {"decay": 0.8, "within": "blocks.1.*", "name": "top"},
+                ]
+            )
+        ),
+        ConflictError,
+        r"parameter 'blocks\.1\.[a-z0-9_.]+' is in two towers: layer_decay\[0\] \(blocks\) and layer_decay\[1\] \(top\)",
+    ),
+    "plan-tower-within-matches-nothing": Case(
+        _build(
+            _spec(
+                layer_decay=[
+                    {"decay": 0.5, "within": {"prefix": "blocks"}},
+                    {"decay": 0.8, "within": "decoder.*"},
+                ]
+            )
+        ),
+        CoverageError,
+        r"layer_decay\[1\]\.within \(glob:decoder\.\*\) matches no parameter",
+    ),
     "plan-layer-decay-within-matches-nothing": Case(
         _build(_spec(layer_decay={"decay": 0.5, "within": {"prefix": "decoder"}})),
         CoverageError,
@@ -723,7 +782,11 @@ SITES: dict[str, list[str] | str] = {
     "whose names are unique; the ParamInfo path is plan-plugin-duplicate-name",
     "multilr/_plan.py::_as_table": ["plan-plugin-not-paraminfo", "plan-plugin-duplicate-name"],
     "multilr/_plan.py::_match_rules": ["plan-rule-matches-nothing"],
-    "multilr/_plan.py::_layer_decay": ["plan-layer-decay-within-matches-nothing"],
+    "multilr/_plan.py::_decayed": [
+        "plan-layer-decay-within-matches-nothing",
+        "plan-tower-within-matches-nothing",
+    ],
+    "multilr/_plan.py::_towers": ["plan-towers-overlap"],
     "multilr/_plan.py::_pick": ["plan-conflict"],
     "multilr/_plan.py::_apply_rates": ["plan-rates-unknown", "plan-rates-tied"],
     "multilr/_plan.py::resolve": ["plan-no-parameters", "plan-unmatched-error", "plan-stage-overflow"],
@@ -785,6 +848,13 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_spec.py::Spec.from_dict": ["spec-missing-lr", "spec-stage-unfreeze-type"],
     "multilr/_spec.py::Spec.from_file": ["spec-file-missing", "spec-file-extension"],
     "multilr/_spec.py::as_spec": ["spec-not-a-spec"],
+    "multilr/_spec.py::_towers": [
+        "spec-towers-not-a-list",
+        "spec-tower-without-within",
+        "spec-towers-empty",
+        "spec-towers-same-label",
+    ],
+    "multilr/_spec.py::_tower_from_dict": ["spec-tower-entry", "spec-tower-not-a-mapping"],
     "multilr/_stages.py::Stage.__post_init__": ["spec-stage-when"],
     "multilr/_stages.py::Stage.from_dict": ["spec-stage-unfreeze-type"],
     "multilr/_stages.py::Stage.start": ["ctl-epoch-stage"],

@@ -607,3 +607,62 @@ def test_layer_decay_place_puts_out_of_order_norms_where_they_run(model_name: st
     was = tensor.detach().clone()
     opt.step()
     assert (was - tensor.detach()).mean().item() == pytest.approx(0.5 ** (top - placed))
+
+
+def test_clips_two_towers_each_decay_over_their_own_layers() -> None:
+    # EVA-CLIP's recipe: the image and the text encoder each get their own layer-wise decay
+    # (layer id 0 = embeddings .. layers + 1 = after the layers, scale decay ** (layers + 1 - id));
+    # logit_scale and the projections train at the base rate
+    import transformers
+
+    torch.manual_seed(0)
+    text = {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2}
+    vision = {**text, "num_hidden_layers": 3, "image_size": 8, "patch_size": 4}
+    config = transformers.CLIPConfig(
+        text_config={**text, "vocab_size": 20}, vision_config=vision, projection_dim=4
+    )
+    model = transformers.CLIPModel(config).double()
+    towers = {"vision_model": (0.5, 3), "text_model": (0.8, 2)}
+
+    def eva_clip(name: str) -> float:
+        tower, _, rest = name.partition(".")
+        if tower not in towers:
+            return 1.0
+        decay, layers = towers[tower]
+        if rest.startswith("encoder.layers."):
+            layer_id = int(rest.split(".")[2]) + 1
+        else:  # embeddings (and CLIP's pre_layrnorm) below the layers, the final norms above
+            layer_id = 0 if rest.startswith(("embeddings.", "pre_layrnorm.")) else layers + 1
+        return float(decay ** (layers + 1 - layer_id))
+
+    spec = Spec(
+        lr=0.1,
+        layer_decay=[
+            LayerDecay(0.5, within=Prefix("vision_model")),
+            LayerDecay(0.8, within=Prefix("text_model")),
+        ],
+    )
+    groups = multilr.build(model, spec)
+    expected = {n: 0.1 * eva_clip(n) for n, _ in model.named_parameters()}
+    assert {p.name: p.lr for p in groups.plan.params} == pytest.approx(expected, rel=1e-12)
+    # the rates torch applies, read from one plain SGD step with known gradients
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    torch.optim.SGD(groups).step()
+    applied = {n: float((before[n] - p.detach()).mean()) for n, p in model.named_parameters()}
+    assert applied == pytest.approx(expected, rel=1e-9)
+    # a layer of each tower: the same depth, each its own tower's factor and group
+    for tower, (decay, layers) in towers.items():
+        deepest = groups.plan.param(f"{tower}.encoder.layers.{layers - 1}.mlp.fc1.weight")
+        assert (deepest.depth, deepest.group) == (layers, f"{tower}/depth{layers}")
+        assert deepest.lr == pytest.approx(0.1 * decay)
+    # fastai-style unfreezing from the top runs in both towers at once (aligned at their tops)
+    ctl = multilr.Controller(torch.optim.SGD(groups), groups)
+    ctl.freeze_to(-1)
+    training = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert training == {n for n, rate in expected.items() if rate == pytest.approx(0.1)}
+    ctl.freeze_to(-2)
+    training = {n for n, p in model.named_parameters() if p.requires_grad}
+    top_two = [0.1, *(0.1 * decay for decay, _ in towers.values())]
+    assert training == {n for n, rate in expected.items() if any(rate == pytest.approx(r) for r in top_two)}
