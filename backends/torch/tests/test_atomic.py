@@ -164,6 +164,11 @@ def _rules(*rules: dict[str, Any]) -> dict[str, Any]:
     return _spec(rules=[*SPEC["rules"], *rules])
 
 
+def _with_tower(second: Any) -> Callable[[Env], Any]:
+    """A build with two towers: the blocks, and ``second`` (the case's bad or clashing one)."""
+    return _build(_spec(layer_decay=[{"decay": 0.5, "within": {"prefix": "blocks"}}, second]))
+
+
 def _predicate_raises(env: Env) -> Any:
     """A rule whose Python predicate fails on 1-D tensors (no ``shape[1]``)."""
     spec = Spec.from_dict(SPEC)
@@ -376,56 +381,33 @@ CASES: dict[str, Case] = {
         "layer_decay must be a LayerDecay or a list of them, got 0.5",
     ),
     "spec-tower-without-within": Case(
-        _build(_spec(layer_decay=[{"decay": 0.5, "within": {"prefix": "blocks"}}, {"decay": 0.8}])),
+        _with_tower({"decay": 0.8}),
         SpecError,
         r"layer_decay\[1\]: a tower of several needs 'within'",
     ),
     "spec-tower-entry": Case(
-        _build(_spec(layer_decay=[{"decay": 0.5, "within": {"prefix": "blocks"}}, {"decay": 2}])),
+        _with_tower({"decay": 2}),
         SpecError,
         r"layer_decay\[1\]: layer_decay\.decay must be <= 1",
     ),
-    "spec-towers-empty": Case(
-        _build(_spec(layer_decay=[])), SpecError, "layer_decay: an empty list of towers"
-    ),
+    "spec-towers-empty": Case(_build(_spec(layer_decay=[])), SpecError, "layer_decay: an empty list of towers"),
     "spec-towers-same-label": Case(
-        _build(
-            _spec(
-                layer_decay=[
-                    {"decay": 0.5, "within": "blocks.*"},
-                    {"decay": 0.8, "within": {"prefix": "blocks"}},
-                ]
-            )
-        ),
+        _with_tower({"decay": 0.8, "within": "blocks.*"}),  # labelled 'blocks' as the prefix one
         SpecError,
         r"layer_decay\[0\] and layer_decay\[1\] are both labelled 'blocks'; give one a name",
     ),
     "spec-tower-not-a-mapping": Case(
-        _build(_spec(layer_decay=[{"decay": 0.5, "within": "blocks.*"}, 0.8])),
+        _with_tower(0.8),
         SpecError,
         r"layer_decay\[1\] must be a mapping, got 0\.8",
     ),
     "plan-towers-overlap": Case(
-        _build(
-            _spec(
-                layer_decay=[
-                    {"decay": 0.5, "within": {"prefix": "blocks"}},
-                    {"decay": 0.8, "within": "blocks.1.*", "name": "top"},
-                ]
-            )
-        ),
+        _with_tower({"decay": 0.8, "within": "blocks.1.*", "name": "top"}),
         ConflictError,
         r"parameter 'blocks\.1\.[a-z0-9_.]+' is in two towers: layer_decay\[0\] \(blocks\) and layer_decay\[1\] \(top\)",
     ),
     "plan-tower-within-matches-nothing": Case(
-        _build(
-            _spec(
-                layer_decay=[
-                    {"decay": 0.5, "within": {"prefix": "blocks"}},
-                    {"decay": 0.8, "within": "decoder.*"},
-                ]
-            )
-        ),
+        _with_tower({"decay": 0.8, "within": "decoder.*"}),
         CoverageError,
         r"layer_decay\[1\]\.within \(glob:decoder\.\*\) matches no parameter",
     ),
