@@ -29,7 +29,11 @@ depth of the others (timm 2691).
   ``stages.i`` (just after, when the run is registered after the stack). So does a stack
   of plain elements beside the one sibling stack of stacks with the same elements: PVT's
   ``patch_embeddings.i`` beside ``block.i.j``.
-* The tree is walked in order and cut into units: each stack element is a *block*;
+* An element of a stack holding at most two modules with tensors, where another element
+  holds more (or holds stacks), is a layer beside the blocks, a *plain* unit:
+  torchvision's MobileNet/EfficientNet stem conv ``features.0`` is the stem and its last
+  conv ``features.N`` the head (:func:`_layer_elements`).
+* The tree is walked in order and cut into units: each other stack element is a *block*;
   anything else that contains no stack is a *plain* unit; modules that contain a
   stack are opened up.
 * Plain units before the first block are the stem (depth 0); blocks get 1..N in
@@ -55,6 +59,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from itertools import compress, repeat
@@ -183,7 +188,7 @@ def _blocks(
     partner = _partners(runs, stacks, owners.distinct, unique) if runs else {}
     partner.update(paired)
     opened = _around(stacks) | partner.keys()
-    unit_of, kids = _units(unique, owners, opened)
+    unit_of, kids, held = _units(unique, owners, opened)
     units: list[tuple[str, bool]] = []  # (unit path, is_block) in model order
     # each stack's partner runs, cut in with its elements: before them when registered before
     alongside: dict[str, list[tuple[str, bool]]] = {}
@@ -193,6 +198,7 @@ def _blocks(
 
     def cut(path: str) -> None:
         stack = path in stacks
+        layers = _layer_elements(kids[path], opened, held, partner) if stack else _NO_LAYERS
         runs_here = alongside.get(path)
         for child in kids[path]:
             if child in partner:
@@ -203,7 +209,7 @@ def _blocks(
             if child in opened:
                 cut(child)
             else:
-                units.append((child, stack))
+                units.append((child, stack and child not in layers))
             if runs_here:
                 units.extend((f"{run}.{element}", False) for run, before in runs_here if not before)
 
@@ -615,12 +621,13 @@ def _around(stacks: set[str]) -> set[str]:
 
 def _units(
     names: Sequence[str], owners: _Owners, opened: set[str]
-) -> tuple[list[str], dict[str, dict[str, None]]]:
-    """The unit of each name, and the children of each opened module in first-seen order.
+) -> tuple[list[str], dict[str, dict[str, None]], Counter[str]]:
+    """The unit of each name, the children of each opened module, and the modules in each unit.
 
     A name's unit is its shortest prefix that is not opened up: its owner's unit, or
     the name itself when its owner is opened. The children lists come from the units
-    in order of first appearance.
+    in order of first appearance. The last: how many modules with tensors each unit
+    holds (what :func:`_layer_elements` reads; a unit that is a tensor's name holds none).
     """
     owner_unit = _owner_units(owners, opened)
     # a parameter directly on an opened module is a unit itself
@@ -633,7 +640,45 @@ def _units(
         if parent not in placed:
             _place(parent, kids)
             placed.add(parent)
-    return unit_of, kids
+    return unit_of, kids, Counter(owner_unit.values())
+
+
+_NO_LAYERS: frozenset[str] = frozenset()
+
+
+def _layer_elements(
+    children: Mapping[str, None], opened: set[str], held: Mapping[str, int], partner: Mapping[str, str]
+) -> AbstractSet[str]:
+    """The elements of a stack that are layers beside its blocks: the stem's and head's convs.
+
+    torchvision's MobileNet and EfficientNet (and flowvision's copies) keep their stem
+    conv in ``features.0`` and their last conv in ``features.N``, one list with the
+    inverted residuals between: a conv and its norm, two modules with tensors, where
+    each block holds four or more. timm groups them as its stem and head; as blocks,
+    the stem conv took depth 1 and left the stem empty. An element holding at most
+    :data:`LAYER_MODULES` modules with tensors, in a stack where some other element
+    holds more (or is opened: it holds stacks), is a plain unit: the stem before the
+    first block, the head after the last, and between blocks (torchvision ConvNeXt's
+    downsamples in ``features.2``) the depth of the block before it. A stack of such
+    elements alone is a run of layers (:func:`_layer_runs`): its elements stay blocks.
+
+    Example:
+        >>> kids = dict.fromkeys(["f.0", "f.1", "f.2", "f.3"])
+        >>> held = {"f.0": 2, "f.1": 4, "f.2": 4, "f.3": 2}
+        >>> sorted(_layer_elements(kids, set(), held, {}))
+        ['f.0', 'f.3']
+        >>> _layer_elements(kids, set(), dict.fromkeys(kids, 2), {})  # a run of layers: none
+        frozenset()
+    """
+    sizes = list(map(held.get, children, repeat(0)))
+    if min(sizes, default=0) > LAYER_MODULES:  # blocks only: the usual case
+        return _NO_LAYERS
+    # an opened element holds stacks: bigger than any layer (a partner run is cut in
+    # beside the elements, no element itself); few modules are opened, a stack may
+    # have a thousand elements: look the opened up among the children
+    if max(sizes) <= LAYER_MODULES and not any(p in children and p not in partner for p in opened):
+        return _NO_LAYERS  # a run of layers (a network of conv units): its elements are its blocks
+    return {c for c, n in zip(children, sizes, strict=True) if n <= LAYER_MODULES and c not in opened}
 
 
 def _owner_units(owners: _Owners, opened: set[str]) -> dict[str, str]:

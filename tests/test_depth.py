@@ -135,6 +135,72 @@ def test_a_top_level_run_of_layers_beside_blocks_is_no_stack():
     assert [infer_depths(alone, "blocks")[n] for n in alone] == [1, 1, 2, 2, 3, 3]
 
 
+def _conv(path: str) -> list[str]:  # torchvision's Conv2dNormActivation: a conv and its norm
+    return [f"{path}.0.weight", f"{path}.1.weight", f"{path}.1.bias"]
+
+
+def _inverted_residual(path: str, expand: bool = True) -> list[str]:
+    # torchvision's MobileNetV2 block: [expansion conv,] depthwise conv, projection conv + norm
+    convs = [*(_conv(f"{path}.conv.0") if expand else []), *_conv(f"{path}.conv.{int(expand)}")]
+    return [*convs, f"{path}.conv.{int(expand) + 1}.weight", f"{path}.conv.{int(expand) + 2}.weight"]
+
+
+def test_the_stem_and_last_conv_beside_blocks_in_one_list_are_stem_and_head():
+    # torchvision's MobileNetV2 keeps its stem conv in features.0 and its last conv in
+    # features.18, one list with the 17 inverted residuals between. timm groups them as
+    # its stem and head; as blocks, the stem conv took depth 1 and the stem was empty.
+    names = [
+        *_conv("features.0"),
+        *_inverted_residual("features.1", expand=False),
+        *(n for i in range(2, 5) for n in _inverted_residual(f"features.{i}")),
+        *_conv("features.5"),
+        "classifier.1.weight",
+    ]
+    d = infer_depths(names, "blocks")
+    assert {d[n] for n in _conv("features.0")} == {0}
+    assert [d[f"features.{i}.conv.0.0.weight"] for i in range(1, 5)] == [1, 2, 3, 4]
+    assert {d[n] for n in _conv("features.5")} == {d["classifier.1.weight"]} == {5}
+    assert infer_depths(names, "outer") == d
+    # torchvision's EfficientNet: features.1..7 are stages (lists of MBConv blocks), the
+    # stem and last conv the same two-module elements around them
+    mbconv = [f"block.{k}.{m}.weight" for k, m in ((0, 0), (0, 1), (1, "fc1"), (1, "fc2"), (2, 0), (2, 1))]
+    effnet = [
+        *_conv("features.0"),
+        *(f"features.{i}.{j}.{w}" for i, blocks in ((1, 1), (2, 2), (3, 2)) for j in range(blocks) for w in mbconv),
+        *_conv("features.4"),
+        "classifier.1.weight",
+    ]
+    d = infer_depths(effnet, "blocks")
+    assert [d[f"features.{i}.{j}.block.0.0.weight"] for i, j in ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1))] == [
+        1, 2, 3, 4, 5,
+    ]  # fmt: skip
+    assert {d[n] for n in _conv("features.0")} == {0} and {d[n] for n in _conv("features.4")} == {6}
+    outer = infer_depths(effnet, "outer")  # one depth per stage
+    assert [outer[f"features.{i}.0.block.0.0.weight"] for i in (1, 2, 3)] == [1, 2, 3]
+    assert outer["features.0.0.weight"] == 0 and outer["features.4.0.weight"] == outer["classifier.1.weight"] == 4
+    # torchvision's ConvNeXt: the downsamples between the stages (a norm and a conv) share
+    # the depth of the block before them, as the reference layout's separate list does
+    cnblock = [f"{w}" for w in ("layer_scale", "block.0.weight", "block.2.weight", "block.3.weight", "block.5.weight")]
+    convnext = [
+        *(f"features.0.{k}.weight" for k in (0, 1)),
+        *(f"features.1.{j}.{w}" for j in range(2) for w in cnblock),
+        *(f"features.2.{k}.weight" for k in (0, 1)),
+        *(f"features.3.{j}.{w}" for j in range(2) for w in cnblock),
+        "classifier.0.weight",
+        "classifier.2.weight",
+    ]
+    d = infer_depths(convnext, "blocks")
+    assert [d[f"features.{i}.0.weight"] for i in (0, 2)] == [0, 2]
+    assert [d[f"features.{i}.{j}.layer_scale"] for i in (1, 3) for j in range(2)] == [1, 2, 3, 4]
+    assert d["classifier.2.weight"] == 5
+    # controls: a list of conv units alone is a plain CNN's blocks; an element with three
+    # modules (a squeeze-excitation beside the conv) is a block beside the two-module ones
+    plain = [n for i in range(3) for n in _conv(f"features.{i}")]
+    assert [infer_depths(plain, "blocks")[f"features.{i}.0.weight"] for i in range(3)] == [1, 2, 3]
+    heavier = [*_conv("features.0"), *_conv("features.1"), "features.1.se.weight", *_conv("features.2")]
+    assert [infer_depths(heavier, "blocks")[f"features.{i}.0.weight"] for i in range(3)] == [0, 1, 2]
+
+
 def test_a_run_of_layers_beside_a_stack_of_the_same_elements_goes_in_with_it():
     # ConvNeXt's reference layout: downsample_layers.i (a conv and a norm) registered as
     # one list before stages.i. Each downsample goes just before its stage, where

@@ -152,6 +152,10 @@ def _by_definition(names, outer=False):
     def has_stack(path):
         return is_stack(path) or any(has_stack(c) for c in kids[path])
 
+    def layer_beside_blocks(path, child):  # a stem or head conv among a stack's blocks
+        elements = [c for c in kids[path] if c not in partner]
+        return held(child) <= 2 and any(has_stack(c) or held(c) > 2 for c in elements)
+
     def units(path):
         out = []
         beside = [
@@ -165,7 +169,7 @@ def _by_definition(names, outer=False):
             element = child.rpartition(".")[2]
             out.extend((f"{run}.{element}", False) for run, before in beside if before)
             if is_stack(path) and not has_stack(child):
-                out.append((child, True))
+                out.append((child, not layer_beside_blocks(path, child)))
             elif has_stack(child):
                 out.extend(units(child))
             else:

@@ -18,13 +18,15 @@ convolution + BatchNorm (3 + 6).
 
 mobilenet_v2, 158 tensors. ``features`` has 19 numbered children that all own submodules
 (``features.0`` is Conv/BN/ReLU6, 1..17 are inverted residuals, 18 is Conv/BN/ReLU6), so it
-is a stack: blocks 1..19 (``features.{i}`` -> ``i + 1``). Inside them nothing is a stack:
-``features.0`` and ``features.{i}.conv`` have numbered children, but some of those are plain
-layers (a bare Conv2d or BatchNorm2d owns only tensors), so they are not elements of a
-stack. Nothing precedes ``features`` (no depth 0); ``classifier`` follows it: the head, depth
-20. ``features.1`` (expansion 1) has a depthwise Conv/BN/ReLU6, a Conv2d and a BatchNorm
-(2 + 4 tensors); ``features.2``..``17`` add the expansion Conv/BN/ReLU6 (3 + 6). The stem
-rule matches nothing here (optional), so nothing is frozen; ``classifier.1`` is x10.
+is a stack. Its elements 1..17 hold four or six modules with tensors: blocks 1..17
+(``features.{i}`` -> ``i``). ``features.0`` and ``features.18`` hold two (a conv and its
+BatchNorm): layers beside the blocks, not blocks, so the first is the stem (depth 0) and the
+last goes with ``classifier`` to the head, depth 18, as timm groups its MobileNetV2's
+``conv_stem`` and ``conv_head``. Inside the blocks nothing is a stack: ``features.{i}.conv``
+has numbered children, but some of those are plain layers (a bare Conv2d or BatchNorm2d owns
+only tensors). ``features.1`` (expansion 1) has a depthwise Conv/BN/ReLU6, a Conv2d and a
+BatchNorm (2 + 4 tensors); ``features.2``..``17`` add the expansion Conv/BN/ReLU6 (3 + 6). The
+stem rule matches nothing here (optional), so nothing is frozen; ``classifier.1`` is x10.
 """
 
 from __future__ import annotations
@@ -96,34 +98,34 @@ RESNET18_PLAN: dict[str, Any] = {
 
 MOBILENET_V2_PLAN: dict[str, Any] = {
     "tensors": 158,
-    "max_depth": 20,
+    "max_depth": 18,
     "groups": [
-        ("depth1", 1, LR * DECAY**19, WD, False),  # features.0: Conv/BN/ReLU6
-        ("depth1/no_decay", 2, LR * DECAY**19, 0.0, False),
-        ("depth2", 2, LR * DECAY**18, WD, False),  # features.1: expansion 1
-        ("depth2/no_decay", 4, LR * DECAY**18, 0.0, False),
+        ("depth0", 1, LR * DECAY**18, WD, False),  # features.0: Conv/BN/ReLU6, the stem
+        ("depth0/no_decay", 2, LR * DECAY**18, 0.0, False),
+        ("depth1", 2, LR * DECAY**17, WD, False),  # features.1: expansion 1
+        ("depth1/no_decay", 4, LR * DECAY**17, 0.0, False),
         *[  # features.2 .. features.17: expansion, depthwise, projection
-            (name, n, LR * DECAY ** (20 - d), wd, False)
-            for d in range(3, 19)
+            (name, n, LR * DECAY ** (18 - d), wd, False)
+            for d in range(2, 18)
             for name, n, wd in ((f"depth{d}", 3, WD), (f"depth{d}/no_decay", 6, 0.0))
         ],
-        ("depth19", 1, LR * DECAY**1, WD, False),  # features.18: Conv/BN/ReLU6
-        ("depth19/no_decay", 2, LR * DECAY**1, 0.0, False),
-        ("head2/depth20", 1, LR * 10, WD, False),
-        ("head2/depth20/no_decay", 1, LR * 10, 0.0, False),
+        ("depth18", 1, LR, WD, False),  # features.18: Conv/BN/ReLU6, the head
+        ("depth18/no_decay", 2, LR, 0.0, False),
+        ("head2/depth18", 1, LR * 10, WD, False),
+        ("head2/depth18/no_decay", 1, LR * 10, 0.0, False),
     ],
     "depths": {
-        "features.0.0.weight": 1,
-        "features.0.1.bias": 1,
-        "features.1.conv.0.0.weight": 2,
-        "features.1.conv.2.weight": 2,
-        "features.2.conv.3.bias": 3,
-        "features.9.conv.1.1.weight": 10,
-        "features.17.conv.2.weight": 18,
-        "features.18.0.weight": 19,
-        "features.18.1.bias": 19,
-        "classifier.1.weight": 20,
-        "classifier.1.bias": 20,
+        "features.0.0.weight": 0,
+        "features.0.1.bias": 0,
+        "features.1.conv.0.0.weight": 1,
+        "features.1.conv.2.weight": 1,
+        "features.2.conv.3.bias": 2,
+        "features.9.conv.1.1.weight": 9,
+        "features.17.conv.2.weight": 17,
+        "features.18.0.weight": 18,
+        "features.18.1.bias": 18,
+        "classifier.1.weight": 18,
+        "classifier.1.bias": 18,
     },
     "frozen": [],
 }
@@ -141,11 +143,11 @@ def resnet18_depth(name: str) -> int:
 
 
 def mobilenet_v2_depth(name: str) -> int:
-    if name.startswith("classifier."):
-        return 20
+    if name.startswith(("classifier.", "features.18.")):
+        return 18
     m = re.match(r"features\.(\d+)\.", name)
     assert m, name
-    return int(m[1]) + 1
+    return int(m[1])
 
 
 MODELS = [
@@ -265,18 +267,21 @@ def test_graph_backend_plans_the_same_and_emits_scales(
 
 
 @pytest.mark.parametrize(
-    ("name", "blocks"),
+    ("name", "blocks", "last"),
     [
-        # features.0 (stem conv), 11 inverted residuals, features.12 (last conv): 13 blocks
-        pytest.param("mobilenet_v3_small", 13, id="mobilenet_v3_small"),
-        # features.0, 16 MBConvs (features.1 holds one, so it is that block), features.8: 18
-        pytest.param("efficientnet_b0", 18, id="efficientnet_b0"),
+        # features.0 (stem conv), 11 inverted residuals, features.12 (last conv)
+        pytest.param("mobilenet_v3_small", 11, 12, id="mobilenet_v3_small"),
+        # features.0, 16 MBConvs (features.1 holds one, so it is that block), features.8
+        pytest.param("efficientnet_b0", 16, 8, id="efficientnet_b0"),
     ],
 )
-def test_an_inverted_residuals_run_of_conv_layers_is_one_block(name: str, blocks: int) -> None:
+def test_an_inverted_residuals_run_of_conv_layers_is_one_block(name: str, blocks: int, last: int) -> None:
     # Each block keeps its layers in a numbered run (features.i[.j].block.0..3: a conv
     # with its norm, a squeeze-excitation): that run is the block's, not a stack, so every
     # tensor of one block shares a depth (44 and 66 depths before, one per conv layer).
+    # The stem conv (features.0) and the last conv, a conv and its norm each in the same
+    # list as the blocks, are the stem and the head, as timm groups them (they were
+    # blocks 1 and N + 2, and the stem was empty).
     plan = multilr.plan(model(name), Spec(lr=1.0, layer_decay=LayerDecay(0.5)), backend="oneflow")
     unit_depths: dict[str, set[int]] = {}
     for p in plan.params:
@@ -285,8 +290,11 @@ def test_an_inverted_residuals_run_of_conv_layers_is_one_block(name: str, blocks
         else:
             unit = p.name.split(".block.")[0] if ".block." in p.name else ".".join(p.name.split(".")[:2])
         unit_depths.setdefault(unit, set()).add(p.depth)
-    assert list(unit_depths.values()) == [{d} for d in range(1, blocks + 2)], unit_depths
-    assert list(unit_depths)[-1] == "classifier" and plan.max_depth == blocks + 1
+    units = list(unit_depths.items())
+    assert units[0] == ("features.0", {0}), units[0]
+    assert [depths for _, depths in units[1:-2]] == [{d} for d in range(1, blocks + 1)], unit_depths
+    assert units[-2:] == [(f"features.{last}", {blocks + 1}), ("classifier", {blocks + 1})], units[-2:]
+    assert plan.max_depth == blocks + 1
 
 
 @pytest.mark.parametrize(
