@@ -108,10 +108,12 @@ class Rule:
         if self.weight_decay is not None:
             wd = number(self.weight_decay, f"{where}: weight_decay")
             object.__setattr__(self, "weight_decay", wd)
-        for flag in ("frozen", "optional"):
-            value = getattr(self, flag)
-            if value is not None and not isinstance(value, bool):
-                raise SpecError(f"{where}: {flag} must be true or false, got {shown(value)}")
+        if self.frozen is not None and not isinstance(self.frozen, bool):
+            raise SpecError(f"{where}: frozen must be true or false, got {shown(self.frozen)}")
+        # frozen has three states (None: the rule leaves it alone); optional has two, so a
+        # null there (YAML's ``optional:`` with its value forgotten) is refused, not read as false
+        if not isinstance(self.optional, bool):
+            raise SpecError(f"{where}: optional must be true or false, got {shown(self.optional)}")
         integer(self.priority, f"{where}: priority")
         if self.schedule is not None:
             sched: Any = self.schedule

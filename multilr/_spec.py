@@ -21,7 +21,7 @@ from multilr._check import check_keys, did_you_mean, number, shown
 from multilr._hyperkeys import check_hyper_key
 from multilr._rules import LayerDecay, Rule, Spread
 from multilr._stages import Stage
-from multilr._text import parse_json, parse_yaml
+from multilr._text import dump_yaml, parse_json, parse_yaml
 from multilr.errors import SpecError
 from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
 
@@ -418,6 +418,27 @@ class Spec:
     def to_json(self) -> str:
         """JSON text of :meth:`to_dict`."""
         return json.dumps(self.to_dict(), indent=2)
+
+    def to_yaml(self) -> str:
+        """YAML text of :meth:`to_dict` (needs PyYAML); ``Spec.from_yaml(s.to_yaml()) == s``.
+
+        Written so that :meth:`from_yaml` reads every value back as it was: a string such
+        as ``'1e5'`` is quoted, which ``yaml.safe_dump`` leaves bare (YAML 1.1 reads it as
+        text, multilr's reader as the number, as YAML 1.2 does).
+
+        Example:
+            >>> from multilr import Rule
+            >>> spec = Spec(lr=0.1, rules=[Rule("head.*", lr_mult=10)])
+            >>> print(spec.to_yaml(), end="")
+            lr: 0.1
+            weight_decay: 0.0
+            rules:
+            - glob: head.*
+              lr_mult: 10.0
+            >>> Spec.from_yaml(spec.to_yaml()) == spec
+            True
+        """
+        return dump_yaml(self.to_dict())
 
 
 def _towers(decays: Any) -> tuple[LayerDecay, ...]:

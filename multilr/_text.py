@@ -15,7 +15,7 @@ from typing import Any
 
 from multilr.errors import SpecError
 
-__all__ = ["parse_json", "parse_yaml"]
+__all__ = ["dump_yaml", "parse_json", "parse_yaml"]
 
 
 def parse_json(text: str, what: str) -> Any:
@@ -81,3 +81,41 @@ def parse_yaml(text: str, what: str) -> Any:
         raise SpecError(f"{what} is not usable YAML: {exc}") from None
     except RecursionError:
         raise SpecError(f"{what} is not usable YAML: nested too deeply") from None
+
+
+@cache
+def _dumper() -> Any:
+    """``yaml.SafeDumper`` that quotes what :func:`_loader` would read back as a float."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    # PyYAML writes the string "1e-3" bare (YAML 1.1 reads it as a string); read back
+    # as YAML 1.2 does, it would come back a float
+    Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+    return Dumper
+
+
+def dump_yaml(data: Any) -> str:
+    """``yaml.safe_dump(data)`` in block style, keys in order, read back equal by :func:`parse_yaml`.
+
+    Raises:
+        SpecError: PyYAML is missing (names the extra to install).
+
+    Example:
+        >>> text = dump_yaml({"lr": 1e-3, "rules": [{"prefix": "1e5", "lr_mult": 2}]})
+        >>> print(text, end="")
+        lr: 0.001
+        rules:
+        - prefix: '1e5'
+          lr_mult: 2
+        >>> parse_yaml(text, "spec")["rules"][0]["prefix"]
+        '1e5'
+    """
+    try:
+        import yaml
+    except ImportError:
+        raise SpecError("writing YAML needs PyYAML: pip install 'multilr[yaml]'") from None
+    text: str = yaml.dump(data, Dumper=_dumper(), sort_keys=False)
+    return text

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import yaml
 from hypothesis import strategies as st
 
 from multilr import ParamInfo
+from multilr._text import dump_yaml
 
 from ._infos import bert_like, resnet_like, tied_lm
 
@@ -383,5 +383,9 @@ def mutated_text(draw: st.DrawFn, text: str, snippets: list[str]) -> str:
 
 
 def yaml_text(data: Any) -> str:
-    """``yaml.safe_dump`` of a mapping (block style, as people write specs)."""
-    return yaml.safe_dump(data, sort_keys=False)
+    """A mapping as YAML (block style, as people write specs), the way ``Spec.to_yaml`` writes it.
+
+    ``yaml.safe_dump`` wrote a string ``"1e-3"`` bare, which multilr reads back as a
+    float (YAML 1.2): the long run's find; ``dump_yaml`` quotes it.
+    """
+    return dump_yaml(data)
