@@ -44,16 +44,22 @@ def parse_json(text: str, what: str) -> Any:
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
 
 
+def _with_exponent_floats(base: Any) -> Any:
+    """A subclass of PyYAML's ``base`` loader or dumper that resolves ``1e-8`` as a float."""
+
+    class Yaml12Floats(base):  # type: ignore[misc,valid-type]
+        pass
+
+    Yaml12Floats.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+    return Yaml12Floats
+
+
 @cache
 def _loader() -> Any:
     """``yaml.SafeLoader`` that also reads YAML 1.2 floats without a dot (``1e-8``)."""
     import yaml
 
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
-    return Loader
+    return _with_exponent_floats(yaml.SafeLoader)
 
 
 def parse_yaml(text: str, what: str) -> Any:
@@ -88,13 +94,9 @@ def _dumper() -> Any:
     """``yaml.SafeDumper`` that quotes what :func:`_loader` would read back as a float."""
     import yaml
 
-    class Dumper(yaml.SafeDumper):
-        pass
-
     # PyYAML writes the string "1e-3" bare (YAML 1.1 reads it as a string); read back
-    # as YAML 1.2 does, it would come back a float
-    Dumper.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
-    return Dumper
+    # as YAML 1.2 does, it would come back a float: the same resolver makes it quote it
+    return _with_exponent_floats(yaml.SafeDumper)
 
 
 def dump_yaml(data: Any) -> str:
