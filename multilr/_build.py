@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from multilr._emitted import check_emitted
-from multilr._hints import ModelHints, read_hints
-from multilr._params import ParamInfo
+from multilr._hints import ModelHints, flagged_names, read_hints, with_flags
+from multilr._params import ParamInfo, ParamTable
 from multilr._plan import resolve
 from multilr._plantypes import Plan
 from multilr._registry import get_backend, infer_backend
@@ -61,10 +61,10 @@ def plan(model: Any, spec: SpecLike, *, backend: str | Backend | None = None) ->
     if _is_infos(model):
         return resolve(model, spec)
     be = get_backend(backend or infer_backend(model))
-    hints = _hints(_unwrapped(be, model), spec)
     if _reads_once(be):
-        return resolve(cast(TableBackend, be).extract_table(model), spec, hints=hints)
-    return resolve(be.extract(model), spec, hints=hints)
+        table = cast(TableBackend, be).extract_table(model)
+        return resolve(table, spec, hints=_hints(_unwrapped(be, model), spec, table))
+    return resolve(be.extract(model), spec, hints=_hints(_unwrapped(be, model), spec))
 
 
 def build(model: Any, spec: SpecLike, backend: str | Backend | None = None) -> ParamGroups:
@@ -103,7 +103,7 @@ def build(model: Any, spec: SpecLike, backend: str | Backend | None = None) -> P
         # one walk of the model: emit takes the tensors the planner's table came with
         reader, checked = cast(TableBackend, be), as_spec(spec)  # the spec first, as plan() does
         table = reader.extract_table(model)
-        resolved = resolve(table, checked, hints=_hints(_unwrapped(be, model), checked))
+        resolved = resolve(table, checked, hints=_hints(_unwrapped(be, model), checked, table))
         groups = reader.emit_table(table, resolved)
         if not _shipped(be):  # a third-party backend's table methods are checked as its emit is
             groups = check_emitted(be.name, resolved, be.convention, groups)
@@ -134,9 +134,19 @@ def _unwrapped(be: Backend, model: Any) -> Any:
     return model if unwrap is None else unwrap(model)
 
 
-def _hints(model: Any, spec: Spec) -> ModelHints | None:
-    """The model's own hints (timm's ``no_weight_decay()``, ``group_matcher()``), unless the spec says no."""
-    return read_hints(model) if spec.model_hints else None
+def _hints(model: Any, spec: Spec, table: ParamTable | None = None) -> ModelHints | None:
+    """The model's own hints, unless the spec says no.
+
+    timm's ``no_weight_decay()`` and ``group_matcher()``, and the ``_no_weight_decay``
+    flags on the tensors of ``table`` (a backend's ``extract`` gives records without
+    the tensors, so only a backend with table methods passes them on).
+    """
+    if not spec.model_hints:
+        return None
+    hints = read_hints(model)
+    if table is None or not table.tensors:
+        return hints
+    return with_flags(hints, flagged_names(table.names, table.tensors))
 
 
 def _is_infos(model: Any) -> bool:

@@ -104,9 +104,10 @@ class Spec:
             ``schedule`` multiplies it for that rule's parameters.
         stages: Staged unfreezing (see :class:`~multilr.Stage`): the parameters a stage
             reaches are frozen until it.
-        model_hints: Honour a model's own hints, timm's ``no_weight_decay()`` (one more
-            no-decay class) and ``group_matcher()`` (the depths for ``layer_decay`` in
-            place of ``"blocks"`` inference); see :mod:`multilr._hints`. ``False`` ignores them.
+        model_hints: Honour a model's own hints, timm's ``no_weight_decay()`` and a
+            tensor's ``_no_weight_decay = True`` flag (mamba_ssm's; one more no-decay
+            class each) and ``group_matcher()`` (the depths for ``layer_decay`` in place
+            of ``"blocks"`` inference); see :mod:`multilr._hints`. ``False`` ignores them.
         train_bn: Norm layers keep training when the layers around them are frozen by
             depth or by stage, as fastai's ``Learner(train_bn=True)``: the tensors of the
             ``norm`` family (BatchNorm, LayerNorm, GroupNorm, ...) get groups of their own
@@ -120,7 +121,8 @@ class Spec:
           a spread gives its rules an ``lr``) > 1.0; layer decay multiplies ``lr_mult``
           and the default, never an absolute rate.
         * weight decay: a rule's ``weight_decay`` > ``no_decay`` class (0.0), then the
-          model's ``no_weight_decay()`` names (0.0) > ``weight_decay``.
+          model's ``no_weight_decay()`` names and ``_no_weight_decay`` tensors (0.0) >
+          ``weight_decay``.
         * frozen: a stage (frozen until it, then training) > a rule's ``frozen`` > not
           frozen; ``train_bn`` keeps a norm tensor out of stages unless a ``frozen`` rule
           reaches it.

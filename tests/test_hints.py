@@ -1,4 +1,5 @@
-"""A model's own hints (timm's ``no_weight_decay()`` and ``group_matcher()``), without a framework.
+"""A model's own hints (timm's ``no_weight_decay()``, ``group_matcher()``, a tensor's
+``_no_weight_decay`` flag), without a framework.
 
 The expected layer ids are worked out by hand from timm's ``group_with_matcher``
 (timm/models/_manipulate.py): each name gets the key ``(ordinal of the matcher entry,
@@ -12,7 +13,15 @@ from __future__ import annotations
 import pytest
 
 from multilr import LayerDecay, PlanError, Rule, Spec, SpecError
-from multilr._hints import GROUP_MATCHER, NO_WEIGHT_DECAY, NO_WEIGHT_DECAY_KEYWORDS, ModelHints, read_hints
+from multilr._hints import (
+    GROUP_MATCHER,
+    NO_WEIGHT_DECAY,
+    NO_WEIGHT_DECAY_FLAG,
+    NO_WEIGHT_DECAY_KEYWORDS,
+    ModelHints,
+    flagged_names,
+    read_hints,
+)
 from multilr._plan import resolve
 
 from ._infos import info
@@ -170,3 +179,45 @@ def test_spec_switch_round_trips_and_is_checked():
     assert "model_hints" not in Spec(lr=0.1).to_dict()
     with pytest.raises(SpecError, match="model_hints"):
         Spec.from_dict({"lr": 0.1, "model_hints": "no"})
+
+
+# -- a tensor's own flag (mamba_ssm's ``A_log._no_weight_decay = True``) -----------------
+
+
+class _Tensor:
+    """What torch keeps for ``p._no_weight_decay = True``: an entry in the tensor's __dict__."""
+
+    def __init__(self, flag: object = None) -> None:
+        if flag is not None:
+            self._no_weight_decay = flag
+
+
+MAMBA = ["embedding.weight", "layers.0.mixer.A_log", "layers.0.mixer.D", "layers.0.mixer.in_proj.weight",
+         "layers.0.norm.weight", "lm_head.weight"]
+
+
+def test_flagged_names_are_the_tensors_whose_flag_is_true():
+    tensors = [_Tensor(), _Tensor(True), _Tensor(1), _Tensor(False), _Tensor(), _Tensor()]
+    assert flagged_names(MAMBA, tensors) == ("layers.0.mixer.A_log", "layers.0.mixer.D")
+    assert flagged_names(MAMBA, [_Tensor() for _ in MAMBA]) == ()
+    # tensors that cannot hold an attribute (OneFlow 0.9's, NumPy arrays) carry no flag
+    assert flagged_names(["a", "b"], [1.0, "x"]) == ()
+    assert flagged_names(["a", "b"], [1.0, _Tensor(True)]) == ("b",)
+
+
+def test_planner_gives_a_flagged_tensor_no_weight_decay_after_the_specs_classes():
+    infos = [info(n, (4,) if n.endswith((".D", "norm.weight")) else (4, 4)) for n in MAMBA]
+    hints = ModelHints(flagged=("layers.0.mixer.A_log", "layers.0.mixer.D"))
+    spec = Spec(lr=1.0, weight_decay=0.1, no_decay=("1d",))
+    p = _by_name(resolve(infos, spec, hints=hints))
+    # A_log is a matrix: only its flag takes its decay off; D is 1-D, and the spec's class wins
+    assert (p["layers.0.mixer.A_log"].weight_decay, p["layers.0.mixer.A_log"].wd_source) == (
+        0.0, f"no_decay:{NO_WEIGHT_DECAY_FLAG}"
+    )
+    assert (p["layers.0.mixer.D"].weight_decay, p["layers.0.mixer.D"].wd_source) == (0.0, "no_decay:1d")
+    assert p["layers.0.mixer.in_proj.weight"].weight_decay == 0.1
+    # a rule's weight decay beats the flag; model_hints false ignores it
+    ruled = Spec(lr=1.0, weight_decay=0.1, rules=[Rule("*.A_log", weight_decay=0.01, name="alog")])
+    assert _by_name(resolve(infos, ruled, hints=hints))["layers.0.mixer.A_log"].weight_decay == 0.01
+    off = Spec(lr=1.0, weight_decay=0.1, model_hints=False)
+    assert _by_name(resolve(infos, off, hints=hints))["layers.0.mixer.A_log"].weight_decay == 0.1

@@ -23,7 +23,7 @@ import models
 import torch
 
 import multilr
-from multilr import LayerDecay, Spec
+from multilr import LayerDecay, Rule, Spec
 
 LR, WD, DECAY = 1e-3, 0.05, 0.75
 SPEC = Spec(lr=LR, weight_decay=WD, no_decay=("1d",), layer_decay=LayerDecay(DECAY))
@@ -100,3 +100,57 @@ def test_adamw_leaves_hinted_tensors_undecayed():
         assert torch.all(p.detach() == torch.tensor(should, dtype=p.dtype)), (
             f"{name}: got {p.detach().flatten()[0].item()}, should be {should} (wd {wd})"
         )
+
+
+class MambaMixer(torch.nn.Module):
+    """mamba_ssm's ``Mamba`` layer, its tensors only: ``A_log`` and ``D`` flag themselves."""
+
+    def __init__(self, dim: int = 4, inner: int = 8, state: int = 3) -> None:
+        super().__init__()
+        self.in_proj = torch.nn.Linear(dim, 2 * inner, bias=False)
+        self.conv1d = torch.nn.Conv1d(inner, inner, 4, groups=inner, padding=3)
+        self.x_proj = torch.nn.Linear(inner, 2 + 2 * state, bias=False)
+        self.dt_proj = torch.nn.Linear(2, inner)
+        self.A_log = torch.nn.Parameter(torch.zeros(inner, state))
+        self.A_log._no_weight_decay = True  # as mamba_ssm does
+        self.D = torch.nn.Parameter(torch.ones(inner))
+        self.D._no_weight_decay = True
+        self.out_proj = torch.nn.Linear(inner, dim, bias=False)
+
+
+def mamba_lm(layers: int = 2) -> torch.nn.Module:
+    model = torch.nn.Module()
+    model.embedding = torch.nn.Embedding(10, 4)
+    model.layers = torch.nn.ModuleList(MambaMixer() for _ in range(layers))
+    model.norm_f = torch.nn.LayerNorm(4)
+    model.lm_head = torch.nn.Linear(4, 10, bias=False)
+    model.lm_head.weight = model.embedding.weight  # tied, as MambaLMHeadModel does
+    return model
+
+
+def test_tensors_flagged_no_weight_decay_get_none_as_mamba_ssm_intends():
+    model = mamba_lm()
+    spec = Spec(lr=LR, weight_decay=0.1, no_decay=("bias", "norm"))
+    groups = multilr.build(model, spec, backend="torch")
+    flagged = {"layers.0.A_log", "layers.0.D", "layers.1.A_log", "layers.1.D"}
+    # the matrix A_log included, which no shape or name class would catch
+    assert {p.name for p in groups.plan.params if p.wd_source == "no_decay:tensor._no_weight_decay"} == flagged
+    # what AdamW applies, read from the tensors: all ones and a zero gradient, so the
+    # step is weight decay alone
+    opt = torch.optim.AdamW(groups)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1.0)
+            p.grad = torch.zeros_like(p)
+    opt.step()
+    for name, p in model.named_parameters():
+        decayed = not (name in flagged or name.endswith("bias") or "norm" in name)
+        should = 1.0 - LR * 0.1 if decayed else 1.0
+        assert torch.all(p.detach() == torch.tensor(should)), f"{name}: {p.detach().flatten()[0].item()}"
+    # the spec's word is final: no hints, or a rule's weight decay
+    off = multilr.plan(mamba_lm(), Spec(lr=LR, weight_decay=0.1, model_hints=False))
+    assert {p.weight_decay for p in off.params} == {0.1}
+    ruled = multilr.plan(
+        mamba_lm(), Spec(lr=LR, weight_decay=0.1, rules=[Rule("*.A_log", weight_decay=0.01, name="alog")])
+    )
+    assert ruled.param("layers.1.A_log").weight_decay == 0.01 and ruled.param("layers.1.D").weight_decay == 0.0
