@@ -70,6 +70,24 @@ def test_compiled_scheduler_gives_the_schedule_factors_per_group(name: str) -> N
         assert got == pytest.approx(want, rel=1e-9, abs=1e-15), f"step {step}"
 
 
+@pytest.mark.parametrize("name", ["one_cycle_cos", "cyclical", "function", "warmup_exp"])
+def test_a_tabulated_schedule_holds_its_last_value_after_the_run(name: str) -> None:
+    # documented: past total_steps the table has no more rows; the last one holds. Read
+    # from OneFlow's own scheduler, stepped for real, and from rates_at (graph_recorder's)
+    schedule = SHAPES[name]
+    opt, plan = _optimizer()
+    sched = multilr_oneflow.graph_scheduler(opt, schedule, total_steps=STEPS)
+    last = {g.name: g.lr * schedule.factor(STEPS - 1) for g in plan.groups}
+    for step in range(2 * STEPS):
+        if step >= STEPS - 1:
+            real = {g["name"]: g["lr"] * g["lr_scale"] for g in opt.param_groups}  # as the graph does
+            assert real == pytest.approx(last, rel=1e-9, abs=1e-15), step
+            modelled = multilr_oneflow.rates_at(plan, step, sched)
+            assert modelled == pytest.approx(last, rel=1e-9, abs=1e-15), step
+        opt.step()
+        sched.step()
+
+
 def test_shapes_with_a_built_in_form_need_no_length() -> None:
     opt, _ = _optimizer()
     for name in ("step", "cosine", "sgdr", "polynomial", "one_cycle_linear", "warmup_cosine", "chain"):

@@ -59,7 +59,8 @@ def graph_scheduler(optimizer: Any, schedule: Schedule, *, total_steps: int | No
     Args:
         optimizer: A ``flow.optim`` optimizer built from ``backend="oneflow-graph"`` groups.
         schedule: The multilr schedule.
-        total_steps: Length of the run; lets shapes without a built-in form be tabulated.
+        total_steps: Length of the run; lets shapes without a built-in form be tabulated
+            (after it, a tabulated schedule holds its last value).
 
     Returns:
         A OneFlow ``LRScheduler`` (a ``SequentialLR`` when the schedule has several pieces).
