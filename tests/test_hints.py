@@ -90,10 +90,11 @@ def test_no_decay_keywords_are_literal_and_names_come_before_keywords():
 
 
 def test_no_decay_names_wildcards_keywords_and_existing_classes():
-    hints = ModelHints(no_weight_decay=("pos_embed", "blocks.*.gamma", "dist_token"),
+    hints = ModelHints(no_weight_decay=("pos_embed", "blocks.*.gamma", "dist_token", "fc.bias"),
                        no_weight_decay_keywords=("relative_position",))
     names = ["pos_embed", "blocks.0.gamma", "blocks.0.attn.relative_position_bias_table", "fc.bias", "fc.weight"]
-    # fc.bias keeps the spec's own class; the absent dist_token is ignored, as in timm
+    # fc.bias, named by the model too, keeps the spec's own class (the hints never
+    # override the spec); the absent dist_token is ignored, as in timm
     got = hints.no_decay(names, ["", "", "", "bias", ""])
     assert got == [NO_WEIGHT_DECAY, NO_WEIGHT_DECAY, NO_WEIGHT_DECAY_KEYWORDS, "bias", ""]
     classes = ["", "", "", "", ""]
@@ -125,10 +126,16 @@ def test_read_hints_refuses_what_it_cannot_read():
         def no_weight_decay(self):
             return "pos_embed"
 
+    class NotStrings:
+        def no_weight_decay(self):
+            return {0, 1}
+
     with pytest.raises(PlanError, match="model_hints: false"):
         read_hints(NotMethod())
     with pytest.raises(PlanError, match="not a collection of parameter names"):
         read_hints(BadNames())
+    with pytest.raises(PlanError, match=r"non-string entries \[0, 1\]"):
+        read_hints(NotStrings())
 
 
 # -- the planner -----------------------------------------------------------------------

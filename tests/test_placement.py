@@ -32,6 +32,17 @@ def test_head_is_one_above_the_last_block_when_nothing_follows_it() -> None:
     assert head == 4  # three layers: stem 0, blocks 1..3, head 4 though no tensor is there
 
 
+def test_without_blocks_the_head_is_the_highest_depth_not_a_new_one_above_it() -> None:
+    # three top-level layers, no stack: depths 0, 1, 2, and "head" is 2. One above it
+    # would make a new top and give every other tensor one more decay factor.
+    infos = [info(f"{i}.weight") for i in range(3)]
+    assert depths_and_head([i.name for i in infos], "blocks") == ([0, 1, 2], 2)
+    made = plan(infos, Spec(lr=1.0, layer_decay=LayerDecay(0.5, place={"0.*": "head"})))
+    assert {p.name: (p.depth, p.lr) for p in made.params} == {
+        "0.weight": (2, 1.0), "1.weight": (1, 0.5), "2.weight": (2, 1.0)
+    }
+
+
 @pytest.mark.parametrize("mode", ["blocks", "outer"])
 def test_a_final_norm_registered_before_the_layers_goes_to_the_head(mode: str) -> None:
     place = {"model.decoder.final_layer_norm.*": "head"}

@@ -86,6 +86,8 @@ def test_warmup_and_chain() -> None:
     assert w.factors(6) == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 0.5])
     e = Warmup(Constant(), steps=2, start=0.01, mode="exp")
     assert e.factors(3) == pytest.approx([0.01, 0.1, 1.0])
+    # a warm-up rises to where the schedule after it starts, not to 1
+    assert Warmup(Constant(0.5), steps=2).factors(3) == pytest.approx([0.005, 0.2525, 0.5])
     c = Constant(0.1).then(Exponential(0.5), at=2).then(Constant(0.3), at=4)
     assert c.factors(5) == pytest.approx([0.1, 0.1, 1.0, 0.5, 0.3])
 
@@ -113,6 +115,12 @@ def test_function_is_checked_as_it_runs() -> None:
         (lambda: Warmup(Constant(), steps=2.5), "Warmup.steps must be an integer"),
         (lambda: Chain((Constant(), Constant()), ()), "one milestone fewer than parts"),
         (lambda: Chain((Constant(), Constant(), Constant()), (3, 2)), "increasing"),
+        # equal milestones would skip the part between them without a word
+        (lambda: Chain((Constant(), Constant(0.5), Constant(0.1)), (3, 3)), r"increasing and > 0, got \[3, 3\]"),
+        # an exponential warm-up from 0 stays at 0 for all its steps
+        (lambda: Warmup(Cosine(10), steps=4, start=0.0, mode="exp"), "Warmup.start must be > 0"),
+        (lambda: OneCycle(1), "OneCycle.total must be >= 2"),  # one step cannot rise and fall
+        (lambda: SGDR(2, cycle_mult=0.0), "SGDR.cycle_mult must be > 0"),  # every later peak 0
         (lambda: Chain((Constant(), Constant()), (2.7,)), r"Chain.milestones\[0\] must be an integer"),
         (lambda: Chain((Constant(), Constant()), ("3",)), r"Chain.milestones\[0\] must be an integer"),
         (lambda: Constant().factor(-1), "step must be >= 0"),

@@ -329,7 +329,86 @@ def test_a_failing_framework_load_puts_the_controller_back(tmp_path: Path) -> No
         raise RuntimeError("disk says no")
 
     target.opt.register_load_state_dict_pre_hook(refuse)
+    target.model.fc.bias.requires_grad_(False)  # switched off by hand after build: stays off
     before = snapshot(target)
     with pytest.raises(CheckpointError, match="optimizer state was refused, nothing changed: disk says no"):
         multilr.load_state_dict(target.opt, ckpt, target.ctl)
     assert_bit_identical(snapshot(target), before, "state")
+
+
+# -- what guards a load when little is known ---------------------------------------------
+
+
+class _QK(torch.nn.Module):
+    def __init__(self, first: str) -> None:
+        super().__init__()
+        for name in (first, "k" if first == "q" else "q"):  # registration order decides the order
+            self.add_module(name, torch.nn.Linear(2, 2))
+
+
+def _stepped(model: torch.nn.Module) -> torch.optim.SGD:
+    opt = torch.optim.SGD(multilr.build(model, Spec(lr=0.1)), momentum=0.9)
+    model(torch.ones(1, 2)).sum().backward()  # a Linear(2, n) at the input
+    opt.step()
+    return opt
+
+
+def test_the_same_tensors_registered_in_another_order_are_refused() -> None:
+    # one group, the same names and shapes: loading by position would give k q's momentum
+    saved = _QK("q")
+    saved_groups = multilr.build(saved, Spec(lr=0.1))
+    opt = torch.optim.SGD(saved_groups, momentum=0.9)
+    (saved.q(torch.ones(1, 2)).sum() * 100 + saved.k(torch.ones(1, 2)).sum()).backward()
+    opt.step()
+    target = _QK("k")
+    groups = multilr.build(target, Spec(lr=0.1))
+    target_opt = torch.optim.SGD(groups, momentum=0.9)
+    with pytest.raises(CheckpointError, match="the same tensors in another order"):
+        multilr.load_state_dict(target_opt, multilr.state_dict(opt, plan=saved_groups), plan=groups)
+    assert target_opt.state_dict()["state"] == {}
+
+
+def test_without_a_plan_the_shapes_guard_the_load() -> None:
+    # no Controller, no plan: a model of other sizes must not receive these momentum buffers
+    ckpt = multilr.state_dict(_stepped(torch.nn.Linear(2, 3)))
+    target = torch.nn.Linear(3, 3)
+    opt = torch.optim.SGD(multilr.build(target, Spec(lr=0.1)), momentum=0.9)
+    with pytest.raises(CheckpointError, match=r"tensor 0 has shape \[3, 2\] in the checkpoint, \[3, 3\]"):
+        multilr.load_state_dict(opt, ckpt)
+    assert opt.state_dict()["state"] == {}
+
+
+@pytest.mark.parametrize("key", ["step", "multipliers", "frozen", "stages_done"])
+def test_a_controller_state_missing_a_key_is_refused_naming_it(key: str) -> None:
+    # ("thawed" may be missing: checkpoints from before it existed load, with nothing thawed)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    spec = Spec(lr=0.1, rules=[Rule(Prefix("0"), frozen=True, name="body")], stages=[Stage(["body"], at=2)])
+    groups = multilr.build(model, spec)
+    opt = torch.optim.SGD(groups)
+    ctl = Controller(opt, groups)
+    ctl.step()
+    ckpt = multilr.state_dict(opt, ctl)
+    del ckpt["multilr"]["controller"][key]
+    fresh = Controller(opt, groups)
+    before = fresh.state_dict()
+    with pytest.raises(CheckpointError, match=f"lacks \\['{key}'\\]"):
+        multilr.load_state_dict(opt, ckpt, fresh)
+    assert fresh.state_dict() == before
+
+
+def test_a_framework_load_that_fails_half_written_gets_its_rates_back() -> None:
+    # torch's own load writes nothing before it fails; an optimizer whose load does (a
+    # subclass, another framework) still gets its rates back, Controller or not
+    class HalfLoad(torch.optim.SGD):
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            for group in self.param_groups:
+                group["lr"] = 9.0
+            raise RuntimeError("half-written")
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    groups = multilr.build(model, Spec(lr=0.1, rules=[Rule(Prefix("1"), lr_mult=10, name="head")]))
+    opt = HalfLoad(groups)
+    ckpt = multilr.state_dict(opt)
+    with pytest.raises(CheckpointError, match="half-written"):
+        multilr.load_state_dict(opt, ckpt)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 1.0]

@@ -477,3 +477,83 @@ def test_a_rule_name_alone_suggests_the_group_named_after_it() -> None:
         SpecError, match=r"unknown group or parameter 'stem' \(did you mean 'stem/frozen'\?\)"
     ):
         ctl.unfreeze("stem")
+
+
+def _staged_body() -> tuple[torch.nn.Sequential, torch.optim.SGD, Controller]:
+    """Layer 0 frozen until a stage at step 2 (x0.1) or 3 (see the callers)."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    spec = {
+        "lr": 0.1,
+        "rules": [{"prefix": "0", "name": "body", "frozen": True}],
+        "stages": [{"unfreeze": ["body"], "at": 3, "lr_mult": 0.1}],
+    }
+    groups = multilr.build(model, spec)
+    opt = torch.optim.SGD(groups)
+    return model, opt, Controller(opt, groups)
+
+
+def test_a_group_unfrozen_by_hand_before_its_stage_keeps_the_multiplier_it_was_given() -> None:
+    _, _, ctl = _staged_body()
+    ctl.step()
+    ctl.unfreeze("body/stage0", multiplier=0.5)  # early, by hand, at half rate
+    for _ in range(3):
+        ctl.step()  # the stage's step (3) passes: its x0.1 is for a group it still thaws
+    assert ctl.step_count == 4 and ctl.rates()["body/stage0"] == pytest.approx(0.05)
+
+
+def test_a_stage_already_applied_when_an_old_state_was_saved_is_not_applied_again() -> None:
+    # an old-format state (no stages_done) saved at the stage's own step, after the user
+    # froze the group again: the stage counts as done, the group stays frozen
+    _, _, ctl = _staged_body()
+    for _ in range(3):
+        ctl.step()
+    assert ctl.frozen() == []
+    ctl.freeze("body/stage0")
+    state = {k: v for k, v in ctl.state_dict().items() if k not in ("stages_done", "thawed")}
+    assert state["step"] == 3
+    _, _, fresh = _staged_body()
+    fresh.load_state_dict(state)
+    assert fresh.frozen() == ["body/stage0"]
+
+
+def test_freezing_between_backward_and_step_keeps_the_optimizer_off_the_frozen_tensors() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    groups = multilr.build(model, {"lr": 0.1, "rules": [{"prefix": "0", "name": "body", "lr_mult": 2.0}]})
+    opt = torch.optim.SGD(groups, momentum=0.9)
+    ctl = Controller(opt, groups)
+    model(torch.ones(1, 2)).sum().backward()
+    before = model[0].weight.detach().clone()
+    ctl.freeze("body")
+    opt.step()
+    assert model[0].weight.grad is None and model[0].weight not in opt.state  # no momentum made
+    assert torch.equal(model[0].weight.detach(), before)
+    assert model[1].weight in opt.state  # the rest stepped
+
+
+def test_an_optimizer_with_the_plans_group_names_but_other_tensors_is_refused_and_untouched() -> None:
+    spec = {"lr": 0.1, "rules": [{"prefix": "0", "name": "body", "lr_mult": 2.0}]}
+    planned = multilr.build(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)), spec)
+    other = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 2))
+    opt = torch.optim.SGD(multilr.build(other, spec))
+    opt.param_groups[0]["lr"] = 123.0
+    with pytest.raises(MultiLRError, match="body"):
+        Controller(opt, planned)  # the plan of one model, the optimizer of another
+    assert [g["lr"] for g in opt.param_groups] == [123.0, 0.1]
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 2]  # body has no bias here
+
+
+def test_a_tied_tensor_finds_its_group_by_either_name() -> None:
+    class Tied(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = torch.nn.Embedding(4, 2)
+            self.body = torch.nn.Linear(2, 2)
+            self.head = torch.nn.Linear(2, 4, bias=False)
+            self.head.weight = self.emb.weight
+
+    groups = multilr.build(Tied(), {"lr": 0.1, "rates": {"emb.weight": 0.01}})
+    ctl = Controller(torch.optim.SGD(groups), groups)
+    ctl.set_scale("head.weight", 2.0)  # the second name of the tied tensor
+    assert ctl.rates()["rates[emb.weight]"] == pytest.approx(0.02)
+    ctl.freeze("head.weight")
+    assert ctl.frozen() == ["rates[emb.weight]"]

@@ -202,3 +202,10 @@ def test_a_compiled_submodule_reads_as_the_module() -> None:
     # a rule written with torch's names says why it matches nothing
     with pytest.raises(multilr.CoverageError, match=r"compiled with torch.compile is read without"):
         multilr.plan(model, Spec(lr=0.01, rules=[Rule("body._orig_mod.0.*", lr_mult=3)]), backend="torch")
+    # only a compiled wrapper's _orig_mod is read through: a module of the user's that
+    # happens to carry that name keeps it (torch._dynamo is imported by now)
+    holder = nn.Module()
+    holder._orig_mod = nn.Linear(2, 2)
+    mixed = nn.Sequential(torch.compile(nn.Linear(2, 2), backend="eager"), holder)
+    names = [p.name for p in multilr.plan(mixed, Spec(lr=0.01), backend="torch").params]
+    assert names == ["0.weight", "0.bias", "1._orig_mod.weight", "1._orig_mod.bias"]

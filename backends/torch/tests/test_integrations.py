@@ -25,7 +25,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 import multilr
 from multilr import MultiLRError, Prefix, Rule, Spec, Stage, UnsupportedFeatureError
-from multilr.schedules import Step
+from multilr.schedules import OneCycle, Step
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "integrations"
 
@@ -100,6 +100,17 @@ def test_scheduler_is_a_torch_scheduler_and_takes_no_step_when_built():
     assert sched.last_epoch == 0 and sched.controller.step_count == 0
     planned = multilr.planned_rates(groups.plan, 1)
     assert sched.get_last_lr() == [planned.rates[g][0] for g in planned.groups]
+
+
+def test_scheduler_base_lrs_are_the_planned_rates_not_the_first_steps():
+    # a frozen group starts at 0 and a one-cycle schedule low; torch's schedulers read
+    # base_lrs as the rates the factors multiply
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    spec = Spec(lr=0.1, rules=[Rule(Prefix("1"), lr_mult=10, name="head"), Rule(Prefix("0"), frozen=True, name="body")])
+    groups = multilr.build(model, spec)
+    sched = MultiLRScheduler(torch.optim.SGD(groups), groups, OneCycle(10))
+    assert sched.base_lrs == [g.lr for g in groups.plan.groups] == [0.1, 1.0]
+    assert sched.get_last_lr()[0] == 0.0 and sched.get_last_lr()[1] < 1.0
 
 
 def test_scheduler_steps_follow_the_plan_and_stages():
