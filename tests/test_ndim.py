@@ -78,6 +78,10 @@ def test_bad_ndim_is_refused_naming_the_rule(value):
         Ndim(value)
 
 
+def test_every_dimension_count_a_tensor_can_have_is_taken():
+    assert Ndim(0).dims == (0,) and Ndim(64).dims == (64,)  # torch's limit, both ends
+
+
 def test_ndim_in_layer_decay_within_is_a_selector_key():
     # within takes every selector key (it used to list four by hand)
     spec = Spec.from_dict({"lr": 0.1, "layer_decay": {"decay": 0.5, "within": {"ndim": 4}}})

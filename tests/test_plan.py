@@ -407,3 +407,67 @@ def test_a_backends_paraminfo_of_the_wrong_shape_is_refused(change: dict, messag
     bad = dataclasses.replace(good, **change)
     with pytest.raises(PlanError, match=message):
         plan([bad], Spec(lr=1, weight_decay=0.1, no_decay=("norm",)))
+
+
+# -- behaviours a mutation hunt found unpinned (each test fails on its mutant) -----------
+
+
+def _linear(name: str, key: str | None = None) -> ParamInfo:
+    return ParamInfo(name, (4, 4), "float32", name.rpartition(".")[0], ("Linear",), True, key or name)
+
+
+def test_a_tied_tensor_inside_within_is_decayed_once_not_once_per_name():
+    infos = [_linear("embed.weight"), _linear("layers.0.fc.w"), _linear("layers.1.fc.w"),
+             _linear("lm_head.weight", key="embed.weight")]
+    made = plan(infos, Spec(lr=1.0, layer_decay=LayerDecay(0.5, within="*")))
+    embed = made.param("embed.weight")
+    assert embed.lr == 0.5 ** (made.max_depth - embed.depth) == 0.25
+
+
+def test_a_root_modules_own_bias_is_in_the_bias_class():
+    infos = [ParamInfo("weight", (4, 4), "float32", "", ("Net",), True, "weight"),
+             ParamInfo("bias", (4,), "float32", "", ("Net",), True, "bias")]
+    made = plan(infos, Spec(lr=0.1, weight_decay=0.05, no_decay=["bias"]))
+    assert (made.param("bias").weight_decay, made.param("weight").weight_decay) == (0.0, 0.05)
+
+
+def test_unmatched_error_with_within_counts_the_decayed_tensors_and_refuses_the_rest():
+    names = ["enc.layers.0.fc.w", "enc.layers.1.fc.w", "head.w"]
+    infos = [_linear(n) for n in names]
+    decay = LayerDecay(0.5, within=Prefix("enc"))
+    ruled = plan(infos, Spec(lr=0.1, unmatched="error", layer_decay=decay,
+                             rules=[Rule("head.*", lr_mult=10, name="head")]))
+    assert ruled.param("head.w").lr == 1.0  # the decayed enc.* count as matched
+    with pytest.raises(CoverageError, match=r"1 parameter\(s\) match no rule and unmatched='error': 'head\.w'"):
+        plan(infos, Spec(lr=0.1, unmatched="error", layer_decay=decay))
+
+
+def test_a_rates_entry_wins_over_a_rules_absolute_rate_and_both_stay_as_written():
+    infos = [_linear("body.w"), _linear("head.w")]
+    made = plan(infos, Spec(lr=0.1, rules=[Rule("head.*", lr=0.5, name="head")], rates={"head.w": 0.02}))
+    assert (made.param("head.w").lr, made.param("head.w").rate_source) == (0.02, "rates[head.w]")
+    # kept exactly, not recomputed as base * (value / base): 3e-4 * (0.011 / 3e-4) != 0.011
+    exact = plan(infos, Spec(lr=3e-4, rules=[Rule("head.*", lr=0.011, name="head")], rates={"body.w": 0.011}))
+    assert exact.param("head.w").lr == 0.011 and exact.param("body.w").lr == 0.011
+
+
+def test_group_names_stay_unique_when_a_rule_takes_a_name_multilr_makes():
+    infos = [_linear("body.w"), _linear("head.w")]
+    made = plan(infos, Spec(lr=0.1, rules=[Rule("head.*", lr_mult=10, name="default")]))
+    names = [g.name for g in made.groups]
+    assert len(set(names)) == len(names) == 2
+
+
+def test_the_rate_source_shows_the_factor_applied_and_a_rule_names_its_group_once():
+    infos = [_linear(n) for n in ("embed.w", "layers.0.fc.w", "layers.1.fc.w", "head.w")]
+    embed = plan(infos, Spec(lr=1.0, layer_decay=LayerDecay(0.5))).param("embed.w")
+    assert (embed.lr, embed.rate_source) == (0.5**3, "default x 0.5^3 (depth 0/3)")
+    both = plan(infos[:1] + infos[3:], Spec(lr=0.1, weight_decay=0.05,
+                                          rules=[Rule("head.*", lr_mult=10, weight_decay=0.0, name="head")]))
+    assert [g.name for g in both.groups] == ["default", "head"]
+
+
+def test_a_one_star_globs_star_may_match_nothing_as_in_fnmatch():
+    infos = [_linear(n) for n in ("body.w", "head.w", "head2.w")]
+    made = plan(infos, Spec(lr=0.1, rules=[Rule("head*.w", lr_mult=10, name="head")]))
+    assert [p.lr for p in made.params] == [0.1, 1.0, 1.0]

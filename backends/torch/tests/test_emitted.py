@@ -64,6 +64,11 @@ MISTAKES: dict[str, tuple[Callable[[Groups], Any], str]] = {
         r"group 4 \(plan group 'head'\): lr 10\.0, where the plan's is 1\.0",
     ),
     "drop-scale": (lambda gs: [{**g, "lr": 0.1} if g["name"] == "head" else g for g in gs], "lr 0.1, where"),
+    # beyond rounding: one part in ten thousand is a wrong rate, not float noise
+    "scale-a-little-off": (
+        lambda gs: [{**g, "lr": g["lr"] * 1.0001} if g["name"] == "head" else g for g in gs],
+        r"group 4 \(plan group 'head'\): lr 1\.0001, where the plan's is 1\.0",
+    ),
     "lr-scale-too": (
         lambda gs: [{**g, "lr_scale": 1.0} for g in gs],
         "carries lr_scale under convention 'lr', where lr is already scaled",

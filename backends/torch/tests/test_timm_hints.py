@@ -154,3 +154,27 @@ def test_tensors_flagged_no_weight_decay_get_none_as_mamba_ssm_intends():
         mamba_lm(), Spec(lr=LR, weight_decay=0.1, rules=[Rule("*.A_log", weight_decay=0.01, name="alog")])
     )
     assert ruled.param("layers.1.A_log").weight_decay == 0.01 and ruled.param("layers.1.D").weight_decay == 0.0
+
+
+def test_an_explicit_depth_mode_wins_over_the_models_matcher_with_stages_too():
+    # stages read the matcher's depths for from_depth; layer decay's own mode is the spec's
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(2, 2)
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = torch.nn.Linear(2, 2)
+            self.blocks = torch.nn.ModuleList([Block(), Block()])
+            self.head = torch.nn.Linear(2, 2)
+
+        def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+            return {"stem": r"^stem", "blocks": r"^blocks\.(\d+)"}
+
+    spec = Spec(lr=1.0, layer_decay=LayerDecay(0.5, depth="top"), stages=[multilr.Stage(from_depth=-1, at=5)])
+    made = multilr.plan(Net(), spec)
+    # "top": one depth per top-level child, so both blocks share depth 1
+    assert made.param("blocks.0.fc.weight").depth == made.param("blocks.1.fc.weight").depth == 1
+    assert made.param("blocks.0.fc.weight").lr == 0.5
