@@ -83,17 +83,21 @@ def test_model_hints_false_plans_from_the_names_alone():
     assert "group_matcher" not in plan.table()
 
 
-def test_adamw_leaves_hinted_tensors_undecayed():
-    # all weights 1 and a zero gradient: AdamW's step is then weight decay alone
-    model = models.tiny_vit()
-    expected = timm_expected(model)
-    groups = multilr.build(model, SPEC, backend="torch")
+def decay_only_step(model: torch.nn.Module, groups: list[dict]) -> None:
+    """One AdamW step from all-ones weights and zero gradients: weight decay alone moves them."""
     opt = torch.optim.AdamW(groups)
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(1.0)
             p.grad = torch.zeros_like(p)
     opt.step()
+
+
+def test_adamw_leaves_hinted_tensors_undecayed():
+    # all weights 1 and a zero gradient: AdamW's step is then weight decay alone
+    model = models.tiny_vit()
+    expected = timm_expected(model)
+    decay_only_step(model, multilr.build(model, SPEC, backend="torch"))
     for name, p in model.named_parameters():
         scale, wd = expected[name]
         should = 1.0 - LR * scale * wd
@@ -135,14 +139,7 @@ def test_tensors_flagged_no_weight_decay_get_none_as_mamba_ssm_intends():
     flagged = {"layers.0.A_log", "layers.0.D", "layers.1.A_log", "layers.1.D"}
     # the matrix A_log included, which no shape or name class would catch
     assert {p.name for p in groups.plan.params if p.wd_source == "no_decay:tensor._no_weight_decay"} == flagged
-    # what AdamW applies, read from the tensors: all ones and a zero gradient, so the
-    # step is weight decay alone
-    opt = torch.optim.AdamW(groups)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.fill_(1.0)
-            p.grad = torch.zeros_like(p)
-    opt.step()
+    decay_only_step(model, groups)  # what AdamW applies, read from the tensors
     for name, p in model.named_parameters():
         decayed = not (name in flagged or name.endswith("bias") or "norm" in name)
         should = 1.0 - LR * 0.1 if decayed else 1.0
@@ -158,23 +155,9 @@ def test_tensors_flagged_no_weight_decay_get_none_as_mamba_ssm_intends():
 
 def test_an_explicit_depth_mode_wins_over_the_models_matcher_with_stages_too():
     # stages read the matcher's depths for from_depth; layer decay's own mode is the spec's
-    class Block(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = torch.nn.Linear(2, 2)
-
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = torch.nn.Linear(2, 2)
-            self.blocks = torch.nn.ModuleList([Block(), Block()])
-            self.head = torch.nn.Linear(2, 2)
-
-        def group_matcher(self, coarse: bool = False) -> dict[str, str]:
-            return {"stem": r"^stem", "blocks": r"^blocks\.(\d+)"}
-
     spec = Spec(lr=1.0, layer_decay=LayerDecay(0.5, depth="top"), stages=[multilr.Stage(from_depth=-1, at=5)])
-    made = multilr.plan(Net(), spec)
-    # "top": one depth per top-level child, so both blocks share depth 1
-    assert made.param("blocks.0.fc.weight").depth == made.param("blocks.1.fc.weight").depth == 1
-    assert made.param("blocks.0.fc.weight").lr == 0.5
+    made = multilr.plan(models.tiny_vit(depth=2), spec)
+    # "top": one depth per top-level child, so both blocks share one (the matcher gives 1 and 2)
+    blocks = made.param("blocks.0.mlp.fc1.weight"), made.param("blocks.1.mlp.fc1.weight")
+    assert blocks[0].depth == blocks[1].depth == 3 and made.max_depth == 5
+    assert blocks[0].lr == 0.5**2
