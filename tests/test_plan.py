@@ -438,6 +438,8 @@ def test_unmatched_error_with_within_counts_the_decayed_tensors_and_refuses_the_
     ruled = plan(infos, Spec(lr=0.1, unmatched="error", layer_decay=decay,
                              rules=[Rule("head.*", lr_mult=10, name="head")]))
     assert ruled.param("head.w").lr == 1.0  # the decayed enc.* count as matched
+    whole = plan(infos, Spec(lr=0.1, unmatched="error", layer_decay=LayerDecay(0.5)))  # reaches every tensor
+    assert len(whole.params) == 3
     with pytest.raises(CoverageError, match=r"1 parameter\(s\) match no rule and unmatched='error': 'head\.w'"):
         plan(infos, Spec(lr=0.1, unmatched="error", layer_decay=decay))
 

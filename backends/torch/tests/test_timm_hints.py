@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import models
+import pytest
 import torch
 
 import multilr
@@ -161,3 +162,20 @@ def test_an_explicit_depth_mode_wins_over_the_models_matcher_with_stages_too():
     blocks = made.param("blocks.0.mlp.fc1.weight"), made.param("blocks.1.mlp.fc1.weight")
     assert blocks[0].depth == blocks[1].depth == 3 and made.max_depth == 5
     assert blocks[0].lr == 0.5**2
+
+
+def test_a_malformed_matcher_is_refused_at_plan_time_when_only_stages_read_depths():
+    # no layer decay: the stages alone need the depths, and a bad matcher must not wait
+    # for the Controller's first freeze_to to show itself
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Linear(2, 2)
+            self.head = torch.nn.Linear(2, 2)
+
+        def group_matcher(self, coarse: bool = False) -> dict[str, int]:
+            return {"blocks": 3}  # not a regex
+
+    spec = Spec(lr=0.1, rules=[Rule("body.*", frozen=True, name="body")], stages=[multilr.Stage(("body",), at=2)])
+    with pytest.raises(multilr.PlanError, match=r"model.group_matcher\(\)\['blocks'\]: expected a regex"):
+        multilr.plan(Net(), spec)
