@@ -62,6 +62,15 @@ def _loader() -> Any:
     return _with_exponent_floats(yaml.SafeLoader)
 
 
+def _yaml(doing: str) -> Any:
+    """The ``yaml`` module, or a SpecError naming the extra that installs it (PyYAML is optional)."""
+    try:
+        import yaml
+    except ImportError:
+        raise SpecError(f"{doing} YAML needs PyYAML: pip install 'multilr[yaml]'") from None
+    return yaml
+
+
 def parse_yaml(text: str, what: str) -> Any:
     """``yaml.safe_load(text)``, with ``1e-8`` read as a number (YAML 1.2) and not a string.
 
@@ -75,10 +84,7 @@ def parse_yaml(text: str, what: str) -> Any:
         >>> parse_yaml("hyper: {eps: 1e-8, betas: [0.9, 0.999]}", "spec")
         {'hyper': {'eps': 1e-08, 'betas': [0.9, 0.999]}}
     """
-    try:
-        import yaml
-    except ImportError:
-        raise SpecError("reading YAML needs PyYAML: pip install 'multilr[yaml]'") from None
+    yaml = _yaml("reading")
     try:
         return yaml.load(text, Loader=_loader())  # a SafeLoader subclass: safe_load plus 1e-8
     except yaml.YAMLError as exc:
@@ -115,9 +121,5 @@ def dump_yaml(data: Any) -> str:
         >>> parse_yaml(text, "spec")["rules"][0]["prefix"]
         '1e5'
     """
-    try:
-        import yaml
-    except ImportError:
-        raise SpecError("writing YAML needs PyYAML: pip install 'multilr[yaml]'") from None
-    text: str = yaml.dump(data, Dumper=_dumper(), sort_keys=False)
+    text: str = _yaml("writing").dump(data, Dumper=_dumper(), sort_keys=False)
     return text

@@ -843,8 +843,8 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_stages.py::stage_of": ["plan-stage-units"],
     "multilr/_text.py::parse_json": ["spec-bad-json", "spec-json-not-a-mapping"],
     "multilr/_text.py::parse_yaml": ["spec-bad-yaml"],
-    "multilr/_text.py::dump_yaml": "only from Spec.to_yaml, which writes text from a finished spec "
-    "(its one raise: PyYAML missing); no build or model is involved",
+    "multilr/_text.py::_yaml": "PyYAML missing, when a spec is read from or written to YAML text: "
+    "before any model or optimizer is involved",
     "multilr/backend.py::_checked": "convention is checked by _check_contract first (backend-convention)",
     "multilr/backend.py::attach_params": ["backend-plan-mismatch"],
     "multilr/backend.py::attach_table": "build passes the table extract_table just made, which always has "
