@@ -241,7 +241,7 @@ def flagged_names(names: Sequence[str], tensors: Sequence[Any]) -> tuple[str, ..
     Framework-free: the flag is a plain attribute in the tensor's ``__dict__`` (where
     ``p._no_weight_decay = True`` puts it on a torch parameter; OneFlow 0.9 refuses
     the attribute). Almost every tensor's ``__dict__`` is empty, so one ``map`` finds
-    that nothing is flagged: 0.05-0.09 ms on 2,000 tensors.
+    that nothing is flagged: 0.09 ms on 2,000 tensors (benchmarks/RESULTS.md, 1f).
 
     Example:
         >>> class Tensor:  # what torch and OneFlow parameters keep
