@@ -2,8 +2,10 @@ import pytest
 
 import multilr
 from multilr import BackendError, BackendNotFoundError, ParamInfo, Spec, build, get_backend, register_backend
+from multilr._plan import resolve
 from multilr._registry import KNOWN_BACKENDS, _registered
-from multilr.backend import attach_params
+from multilr._spec import as_spec
+from multilr.backend import ParamTable, _members_by_position, attach_params, attach_table
 
 
 class ListBackend:
@@ -107,6 +109,26 @@ def test_lr_scale_convention_never_prescales():
         assert "lr_scale" not in opts, f"an 'lr' target must not get lr_scale [{opts['name']}]"
     with pytest.raises(ValueError, match=r"convention must be"):
         multilr.group_options(p, "both")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("attach", ["attach_params", "attach_table"])
+def test_lr_scale_groups_with_tensors_match_their_options(attach):
+    # the groups a backend hands its optimizer are written apart from group_options:
+    # a frozen group's lr_scale must be 0 there too, or nn.Graph trains it at its scale
+    infos = [ParamInfo(n, (1,), "float32", "", (), True, n) for n in "ab"]
+    spec = {"lr": 0.1, "rules": [{"glob": "b", "lr_mult": 0.5}, {"glob": "a", "frozen": True}]}
+    if attach == "attach_table":
+        table = ParamTable.from_infos(infos)
+        table.tensors = ["A", "B"]
+        p = resolve(table, as_spec(spec))
+        assert _members_by_position(p, table) is not None, "the by-position path is the one under test"
+        groups = attach_table(p, "lr_scale", table)
+    else:
+        p = multilr.plan(infos, spec)
+        groups = attach_params(p, "lr_scale", {"a": "A", "b": "B"})
+    assert [g["params"] for g in groups] == [["A"], ["B"]]
+    assert [g["lr_scale"] for g in groups] == [0.0, 0.5], "the frozen group 'a' must get lr_scale 0"
+    assert [{k: v for k, v in g.items() if k != "params"} for g in groups] == multilr.group_options(p, "lr_scale")
 
 
 def test_backend_cannot_be_inferred_for_unknown_objects():
