@@ -591,7 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions, small step model (smoke run)")
     parser.add_argument("--reps", type=int, default=None, help="build repetitions (default 30, quick 5)")
-    parser.add_argument("--rounds", type=int, default=None, help="step rounds (default 30, quick 5)")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="step rounds (default 30, the judged cell 100; quick 5)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--skip-step", action="store_true", help="build benchmark only")
     parser.add_argument(

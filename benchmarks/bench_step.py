@@ -18,7 +18,10 @@ over the *same* tensors are stepped in interleaved rounds, only ``opt.step()`` t
 Each round runs every optimizer once, in an order rotated by one each round, so no
 optimizer always follows the same one. Reported: median and min step time per
 optimizer, the ratio of medians against ``one group``, and the median of the per-round
-ratios (robust to the machine's slow drifts).
+ratios (robust to the machine's slow drifts). The judged cell (fused AdamW on BERT-base)
+runs ``GOAL_ROUNDS`` rounds and its verdict reads a 95% bootstrap interval of its ratio of
+medians: PASS when the whole interval is within the goal, MISS when all of it is above,
+BORDERLINE when it straddles the goal.
 
 Run alone (``python benchmarks/bench_step.py [--quick]``) or through
 ``benchmarks/bench_build.py``, which runs both benchmarks and prints one summary.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -47,6 +51,12 @@ STEP_GOAL = 1.05  # merged / one group, fused AdamW
 CONTROL = "one group, again"
 SAME = "merged's groups, one setting"
 NOISY = 0.02  # an A/A control further than this from 1.00x marks the run's verdict unreliable
+# Rounds of the judged cell (fused AdamW). At 30 rounds two runs of the same code on one
+# quiet machine gave 1.017x and 1.075x (RESULTS.md section 1g): the noise of one run was
+# wider than the distance to the goal. 100 rounds and the interval below settle it.
+GOAL_ROUNDS = 100
+LEVEL = 0.95  # the bootstrap interval of the judged ratio
+RESAMPLES = 2000
 LR = 1e-4
 WD = 0.05
 SEED = 0
@@ -104,6 +114,26 @@ class StepResult:
         """Median over rounds of (``name`` / one group) measured in the same round."""
         base = self.opts[0].times
         return statistics.median(t / b for t, b in zip(self.by(name).times, base, strict=True))
+
+    def ratio_interval(self, name: str) -> tuple[float, float]:
+        """A bootstrap interval (``LEVEL``) of :meth:`ratio`, resampling whole rounds.
+
+        A resampled round keeps every optimizer's time from that round together, so
+        the machine's drifts, which every optimizer of a round shares, stay paired.
+        Fixed seed: the same times give the same interval.
+        """
+        base, other = self.opts[0].times, self.by(name).times
+        rng = random.Random(SEED)
+        n = len(base)
+        ratios = []
+        for _ in range(RESAMPLES):
+            rounds = [rng.randrange(n) for _ in range(n)]
+            ratios.append(
+                statistics.median(other[r] for r in rounds) / statistics.median(base[r] for r in rounds)
+            )
+        ratios.sort()
+        tail = (1 - LEVEL) / 2
+        return ratios[int(tail * RESAMPLES)], ratios[int((1 - tail) * RESAMPLES) - 1]
 
     def by(self, name: str) -> OptResult:
         return next(o for o in self.opts if o.name == name)
@@ -215,8 +245,14 @@ def run_step(
         log(f"\n## Step: {size.label}  (model + grads made in {time.perf_counter() - t0:.1f} s)")
         for impl in impls:
             t0 = time.perf_counter()
-            # foreach steps are 4-5x slower than fused and its ratio is not a goal: half the rounds
-            n = rounds if quick or impl == "fused" or explicit else max(10, rounds // 2)
+            # the judged cell gets GOAL_ROUNDS; foreach steps are 4-5x slower than fused and
+            # its ratio is not a goal: half the rounds
+            if quick or explicit:
+                n = rounds
+            elif impl == "fused":
+                n = GOAL_ROUNDS if size.goal else rounds
+            else:
+                n = max(10, rounds // 2)
             res = bench_impl(model, size, impl, n, warmup)
             log(format_step(res) + f"\n({impl}: {time.perf_counter() - t0:.1f} s)")
             out.append(res)
@@ -257,7 +293,15 @@ def summary_rows(results: list[StepResult], quick: bool) -> list[tuple[str, str,
             groups = res.by(name).groups
             what = f"step {res.impl}, {short}: {name} ({groups} group{'s' * (groups != 1)}) / one group"
             if judged and name == "merged" and res.impl == "fused":
-                status = "PASS" if ratio <= STEP_GOAL else "MISS"
+                low, high = res.ratio_interval(name)
+                # judged on the interval: one run's median alone wanders across the goal
+                if high <= STEP_GOAL:
+                    status = "PASS"
+                elif low > STEP_GOAL:
+                    status = "MISS"
+                else:
+                    status = "BORDERLINE"
+                status += f" ({LEVEL:.0%} interval {low:.3f}-{high:.3f}x, {res.rounds} rounds)"
                 if quick and not res.model.goal:
                     status += " (quick model)"
                 control = res.ratio(CONTROL)
