@@ -140,7 +140,7 @@ def test_group_decay_gives_each_group_its_factor() -> None:
 def test_cases_are_many_distinct_and_cover_the_issue() -> None:
     cases = all_cases()
     ids = [c.id for c in cases]
-    assert len(ids) == len(set(ids)) == 190
+    assert len(ids) == len(set(ids)) == 201
     assert {c.optimizer for c in cases} >= {"sgd", "momentum", "nesterov", "adam", "adamw"}
     assert {c.schedule for c in cases} == set(SCHEDULES)
     assert {c.feature for c in cases} >= {"head_backbone", "layer_decay", "per_tensor", "frozen", "no_decay"}
@@ -246,7 +246,7 @@ def test_statuses_unsupported_crash_xfail_xpass() -> None:
 def test_conformance_cells_ids_and_expected_failure_validation() -> None:
     cells = conformance_cells("mine", {"rmsprop-*": "eps inside"})
     ids = [c.id for c in cells]
-    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 190
+    assert ids[0] == "mine-sgd-step-head_backbone" and len(ids) == 201
     assert all(len(i.split("-")) in (4, 5) for i in ids)
     reasons = {c.values[0].case.optimizer: c.values[0].expected_failure for c in cells}
     assert reasons["rmsprop"] == "eps inside" and reasons["adam"] == ""
@@ -363,8 +363,8 @@ def test_compare_accepts_agreeing_backends_and_prints_the_matrix(tmp_path) -> No
     result = compare(tmp_path, ["a", "b"])
     assert result.ok, result.matrix()
     text = result.matrix()
-    assert "a                    190                 0       0        0" in text
-    assert "a ~ b: 190 cells" in text and text.endswith("conformance: OK")
+    assert "a                    201                 0       0        0" in text
+    assert "a ~ b: 201 cells" in text and text.endswith("conformance: OK")
 
 
 def test_compare_fails_on_a_missing_backend_missing_cells_or_a_disagreement(tmp_path) -> None:
@@ -390,7 +390,7 @@ def test_cli_compare_exit_codes(tmp_path, capsys) -> None:
     assert main(["compare", str(tmp_path), "--backends", "a,b"]) == 1
     assert "b: no traces" in capsys.readouterr().out
     assert main(["cases"]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 190
+    assert len(capsys.readouterr().out.splitlines()) == 201
 
 
 def test_record_does_nothing_without_a_directory(monkeypatch) -> None:
@@ -415,6 +415,20 @@ def test_the_subclassed_layout_reports_each_class_with_its_bases() -> None:
     assert infos["blocks.0.fc.weight"] == ("Linear",)
     with pytest.raises(ValueError, match="'x': kind 'scale' needs its class name"):
         Module("x", "scale", (4,))
+
+
+def test_the_towers_case_decays_each_tower_over_its_own_depths() -> None:
+    # what the towers cells prove every backend applies: the same block of either tower at
+    # its own tower's rate, each tower from its own embedding up, the head in neither
+    case = case_by_id("adamw-step-towers")
+    made = multilr.plan(case.infos(), case.spec)
+    lr = {p.name: p.lr for p in made.params}
+    assert lr["text.blocks.1.fc.weight"] == pytest.approx(0.01 * 0.8)  # text: 3 depths above 0
+    assert lr["vision.blocks.1.fc.weight"] == pytest.approx(0.01 * 0.6**2)  # vision: 4
+    assert lr["text.embed.weight"] == pytest.approx(0.01 * 0.8**3)
+    assert lr["vision.patch.weight"] == pytest.approx(0.01 * 0.6**4)
+    assert lr["head.weight"] == pytest.approx(0.03)
+    assert len(made.params) == len(case.names()) == 23
 
 
 def test_case_is_frozen() -> None:

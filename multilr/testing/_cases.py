@@ -44,6 +44,7 @@ __all__ = [
     "RUNTIME_FEATURES",
     "SUBCLASSED_LAYOUT",
     "TIED_LAYOUT",
+    "TOWERS_LAYOUT",
     "Case",
     "Module",
     "OptimizerSetup",
@@ -162,8 +163,30 @@ SUBCLASSED_LAYOUT: tuple[Module, ...] = (
     *_OWN[3:],
 )
 
+#: The ``towers`` feature's model, CLIP-shaped: a text tower (an embedding, ``text.blocks.0..1``),
+#: a vision tower (a patch projection, ``vision.blocks.0..2``) and a shared head: 23 tensors.
+TOWERS_LAYOUT: tuple[Module, ...] = (
+    Module("text.embed", "embedding", (6, 4)),
+    *(Module(f"text.blocks.{i}.fc", "linear", (4, 4)) for i in range(2)),
+    Module("text.norm", "layernorm", (4,)),
+    Module("vision.patch", "linear", (4, 4)),
+    *(
+        m
+        for i in range(3)
+        for m in (
+            Module(f"vision.blocks.{i}.fc", "linear", (4, 4)),
+            Module(f"vision.blocks.{i}.norm", "layernorm", (4,)),
+        )
+    ),
+    Module("head", "linear", (4, 3)),
+)
+
 #: Layouts other than :data:`LAYOUT`, by feature.
-_FEATURE_LAYOUTS: Mapping[str, tuple[Module, ...]] = {"tied": TIED_LAYOUT, "subclassed": SUBCLASSED_LAYOUT}
+_FEATURE_LAYOUTS: Mapping[str, tuple[Module, ...]] = {
+    "tied": TIED_LAYOUT,
+    "subclassed": SUBCLASSED_LAYOUT,
+    "towers": TOWERS_LAYOUT,
+}
 
 
 @dataclass(frozen=True)
@@ -303,8 +326,18 @@ def _subclassed(o: OptimizerSetup) -> Spec:
     )
 
 
+def _towers(o: OptimizerSetup) -> Spec:
+    # on TOWERS_LAYOUT: each tower decayed over its own depths by its own factor (CLIP,
+    # EVA-CLIP), so the same block of either tower trains at two rates; the head in no tower
+    return o.spec(
+        no_decay=("bias", "norm"),
+        rules=(Rule(Prefix("head"), lr_mult=3, name="head"),),
+        layer_decay=(LayerDecay(0.6, within=Prefix("vision")), LayerDecay(0.8, within=Prefix("text"))),
+    )
+
+
 #: Spec shapes, by the name used in case ids (``tied`` runs on :data:`TIED_LAYOUT`,
-#: ``subclassed`` on :data:`SUBCLASSED_LAYOUT`).
+#: ``subclassed`` on :data:`SUBCLASSED_LAYOUT`, ``towers`` on :data:`TOWERS_LAYOUT`).
 FEATURES: Mapping[str, Callable[[OptimizerSetup], Spec]] = {
     "head_backbone": _head_backbone,
     "layer_decay": _layer_decay,
@@ -314,6 +347,7 @@ FEATURES: Mapping[str, Callable[[OptimizerSetup], Spec]] = {
     "mixed": _mixed,
     "tied": _tied,
     "subclassed": _subclassed,
+    "towers": _towers,
 }
 
 
@@ -529,7 +563,7 @@ def all_cases() -> tuple[Case, ...]:
 
     Example:
         >>> len(all_cases()), sum(c.controlled for c in all_cases())
-        (190, 16)
+        (201, 16)
     """
     out = [Case(o, "step", f) for o in OPTIMIZERS for f in FEATURES]
     out += [Case(o, s, "mixed") for o in OPTIMIZERS for s in FRAMEWORK_SCHEDULES if s != "step"]

@@ -69,7 +69,7 @@ def conformance_cells(
     Example:
         >>> cells = conformance_cells("mine", {"rmsprop-*": "eps inside the sqrt"})
         >>> cells[0].id, len(cells)
-        ('mine-sgd-step-head_backbone', 190)
+        ('mine-sgd-step-head_backbone', 201)
     """
     import pytest  # only here: multilr.testing itself must import without pytest
 
