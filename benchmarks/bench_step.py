@@ -60,6 +60,7 @@ RESAMPLES = 2000
 LR = 1e-4
 WD = 0.05
 SEED = 0
+Statistic = Callable[[list[float], list[float]], float]  # (times, baseline times) -> ratio
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class StepResult:
 
     def ratio(self, name: str) -> float:
         """Ratio of medians, ``name`` / one group."""
-        return self.by(name).median / self.opts[0].median
+        return _ratio_of_medians(self.by(name).times, self.opts[0].times)
 
     def min_ratio(self, name: str) -> float:
         """Ratio of minima, ``name`` / one group: the least disturbed step of each."""
@@ -112,18 +113,17 @@ class StepResult:
 
     def paired_ratio(self, name: str) -> float:
         """Median over rounds of (``name`` / one group) measured in the same round."""
-        base = self.opts[0].times
-        return statistics.median(t / b for t, b in zip(self.by(name).times, base, strict=True))
+        return _paired_median(self.by(name).times, self.opts[0].times)
 
     def ratio_interval(self, name: str) -> tuple[float, float]:
         """A bootstrap interval (``LEVEL``) of :meth:`ratio`, resampling whole rounds."""
-        return self._interval(name, paired=False)
+        return self._interval(name, _ratio_of_medians)
 
     def paired_interval(self, name: str) -> tuple[float, float]:
         """A bootstrap interval (``LEVEL``) of :meth:`paired_ratio`, resampling whole rounds."""
-        return self._interval(name, paired=True)
+        return self._interval(name, _paired_median)
 
-    def _interval(self, name: str, paired: bool) -> tuple[float, float]:
+    def _interval(self, name: str, statistic: Statistic) -> tuple[float, float]:
         # A resampled round keeps every optimizer's time from that round together, so the
         # machine's drifts, which all optimizers of a round share, stay paired. Fixed seed:
         # the same times give the same interval.
@@ -133,18 +133,21 @@ class StepResult:
         ratios = []
         for _ in range(RESAMPLES):
             rounds = [rng.randrange(n) for _ in range(n)]
-            if paired:
-                ratios.append(statistics.median(other[r] / base[r] for r in rounds))
-            else:
-                ratios.append(
-                    statistics.median(other[r] for r in rounds) / statistics.median(base[r] for r in rounds)
-                )
+            ratios.append(statistic([other[r] for r in rounds], [base[r] for r in rounds]))
         ratios.sort()
         tail = (1 - LEVEL) / 2
         return ratios[int(tail * RESAMPLES)], ratios[int((1 - tail) * RESAMPLES) - 1]
 
     def by(self, name: str) -> OptResult:
         return next(o for o in self.opts if o.name == name)
+
+
+def _ratio_of_medians(times: list[float], base: list[float]) -> float:
+    return statistics.median(times) / statistics.median(base)
+
+
+def _paired_median(times: list[float], base: list[float]) -> float:
+    return statistics.median(t / b for t, b in zip(times, base, strict=True))
 
 
 def make_bert(size: ModelSize, device: str = "cpu") -> torch.nn.Module:
