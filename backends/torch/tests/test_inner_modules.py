@@ -209,3 +209,25 @@ def test_a_compiled_submodule_reads_as_the_module() -> None:
     mixed = nn.Sequential(torch.compile(nn.Linear(2, 2), backend="eager"), holder)
     names = [p.name for p in multilr.plan(mixed, Spec(lr=0.01), backend="torch").params]
     assert names == ["0.weight", "0.bias", "1._orig_mod.weight", "1._orig_mod.bias"]
+
+
+def test_a_compiled_wrapper_with_a_tensor_of_its_own_keeps_torchs_names() -> None:
+    """Read through, the wrapper's own ``0.weight`` and the inner ``0._orig_mod.weight`` would
+    both be ``0.weight``: one name for two tensors, so one would take the other's rule. The
+    walk then keeps torch's names for the whole model, every tensor planned once.
+
+    torch refuses ``register_parameter`` on the wrapper (the name already resolves to the
+    inner module's), so the tensor goes straight into ``_parameters``, as code that builds
+    modules by hand can do.
+    """
+    model = nn.Sequential(torch.compile(nn.Linear(2, 2), backend="eager"), nn.Linear(2, 1))
+    own = nn.Parameter(torch.zeros(2))
+    model[0]._parameters["weight"] = own
+    torch_names = [n for n, _ in model.named_parameters()]
+    assert torch_names == ["0.weight", "0._orig_mod.weight", "0._orig_mod.bias", "1.weight", "1.bias"]
+    groups = multilr.build(model, Spec(lr=0.01, rules=[Rule("0._orig_mod.*", lr_mult=3)]), backend="torch")
+    assert [p.name for p in groups.plan.params] == torch_names
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    rates = {p.name: p.lr for p in groups.plan.params}
+    assert rates["0.weight"] == pytest.approx(0.01)
+    assert rates["0._orig_mod.weight"] == rates["0._orig_mod.bias"] == pytest.approx(0.03)
