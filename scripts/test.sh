@@ -31,7 +31,7 @@ echo "== pytest: OneFlow side (Python 3.10)"
   --deselect multilr/_plot.py::multilr._plot.plot_rates \
   --deselect multilr/testing/_harness.py::multilr.testing._harness.TorchLikeHarness \
   multilr tests/test_spec.py tests/test_plan.py tests/test_depth.py tests/test_registry.py \
-  tests/test_testing.py tests/test_recorder.py tests/test_runtime_spec.py tests/test_hints.py tests/test_towers.py \
+  tests/test_testing.py tests/test_testing_strictness.py tests/test_recorder.py tests/test_runtime_spec.py tests/test_hints.py tests/test_towers.py \
   backends/oneflow "$@"
 if [ "$#" -eq 0 ]; then
   echo "== conformance: every backend's traces, every pair, the summary"

@@ -310,12 +310,12 @@ def test_the_reference_resumes_momentum_after_a_freeze() -> None:
 
 
 def test_a_tensor_unfrozen_mid_run_starts_its_adam_state_then() -> None:
-    """embed.weight, frozen by the spec, is first updated on step 2: Adam's first step (sign of g)."""
+    """embed.weight, frozen by the spec, is first updated on step 2: Adam's first step, g / (|g| + eps)."""
     case, plan = _planned("adam-step-ctl_thaw")
     traj, rates = reference_run(case, plan)
     p2, g2 = traj[2]["embed.weight"], case.gradient(2)["embed.weight"] + 0.01 * traj[2]["embed.weight"]
     assert np.array_equal(p2, case.initial()["embed.weight"])
-    step = -rates[2]["embed.weight"] * g2 / (np.abs(g2) + 1e-8)
+    step = -rates[2]["embed.weight"] * g2 / (np.abs(g2) + case.setup.hyper["eps"])
     assert traj[3]["embed.weight"] == pytest.approx(p2 + step, rel=1e-9)
 
 

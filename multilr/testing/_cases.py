@@ -217,7 +217,9 @@ class OptimizerSetup:
 
 
 _SGD = {"momentum": 0.0, "dampening": 0.0, "nesterov": False}
-_ADAM = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False}
+#: eps 1e-2 rather than 1e-8: Adam's moments are near 1 here, so 1e-8 would not show in any
+#: update, and a backend that dropped or misplaced eps would pass.
+_ADAM = {"betas": (0.9, 0.999), "eps": 1e-2, "amsgrad": False}
 
 #: The optimizers, by the name used in case ids. Rates are large enough that float32
 #: updates are well above rounding (the effective rate is read back from them).
@@ -229,7 +231,9 @@ OPTIMIZERS: Mapping[str, OptimizerSetup] = {
     "dampening": OptimizerSetup("sgd", 0.05, 0.0, {**_SGD, "momentum": 0.9, "dampening": 0.5}),
     "adam": OptimizerSetup("adam", 0.01, 0.01, _ADAM),
     "adamw": OptimizerSetup("adamw", 0.01, 0.05, _ADAM),
-    "amsgrad": OptimizerSetup("adamw", 0.01, 0.05, {**_ADAM, "amsgrad": True}),
+    # beta2 0.5: with 0.999, v only grows over six steps of gradients in [0.5, 1.5], its
+    # running maximum is v itself, and AdamW without amsgrad passed every amsgrad cell
+    "amsgrad": OptimizerSetup("adamw", 0.01, 0.05, {**_ADAM, "betas": (0.9, 0.5), "amsgrad": True}),
     # eps 1e-2 rather than 1e-8 so that where eps sits (inside or outside the square root) shows
     "rmsprop": OptimizerSetup(
         "rmsprop", 0.01, 0.01, {"alpha": 0.9, "eps": 1e-2, "momentum": 0.0, "centered": False}

@@ -377,7 +377,7 @@ def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
             u = shadow.direction(name, before, grads[name], weight_decay=wd[name])
             got = float(-(delta * u).sum() / (u * u).sum())
             result.rates[name].append(got)
-            if abs(got - want) > rtol * abs(want):
+            if not abs(got - want) <= rtol * abs(want):  # written so that a NaN rate fails here too
                 msgs.append(
                     f"step {t}: {name} trained at rate {got:.6g}, plan x schedule says {want:.6g} "
                     f"(ratio {got / want:.4g})"
@@ -396,7 +396,7 @@ def _compare(case: Case, obs: Observation, result: CellResult) -> list[str]:
         for name in case.names():
             ref, got_p = ref_traj[t][name], obs.params[t][name]
             err = float(np.abs(got_p - ref).max() / max(1.0, float(np.abs(ref).max())))
-            if err > tol:
+            if not err <= tol:  # a NaN parameter fails (NaN > tol is false)
                 msgs.append(f"after step {t}: {name} is {err:.3g} from the reference (tolerance {tol:g})")
     final = obs.params[-1]
     result.final = {n: [float(x) for x in np.ravel(final[n])] for n in case.names()}

@@ -206,11 +206,13 @@ def _disagreements(a: str, b: str, cid: str, ra: Mapping[str, Any], rb: Mapping[
     out = []
     for name in case.names():
         xa, xb = np.asarray(ra["rates"][name]), np.asarray(rb["rates"][name])
-        if xa.shape != xb.shape or np.any(np.abs(xa - xb) > 2 * rtol * np.maximum(np.abs(xa), np.abs(xb))):
+        # compared as 'not within', so that a NaN on either side is a disagreement
+        allowed = 2 * rtol * np.maximum(np.abs(xa), np.abs(xb)) if xa.shape == xb.shape else None
+        if allowed is None or not np.all(np.abs(xa - xb) <= allowed):
             out.append(
                 f"{a} ~ {b} on {cid}: effective rates of {name} differ: {xa.tolist()} vs {xb.tolist()}"
             )
         fa, fb = np.asarray(ra["final"][name]), np.asarray(rb["final"][name])
-        if fa.shape != fb.shape or np.abs(fa - fb).max() > ptol * max(1.0, float(np.abs(fa).max())):
+        if fa.shape != fb.shape or not np.abs(fa - fb).max() <= ptol * max(1.0, float(np.abs(fa).max())):
             out.append(f"{a} ~ {b} on {cid}: final {name} differs by {np.abs(fa - fb).max():.3g}")
     return out
