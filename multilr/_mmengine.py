@@ -137,8 +137,11 @@ def _base_weight_decay(base_wd: float | None, kind: Any) -> float:
 def _substring_of_dotted(key: str) -> Regex:
     """``key in f"{prefix}.{name}"``: MMEngine writes a root tensor's name with a leading dot."""
     pattern = re.escape(key)
-    if key.startswith("."):  # '.logit_scale' also matches the root tensor 'logit_scale'
-        pattern = f"{pattern}|^{re.escape(key[1:])}"
+    # '.logit_scale' also matches the root tensor 'logit_scale' (and 'logit_scale_2'), as
+    # '.logit_scale' is in '.logit_scale_2'; only a root tensor has that leading dot, and its
+    # name has no other: '.neck' is not in 'neck.weight'
+    if key.startswith(".") and "." not in key[1:]:
+        pattern = f"{pattern}|^{re.escape(key[1:])}[^.]*$"
     return Regex(pattern)
 
 

@@ -358,6 +358,24 @@ def test_to_json_and_table():
     assert str(p) == text
 
 
+def test_table_shows_a_frozen_rate_as_0_and_counts_elements():
+    # a frozen tensor trains at 0 now: its row, its group's line and the JSON say 0 (what it would train
+    # at unfrozen is in "rate from"); a group's elements are the sum of its tensors' sizes
+    spec = Spec(lr=0.1, rules=[Rule(Prefix("conv1"), frozen=True, lr_mult=0.5, name="stem")])
+    p = plan(resnet_like(), spec)
+    row = next(line.split() for line in p.table(rich=False).splitlines() if line.startswith("conv1.weight"))
+    assert row[:6] == ["conv1.weight", "4x3x3x3", "stem/frozen", "0", "0", "yes"]
+    stem = p.summary(rich=False).splitlines()[-2].split()
+    assert stem == ["0", "stem/frozen", "1", "108", "0", "0.5", "0", "yes"]
+    assert json.loads(p.to_json())["params"][0]["lr"] == 0.0
+
+
+def test_table_with_exactly_max_rows_hides_nothing():
+    p = plan(resnet_like(), Spec(lr=0.1))
+    assert p.table(rich=False, max_rows=62) == p.table(rich=False)
+    assert "... 1 more ..." in p.table(rich=False, max_rows=61)
+
+
 def test_table_shows_aliases_and_model_frozen():
     infos = tied_lm()
     infos[1] = ParamInfo(*(getattr(infos[1], f) for f in infos[1].__slots__[:5]), False, infos[1].key)

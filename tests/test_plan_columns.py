@@ -49,6 +49,14 @@ def test_deferred_plan_equals_the_eager_plan_field_for_field():
     assert p.params is p.params and p.groups is p.groups, "records are made once"
 
 
+def test_a_plan_from_records_counts_every_tensor_when_layer_decay_covers_only_some():
+    # outside layer decay's ``within`` a record has no depth: the names decide then, for every tensor
+    p = plan(resnet_like(), Spec(lr=1e-3, layer_decay=LayerDecay(0.8, within=Prefix("layer1"))))
+    eager = Plan(p.spec, p.params, p.groups, p.aliases, p.max_depth, p.unused_rules)
+    assert {q.depth is None for q in eager.params} == {True, False}
+    assert list(eager.block_depths()) == [q.name for q in eager.params]
+
+
 def test_deferred_plan_survives_replace_copy_and_unknown_attributes():
     p = plan(tied_lm(), Spec(lr=1, rules=[Rule(Prefix("lm_head"), lr_mult=0.5, name="head")]))
     again = copy.copy(p)  # before any record exists

@@ -7,6 +7,7 @@ The rates a real optimizer applied are checked against the recorder in
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -69,6 +70,43 @@ def test_a_rate_source_names_its_groups_on_first_call() -> None:
     h = rec.history()
     assert h.groups == ("x", "y") and h.rates["x"] == pytest.approx((1.0, 0.5, 1 / 3))
     assert h.meta["backend"] == "mine" and h.meta["source"].endswith("<lambda>")
+
+
+def test_the_callers_meta_wins_over_the_recorders_own() -> None:
+    # a run that knows better (a wrapper optimizer, its own backend label) overrides what the recorder guessed
+    rec = Recorder(_opt(("a", 0.1)), meta={"backend": "deepspeed", "optimizer": "FusedAdam"})
+    rec.record()
+    assert rec.history().meta["backend"] == "deepspeed" and rec.history().meta["optimizer"] == "FusedAdam"
+    assert rec.history().meta["source"] == "optimizer"
+
+
+def test_ratios_are_nan_where_the_reference_group_is_frozen() -> None:
+    # a frozen reference (rate 0) has no ratio: nan, not 0, which would read as "that group is frozen"
+    h = RateHistory(("body", "head"), (0, 1), {"body": (0.0, 0.1), "head": (0.5, 1.0)})
+    head = h.ratios("body")["head"]
+    assert math.isnan(head[0]) and head[1] == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize(
+    ("groups", "steps", "rates", "message"),
+    [
+        (("a",), (0, 0), {"a": (0.1, 0.1)}, "steps must be strictly ascending"),
+        (("a",), (0, 1, 2), {"a": (0.1, 0.1)}, "group 'a' has 2 rates for 3 steps"),
+        (("a",), (0,), {"a": (-0.1,)}, "group 'a' has rate -0.1 at step 0"),
+    ],
+    ids=["repeated-step", "too-few-rates", "negative-rate"],
+)
+def test_inconsistent_histories_are_refused(groups, steps, rates, message) -> None:
+    with pytest.raises(SpecError, match=message):
+        RateHistory(groups, steps, rates)
+
+
+def test_a_mapping_without_the_format_is_not_a_rate_history() -> None:
+    # a plan's JSON or a finder result's has groups too: only the format tells a history apart
+    data = RateHistory(("a",), (0,), {"a": (0.1,)}).to_dict()
+    del data["format"]
+    with pytest.raises(SpecError, match="not a multilr rate history"):
+        RateHistory.from_dict(data)
 
 
 def test_json_round_trip(tmp_path) -> None:

@@ -177,6 +177,28 @@ def _quadratic(a: float = 1.0):
     return model, opt, step
 
 
+def test_without_a_plan_the_base_is_the_fastest_group_wherever_it_is() -> None:
+    # the fastest group first: the base is the maximum, not the last group's rate
+    model = _mlp()
+    fast, slow = model[0].parameters(), model[1].parameters()
+    opt = torch.optim.SGD([{"params": fast, "lr": 4e-3}, {"params": slow, "lr": 1e-3}])
+    result = lr_find(model, opt, lambda: 1.0, num_it=5)
+    assert result.ratios == {"group0": 1.0, "group1": 0.25}
+
+
+def test_without_a_plan_repeated_group_names_fall_back_to_numbers() -> None:
+    # two groups a user named alike still get a rate history each (its names must differ)
+    model = _mlp()
+    opt = torch.optim.SGD(
+        [
+            {"params": model[0].parameters(), "lr": 1e-3, "name": "x"},
+            {"params": model[1].parameters(), "lr": 1e-3, "name": "x"},
+        ]
+    )
+    result = lr_find(model, opt, lambda: 1.0, num_it=5)
+    assert result.rates.groups == ("group0", "group1")
+
+
 def test_stops_when_the_smoothed_loss_diverges() -> None:
     model, opt, step = _quadratic(a=1.0)
     result = lr_find(model, opt, step, start_lr=1e-4, end_lr=1e3, num_it=100)
@@ -200,6 +222,40 @@ def test_stops_on_a_non_finite_loss_even_without_divergence_check() -> None:
     assert (result.stop, len(result.lrs), len(calls)) == ("non-finite", 7, 7)
     assert math.isnan(result.smoothed[-1]) and result.losses[-1] == math.inf
     assert json.dumps(result.to_dict(), allow_nan=False)  # non-finite losses become null
+
+
+def _scripted(losses: list[float]):
+    """A model and optimizer that a step does not touch, and a step returning ``losses`` in turn."""
+    model, opt, _ = _quadratic()
+    it = iter(losses)
+    return model, opt, lambda: next(it)
+
+
+def test_smoothing_is_fastais_bias_corrected_moving_average() -> None:
+    # the bias correction divides by 1 - 0.98^(i+1) at step i, so a constant loss smooths to itself
+    # from the first step on (off by one, step 0 would read about half the loss)
+    model, opt, step = _scripted([2.0] * 5 + [3.0])
+    result = lr_find(model, opt, step, num_it=6, diverge=None)
+    assert result.smoothed[:5] == pytest.approx([2.0] * 5, rel=1e-12)
+    avg = 0.98 * 2.0 * (1 - 0.98**5) + 0.02 * 3.0
+    assert result.smoothed[5] == pytest.approx(avg / (1 - 0.98**6), rel=1e-12)
+
+
+def test_negative_losses_never_count_as_divergence() -> None:
+    # "diverge x the best" means nothing for a best below 0 (a log-likelihood, a loss with an offset):
+    # -1 is above 4 x -1, yet nothing diverged
+    model, opt, step = _scripted([-1.0 - 0.1 * i for i in range(20)])
+    result = lr_find(model, opt, step, num_it=20)
+    assert (result.stop, len(result.lrs)) == ("completed", 20)
+
+
+def test_the_first_tenth_of_the_steps_is_left_out_of_the_suggestions() -> None:
+    # fastai's rule: the lowest rates move nothing, so a low loss there (a lucky first batch) is no minimum;
+    # with 20 steps, steps 0 and 1 are skipped and the lowest smoothed loss left is at step 2
+    model, opt, step = _scripted([0.5, 0.5] + [1.0] * 18)
+    result = lr_find(model, opt, step, num_it=20, diverge=None)
+    assert max(result.smoothed[:2]) < min(result.smoothed[2:])
+    assert result.suggestions["minimum"] == pytest.approx(result.lrs[2] / 10, rel=1e-12)
 
 
 def test_suggestion_is_sane_on_a_problem_with_a_known_good_rate() -> None:
@@ -330,6 +386,21 @@ def test_restored_when_the_step_returns_no_loss() -> None:
     _check_restored(model, groups, opt, before)
 
 
+def test_train_and_eval_flags_are_restored_when_the_step_switches_them() -> None:
+    # a step_fn that calls model.train() (as training loops do) would leave the eval-mode BN training
+    model, groups, opt, _, x, y = _trained_setup()
+    before = _state(model, opt)
+    inner = _step(model, opt, x, y)
+
+    def step() -> float:
+        model.train()
+        return inner()
+
+    lr_find(model, opt, step, plan=groups, start_lr=1e-6, end_lr=1e-2, num_it=10)
+    assert not model.frozen_bn.training
+    _check_restored(model, groups, opt, before)
+
+
 def test_fresh_optimizer_state_is_restored_empty() -> None:
     model = _mlp()
     groups = multilr.build(model, _spec())
@@ -389,6 +460,18 @@ def test_a_plan_that_does_not_match_the_optimizer_is_refused() -> None:
     other = multilr.build(_mlp(), {"lr": 0.1})
     with pytest.raises(MultiLRError, match="the optimizer has 3 param groups, the plan 1"):
         lr_find(model, opt, step, plan=other)
+    assert calls == []
+
+
+def test_a_plan_whose_groups_are_in_another_order_is_refused() -> None:
+    # the same groups, reversed: each would be swept at another group's ratio
+    model = _mlp()
+    groups = multilr.build(model, _spec())
+    opt = torch.optim.SGD(list(reversed(groups)))
+    calls: list[int] = []
+    message = r"optimizer group 0 is 'head', the plan's group 0 is 'stem/frozen'"
+    with pytest.raises(MultiLRError, match=message):
+        lr_find(model, opt, lambda: calls.append(1) or 1.0, plan=groups)
     assert calls == []
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 import multilr
 from multilr import CoverageError, SpecError, from_mmengine
@@ -22,8 +23,8 @@ from ._mmengine_ref import Detector, Settings, add_params
 
 NAMES = [n for n, _ in Detector().named_parameters()]
 MULTS = st.sampled_from([0.0, 0.5, 2.0])
-KEYS = st.sampled_from(["backbone", "backbone.1", "backbone.2", ".logit_scale", "logit", "neck", "head", "weight",
-                        "bias", ".bias", "ne", "1.", "nothing-matches"])  # fmt: skip
+KEYS = st.sampled_from(["backbone", "backbone.1", "backbone.2", ".logit_scale", "logit", "neck", ".neck", "head",
+                        "weight", "bias", ".bias", "ne", "1.", "nothing-matches"])  # fmt: skip
 OPTIONS = st.fixed_dictionaries(
     {},
     optional={
@@ -140,3 +141,68 @@ def test_requires_grad_false_in_a_custom_key_freezes() -> None:
 def test_bad_configs_are_refused_by_name(wrapper: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         from_mmengine(wrapper)
+
+
+class Edges(nn.Module):
+    """Tensors on the edges of MMEngine's tests, which ``Detector`` does not reach.
+
+    A grouped conv that is not depthwise (``groups`` 2 of 8 channels), a depthwise conv ``dw``
+    whose path is also the tail of a deeper, ordinary conv ``stage.dw``, a tensor whose name
+    ends in ``bias`` without being one (BEiT's ``q_bias``), and ``stem.1`` next to ``stem_1``
+    (a ``.`` in a custom key is a dot, not any character).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dw = nn.Conv2d(8, 8, 3, groups=8)
+        self.stage = nn.Module()
+        self.stage.dw = nn.Conv2d(8, 8, 3)
+        self.grouped = nn.Conv2d(8, 8, 3, groups=2)
+        self.attn = nn.Module()
+        self.attn.qkv = nn.Linear(8, 24, bias=False)
+        self.attn.q_bias = nn.Parameter(torch.zeros(8))
+        self.stem = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8))
+        self.stem_1 = nn.Linear(8, 8)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "tensor", "want"),
+    [
+        # in_channels == groups, not any grouped conv; and only the tensors of that module itself
+        ({"dwconv_decay_mult": 0.0}, "grouped.weight", (0.1, 0.1, False)),
+        ({"dwconv_decay_mult": 0.0}, "stage.dw.weight", (0.1, 0.1, False)),
+        ({"dwconv_decay_mult": 0.0}, "dw.weight", (0.1, 0.0, False)),
+        # the depthwise conv's bias is flat too: MMEngine asks dwconv before ndim == 1
+        ({"dwconv_decay_mult": 0.5, "flat_decay_mult": 0.0}, "dw.bias", (0.1, 0.05, False)),
+        # a bias is a tensor called exactly "bias"
+        ({"bias_lr_mult": 2.0}, "attn.q_bias", (0.1, 0.1, False)),
+        ({"bias_lr_mult": 2.0}, "stem_1.bias", (0.2, 0.1, False)),
+        # a custom key is a substring, not a pattern
+        ({"custom_keys": {"stem.1": {"lr_mult": 0.1}}}, "stem_1.weight", (0.1, 0.1, False)),
+        # equal lengths: alphabetical, whatever the config's order ("dw" before "ge", both in "stage.dw")
+        ({"custom_keys": {"ge": {"lr_mult": 3.0}, "dw": {"lr_mult": 0.5}}}, "stage.dw.weight",
+         (0.05, 0.1, False)),
+    ],
+    ids=["grouped-conv", "deeper-same-name", "depthwise", "dwconv-before-flat", "q-bias", "bias",
+         "dot-in-key", "equal-length-keys"],
+)  # fmt: skip
+def test_edge_tensors_get_what_add_params_gives(cfg: dict[str, Any], tensor: str, want: tuple) -> None:
+    model = Edges()
+    optimizer = {"type": "SGD", "lr": 0.1, "weight_decay": 0.1}
+    spec = from_mmengine({"optimizer": optimizer, "paramwise_cfg": cfg}, model)
+    got = handed(model, spec)
+    assert got[tensor] == pytest.approx(want), f"{tensor}: got {got[tensor]}, want {want}"
+    assert differing(got, add_params(model, 0.1, 0.1, cfg)) == []
+
+
+def test_a_leading_dot_reaches_root_tensors_only() -> None:
+    """MMEngine tests ``key in f"{prefix}.{name}"``, and only a root tensor's prefix is empty:
+    ``".logit_scale"`` is in ``".logit_scale"``, ``".neck"`` in no name under the module ``neck``
+    (``"neck.weight"``). Such a key matches nothing there, which multilr refuses by name."""
+    optimizer = {"type": "SGD", "lr": 0.1, "weight_decay": 0.1}
+    spec = from_mmengine({"optimizer": optimizer, "paramwise_cfg": {"custom_keys": {".neck": {"lr_mult": 0.1}}}})
+    assert add_params(Detector(), 0.1, 0.1, {"custom_keys": {".neck": {"lr_mult": 0.1}}})["neck.weight"][0] == 0.1
+    with pytest.raises(CoverageError, match=r"custom_keys\[\.neck\]"):
+        multilr.plan(Detector(), spec, backend="torch")
+    root = from_mmengine({"optimizer": optimizer, "paramwise_cfg": {"custom_keys": {".logit": {"lr_mult": 0.1}}}})
+    assert handed(Detector(), root)["logit_scale"][0] == pytest.approx(0.01)

@@ -111,6 +111,29 @@ def test_attach_records_inside_optimizer_step() -> None:
         rec.attach().attach()
 
 
+def test_attach_reads_the_rates_before_a_scheduler_stepped_from_a_post_hook() -> None:
+    # "wherever the scheduler's step() is called" includes an optimizer step post-hook: a recorder
+    # reading the rates after the step would log the next step's rate there
+    model, _, opt = _setup()
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1, 0.5)
+    opt.register_step_post_hook(lambda *_: sched.step())
+    rec = Recorder(opt).attach()
+    applied = [_train_step(model, opt, t) for t in range(3)]
+    _check(rec.history(), applied)
+
+
+def test_a_detached_recorder_can_attach_again() -> None:
+    # detach removes the hook and forgets it; the steps taken while detached are not counted
+    model, _, opt = _setup()
+    rec = Recorder(opt).attach()
+    applied = [_train_step(model, opt, 0)]
+    rec.detach()
+    _train_step(model, opt, 1)
+    rec.attach()
+    applied.append(_train_step(model, opt, 2))
+    _check(rec.history(), applied)
+
+
 def test_controller_rates_freezing_and_rescaling_are_recorded_as_applied() -> None:
     model, groups, opt = _setup()
     ctl = Controller(opt, groups, schedule=Step(1, 0.7))
