@@ -32,7 +32,9 @@ depth of the others (timm 2691).
 * An element of a stack holding at most two modules with tensors, where another element
   holds more (or holds stacks), is a layer beside the blocks, a *plain* unit:
   torchvision's MobileNet/EfficientNet stem conv ``features.0`` is the stem and its last
-  conv ``features.N`` the head (:func:`_layer_elements`).
+  conv ``features.N`` the head (:func:`_layer_elements`). Unless its modules are some
+  bigger element's, by their names inside it: then it is a block with a part left out
+  (a layer scale only in ``blocks.0``), and stays one.
 * The tree is walked in order and cut into units: each other stack element is a *block*;
   anything else that contains no stack is a *plain* unit; modules that contain a
   stack are opened up.
@@ -188,7 +190,7 @@ def _blocks(
     partner = _partners(runs, stacks, owners.distinct, unique) if runs else {}
     partner.update(paired)
     opened = _around(stacks) | partner.keys()
-    unit_of, kids, held = _units(unique, owners, opened)
+    unit_of, kids, held, owner_unit = _units(unique, owners, opened)
     units: list[tuple[str, bool]] = []  # (unit path, is_block) in model order
     # each stack's partner runs, cut in with its elements: before them when registered before
     alongside: dict[str, list[tuple[str, bool]]] = {}
@@ -198,7 +200,7 @@ def _blocks(
 
     def cut(path: str) -> None:
         stack = path in stacks
-        layers = _layer_elements(kids[path], opened, held, partner) if stack else _NO_LAYERS
+        layers = _layer_elements(kids[path], opened, held, partner, owner_unit) if stack else _NO_LAYERS
         runs_here = alongside.get(path)
         for child in kids[path]:
             if child in partner:
@@ -621,13 +623,14 @@ def _around(stacks: set[str]) -> set[str]:
 
 def _units(
     names: Sequence[str], owners: _Owners, opened: set[str]
-) -> tuple[list[str], dict[str, dict[str, None]], Counter[str]]:
-    """The unit of each name, the children of each opened module, and the modules in each unit.
+) -> tuple[list[str], dict[str, dict[str, None]], Counter[str], dict[str, str]]:
+    """The unit of each name, the children of each opened module, the modules in each unit.
 
     A name's unit is its shortest prefix that is not opened up: its owner's unit, or
     the name itself when its owner is opened. The children lists come from the units
-    in order of first appearance. The last: how many modules with tensors each unit
-    holds (what :func:`_layer_elements` reads; a unit that is a tensor's name holds none).
+    in order of first appearance. Then how many modules with tensors each unit holds
+    (what :func:`_layer_elements` reads; a unit that is a tensor's name holds none),
+    and the unit of each module with tensors that is not opened.
     """
     owner_unit = _owner_units(owners, opened)
     # a parameter directly on an opened module is a unit itself
@@ -640,14 +643,18 @@ def _units(
         if parent not in placed:
             _place(parent, kids)
             placed.add(parent)
-    return unit_of, kids, Counter(owner_unit.values())
+    return unit_of, kids, Counter(owner_unit.values()), owner_unit
 
 
 _NO_LAYERS: frozenset[str] = frozenset()
 
 
 def _layer_elements(
-    children: Mapping[str, None], opened: set[str], held: Mapping[str, int], partner: Mapping[str, str]
+    children: Mapping[str, None],
+    opened: set[str],
+    held: Mapping[str, int],
+    partner: Mapping[str, str],
+    owner_unit: Mapping[str, str],
 ) -> AbstractSet[str]:
     """The elements of a stack that are layers beside its blocks: the stem's and head's convs.
 
@@ -662,13 +669,27 @@ def _layer_elements(
     downsamples in ``features.2``) the depth of the block before it. A stack of such
     elements alone is a run of layers (:func:`_layer_runs`): its elements stay blocks.
 
+    Size alone misreads a stack of small blocks where one block has a part more: with a
+    layer scale only in ``blocks.0`` (``fc``, ``norm``, ``scale``), ``blocks.1`` and
+    ``blocks.2`` (``fc``, ``norm``) were the head. So an element whose modules, named
+    inside it, are all among a bigger element's is a block missing a part, and stays a
+    block; a stem conv (``0``, ``1``) shares no names with an inverted residual
+    (``conv.0.0`` ..).
+
     Example:
         >>> kids = dict.fromkeys(["f.0", "f.1", "f.2", "f.3"])
         >>> held = {"f.0": 2, "f.1": 4, "f.2": 4, "f.3": 2}
-        >>> sorted(_layer_elements(kids, set(), held, {}))
+        >>> inner = {"f.0": ["0", "1"], "f.3": ["0", "1"], "f.1": ["c.0", "c.1", "c.2", "c.3"]}
+        >>> inner["f.2"] = inner["f.1"]
+        >>> owner_unit = {f"{unit}.{m}": unit for unit, ms in inner.items() for m in ms}
+        >>> sorted(_layer_elements(kids, set(), held, {}, owner_unit))
         ['f.0', 'f.3']
-        >>> _layer_elements(kids, set(), dict.fromkeys(kids, 2), {})  # a run of layers: none
+        >>> _layer_elements(kids, set(), dict.fromkeys(kids, 2), {}, owner_unit)  # a run of layers: none
         frozenset()
+        >>> scaled = {f"f.{i}.{m}": f"f.{i}" for i in range(3) for m in ("fc", "norm")} | {"f.0.scale": "f.0"}
+        >>> sizes = {"f.0": 3, "f.1": 2, "f.2": 2}  # a layer scale only in f.0: three blocks
+        >>> _layer_elements(dict.fromkeys(sizes), set(), sizes, {}, scaled)
+        set()
     """
     sizes = list(map(held.get, children, repeat(0)))
     if min(sizes, default=0) > LAYER_MODULES:  # blocks only: the usual case
@@ -678,7 +699,17 @@ def _layer_elements(
     # have a thousand elements: look the opened up among the children
     if max(sizes) <= LAYER_MODULES and not any(p in children and p not in partner for p in opened):
         return _NO_LAYERS  # a run of layers (a network of conv units): its elements are its blocks
-    return {c for c, n in zip(children, sizes, strict=True) if n <= LAYER_MODULES and c not in opened}
+    small = [c for c, n in zip(children, sizes, strict=True) if n <= LAYER_MODULES and c not in opened]
+    bigger = [c for c, n in zip(children, sizes, strict=True) if n > LAYER_MODULES and c not in opened]
+    if not bigger or not any(map(held.get, small)):
+        return set(small)
+    # rare (a stack with elements of both sizes): the modules of its elements, by their names inside them
+    inside: dict[str, set[str]] = {c: set() for c in (*small, *bigger)}
+    for owner, unit in owner_unit.items():
+        modules = inside.get(unit)
+        if modules is not None:
+            modules.add(owner[len(unit) + 1 :])
+    return {c for c in small if not (inside[c] and any(inside[c] <= inside[b] for b in bigger))}
 
 
 def _owner_units(owners: _Owners, opened: set[str]) -> dict[str, str]:

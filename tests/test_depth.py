@@ -193,12 +193,45 @@ def test_the_stem_and_last_conv_beside_blocks_in_one_list_are_stem_and_head():
     assert [d[f"features.{i}.0.weight"] for i in (0, 2)] == [0, 2]
     assert [d[f"features.{i}.{j}.layer_scale"] for i in (1, 3) for j in range(2)] == [1, 2, 3, 4]
     assert d["classifier.2.weight"] == 5
-    # controls: a list of conv units alone is a plain CNN's blocks; an element with three
-    # modules (a squeeze-excitation beside the conv) is a block beside the two-module ones
+    # controls: a list of conv units alone is a plain CNN's blocks; an element of three
+    # other modules (a depthwise conv, its norm, a projection) is a block beside the
+    # two-module ones, which are the stem and the head
     plain = [n for i in range(3) for n in _conv(f"features.{i}")]
     assert [infer_depths(plain, "blocks")[f"features.{i}.0.weight"] for i in range(3)] == [1, 2, 3]
-    heavier = [*_conv("features.0"), *_conv("features.1"), "features.1.se.weight", *_conv("features.2")]
-    assert [infer_depths(heavier, "blocks")[f"features.{i}.0.weight"] for i in range(3)] == [0, 1, 2]
+    heavier = [*_conv("features.0"), *_inverted_residual("features.1", expand=False), *_conv("features.2")]
+    d = infer_depths(heavier, "blocks")
+    assert [d["features.0.0.weight"], d["features.1.conv.0.0.weight"], d["features.2.0.weight"]] == [0, 1, 2]
+
+
+def test_a_block_with_a_part_more_leaves_the_others_blocks():
+    """Blocks of two modules where one holds a third (a layer scale only in ``blocks.0``, a
+    squeeze-excitation in one conv unit) are one kind of block: the two-module ones hold
+    the same modules, by their names inside the block, less one. Read by size alone they
+    were layers beside a block, and ``blocks.1``/``.2`` went to the head with a depth of
+    its (the conformance suite's ``subclassed`` model had 3 depths where it has 5).
+    """
+    block = ("fc", "norm")
+    plain = ["embed.weight", *(f"blocks.{i}.{m}.weight" for i in range(3) for m in block), "head.weight"]
+    scaled = [*plain[:3], "blocks.0.scale.gamma", *plain[3:]]
+    for mode in ("blocks", "outer"):
+        d = infer_depths(scaled, mode)
+        assert [d[f"blocks.{i}.fc.weight"] for i in range(3)] == [1, 2, 3]
+        assert d["blocks.0.scale.gamma"] == 1 and d["embed.weight"] == 0 and d["head.weight"] == 4
+        assert {n: d[n] for n in plain} == infer_depths(plain, mode)
+    # a squeeze-excitation in one of three conv units: three blocks, as without it
+    se = [*_conv("features.0"), *_conv("features.1"), "features.1.se.weight", *_conv("features.2")]
+    assert [infer_depths(se, "blocks")[f"features.{i}.0.weight"] for i in range(3)] == [1, 2, 3]
+    # torchvision's ResNet-18 with FrozenBatchNorm2d (buffers only), as detection models build
+    # it: layerK.1 holds conv1 and conv2, layerK.0 a downsample conv more. They were layers
+    # beside layerK.0, and layer4.1 went to the head with fc; now each is a block, as timm
+    # groups them. (layer1, two two-conv blocks with no bigger sibling, is still the stem.)
+    frozen_bn = ["conv1.weight", *(f"layer1.{b}.conv{c}.weight" for b in (0, 1) for c in (1, 2))]
+    for k in (2, 3, 4):
+        convs = ("0.conv1", "0.conv2", "0.downsample.0", "1.conv1", "1.conv2")
+        frozen_bn += [f"layer{k}.{m}.weight" for m in convs]
+    d = infer_depths([*frozen_bn, "fc.weight", "fc.bias"], "blocks")
+    assert [d[f"layer{k}.{b}.conv1.weight"] for k in (2, 3, 4) for b in (0, 1)] == [1, 2, 3, 4, 5, 6]
+    assert d["layer1.1.conv2.weight"] == 0 and d["fc.weight"] == 7
 
 
 def test_a_run_of_layers_beside_a_stack_of_the_same_elements_goes_in_with_it():

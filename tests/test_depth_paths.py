@@ -152,9 +152,15 @@ def _by_definition(names, outer=False):
     def has_stack(path):
         return is_stack(path) or any(has_stack(c) for c in kids[path])
 
+    def modules_in(path):  # the modules with tensors in path's subtree, named inside it
+        return {o[len(path) + 1 :] for o in owners if o == path or o.startswith(path + ".")}
+
     def layer_beside_blocks(path, child):  # a stem or head conv among a stack's blocks
         elements = [c for c in kids[path] if c not in partner]
-        return held(child) <= 2 and any(has_stack(c) or held(c) > 2 for c in elements)
+        bigger = [c for c in elements if not has_stack(c) and held(c) > 2]
+        # unless it is a block with a part left out: its modules all among a bigger one's
+        pruned = held(child) > 0 and any(modules_in(child) <= modules_in(c) for c in bigger)
+        return held(child) <= 2 and any(has_stack(c) or held(c) > 2 for c in elements) and not pruned
 
     def units(path):
         out = []
