@@ -40,6 +40,8 @@ from multilr.testing import (
 )
 from multilr.testing.__main__ import main
 
+from ._harnesses import Fixed
+
 # -- the reference optimizers, against values worked out by hand ------------------------
 
 
@@ -183,20 +185,6 @@ def test_every_mistake_is_caught(mistake: str, family: str) -> None:
     assert sum(r.status == "failed" for r in report.results) >= len(cases) // 2
 
 
-class _Fixed:
-    """A harness that returns a prepared observation (or raises)."""
-
-    backend = "fixed"
-
-    def __init__(self, obs: Observation | Exception) -> None:
-        self.obs = obs
-
-    def run(self, case: Case) -> Observation:
-        if isinstance(self.obs, Exception):
-            raise self.obs
-        return self.obs
-
-
 def _reference_obs(case: Case) -> Observation:
     return ReferenceHarness().run(case)
 
@@ -206,7 +194,7 @@ def test_a_frozen_tensor_that_moves_fails() -> None:
     obs = _reference_obs(case)
     snaps = [dict(s) for s in obs.params]
     snaps[-1]["embed.weight"] = snaps[-1]["embed.weight"] + 1e-7
-    result = check_cell(_Fixed(Observation(snaps, obs.planned)), case)
+    result = check_cell(Fixed(Observation(snaps, obs.planned)), case)
     assert result.status == "failed"
     assert any("embed.weight is frozen but moved" in m for m in result.messages)
 
@@ -217,7 +205,7 @@ def test_a_backend_plan_that_differs_fails() -> None:
     planned = dict(obs.planned)
     lr, wd, frozen = planned["head.bias"]
     planned["head.bias"] = (lr * 2, wd, frozen)
-    result = check_cell(_Fixed(Observation(obs.params, planned)), case)
+    result = check_cell(Fixed(Observation(obs.params, planned)), case)
     assert result.status == "failed"
     assert any(m.startswith("plan: head.bias got (lr") for m in result.messages)
 
@@ -228,16 +216,16 @@ def test_a_trajectory_off_by_a_little_fails_its_tolerance() -> None:
     snaps = [dict(s) for s in obs.params]
     for s in snaps[1:]:  # a constant offset after the first step: rates look right, the path does not
         s["head.weight"] = s["head.weight"] + 1e-3
-    result = check_cell(_Fixed(Observation(snaps, obs.planned)), case)
+    result = check_cell(Fixed(Observation(snaps, obs.planned)), case)
     assert any("from the reference" in m for m in result.messages), result.describe()
 
 
 def test_statuses_unsupported_crash_xfail_xpass() -> None:
     case = case_by_id("sgd-step-mixed")
-    assert check_cell(_Fixed(Unsupported("no LambdaLR")), case).status == "unsupported"
-    crashed = check_cell(_Fixed(RuntimeError("boom")), case)
+    assert check_cell(Fixed(Unsupported("no LambdaLR")), case).status == "unsupported"
+    crashed = check_cell(Fixed(RuntimeError("boom")), case)
     assert crashed.status == "failed" and "raised RuntimeError: boom" in crashed.messages[0]
-    assert check_cell(_Fixed(Unsupported("x")), case, expected_failure="why").status == "xfail"
+    assert check_cell(Fixed(Unsupported("x")), case, expected_failure="why").status == "xfail"
     xpass = check_cell(ReferenceHarness(), case, expected_failure="why")
     assert xpass.status == "xpass" and not xpass.ok
     assert "listed as an expected failure (why) but passed" in xpass.messages[0]

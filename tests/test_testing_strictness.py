@@ -42,19 +42,7 @@ from multilr.testing import (
 )
 from multilr.testing._check import EPS
 
-
-class _Fixed:
-    """A harness that returns a prepared observation (or raises)."""
-
-    backend = "fixed"
-
-    def __init__(self, obs: Observation | Exception) -> None:
-        self.obs = obs
-
-    def run(self, case: Case) -> Observation:
-        if isinstance(self.obs, Exception):
-            raise self.obs
-        return self.obs
+from ._harnesses import Fixed
 
 
 def _reference(case: Case) -> tuple[list[dict[str, np.ndarray]], Observation]:
@@ -73,7 +61,7 @@ def _direction(case: Case, snaps: list[dict[str, np.ndarray]], name: str, step: 
 
 
 def _check(case: Case, snaps: list[dict[str, np.ndarray]], obs: Observation) -> CellResult:
-    return check_cell(_Fixed(Observation(snaps, obs.planned)), case)
+    return check_cell(Fixed(Observation(snaps, obs.planned)), case)
 
 
 @pytest.mark.parametrize(
@@ -285,7 +273,7 @@ def test_a_backend_plan_that_differs_in_any_column_fails(
         del planned["head.weight"]
     else:
         planned["head.weight"] = row
-    result = check_cell(_Fixed(Observation(obs.params, planned)), case)
+    result = check_cell(Fixed(Observation(obs.params, planned)), case)
     assert result.status == "failed"
     assert any(m.startswith(f"plan: head.weight {says}") for m in result.messages), result.describe()
 
@@ -381,7 +369,7 @@ def test_a_backend_that_ignores_a_hyperparameter_is_caught(optimizer: str, hyper
     cases = [c for c in all_cases() if c.optimizer == optimizer and not c.controlled]
     assert cases
     for case in cases:
-        result = check_cell(_Fixed(_trained_with(case, **hyper)), case)
+        result = check_cell(Fixed(_trained_with(case, **hyper)), case)
         assert result.status == "failed", f"{optimizer} with {hyper} passes {case.id}"
 
 
@@ -392,7 +380,7 @@ def test_a_backend_that_drops_weight_decay_is_caught_on_sgd_wd() -> None:
         no_wd = dataclasses.replace(case.spec, weight_decay=0.0)
         traj, _ = reference_run(case, multilr.plan(case.infos(), no_wd))
         obs = Observation(traj, ReferenceHarness().run(case).planned)
-        assert check_cell(_Fixed(obs), case).status == "failed", case.id
+        assert check_cell(Fixed(obs), case).status == "failed", case.id
 
 
 # -- the pytest and report helpers report every cell that did not pass ---------------------
@@ -404,8 +392,8 @@ _FAILING = Observation([], {})  # no snapshots: a failed cell
 @pytest.mark.parametrize(
     ("harness", "expected_failure"),
     [
-        (_Fixed(_FAILING), ""),
-        (_Fixed(Unsupported("no LambdaLR")), ""),
+        (Fixed(_FAILING), ""),
+        (Fixed(Unsupported("no LambdaLR")), ""),
         (ReferenceHarness(), "listed, but it passes"),
     ],
     ids=["failed", "unsupported", "xpass"],
@@ -425,7 +413,7 @@ def test_a_listed_failure_is_an_xfail(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MULTILR_TRACES", raising=False)
     cell = Cell("fixed", case_by_id("sgd-step-mixed"), "known")
     with pytest.raises(pytest.xfail.Exception):
-        assert_conformance(_Fixed(_FAILING), cell)
+        assert_conformance(Fixed(_FAILING), cell)
 
 
 @pytest.mark.parametrize("status", ["failed", "unsupported", "xpass"])
