@@ -201,14 +201,12 @@ def _passed(traces: Mapping[str, Mapping[str, Mapping[str, Any]]], backend: str,
 def _disagreements(a: str, b: str, cid: str, ra: Mapping[str, Any], rb: Mapping[str, Any]) -> list[str]:
     case = case_by_id(cid)
     # each side is within tolerance of the reference, so within twice it of each other
-    rtol, ptol = tolerance(case)
-    ptol *= 2
+    rtol, ptol = (2 * x for x in tolerance(case))
     out = []
     for name in case.names():
         xa, xb = np.asarray(ra["rates"][name]), np.asarray(rb["rates"][name])
         # compared as 'not within', so that a NaN on either side is a disagreement
-        allowed = 2 * rtol * np.maximum(np.abs(xa), np.abs(xb)) if xa.shape == xb.shape else None
-        if allowed is None or not np.all(np.abs(xa - xb) <= allowed):
+        if xa.shape != xb.shape or not np.all(np.abs(xa - xb) <= rtol * np.maximum(np.abs(xa), np.abs(xb))):
             out.append(
                 f"{a} ~ {b} on {cid}: effective rates of {name} differ: {xa.tolist()} vs {xb.tolist()}"
             )
