@@ -355,6 +355,9 @@ def _layer_runs(stacks: AbstractSet[str], owners: list[str]) -> set[str]:
 
     A network of conv units alone keeps its top-level runs: it has no other blocks.
 
+    A run shaped like a stack of blocks, whose elements are parts of that stack's, is a
+    stack of blocks with parts left out and stays a stack (:func:`_blocks_alike`).
+
     Example:
         >>> owners = [f"stages.{i}.layers.{j}.{c}" for i in (0, 1) for j in (0, 1) for c in ("conv", "norm")]
         >>> sorted(_layer_runs({"stages", "stages.0.layers", "stages.1.layers"}, owners))
@@ -377,7 +380,58 @@ def _layer_runs(stacks: AbstractSet[str], owners: list[str]) -> set[str]:
                 held[key] = held.get(key, 0) + 1
     blocks = {path for (path, _), count in held.items() if count > LAYER_MODULES}
     runs = set(stacks) - blocks
-    return runs if blocks else runs - _outermost(stacks)
+    if not blocks:
+        return runs - _outermost(stacks)
+    return runs - _blocks_alike(runs, blocks, owners)
+
+
+def _blocks_alike(runs: AbstractSet[str], blocks: AbstractSet[str], owners: list[str]) -> set[str]:
+    """The runs of layers that are stacks of blocks with parts left out.
+
+    A run with the *shape* of a stack of blocks (``layer1`` beside ``layer2``,
+    ``stages.0.blocks`` beside ``stages.1.blocks``) whose every element holds only
+    modules some element of such a stack holds, by their names inside the element:
+    torchvision's ResNet-18 with frozen norms (``FrozenBatchNorm2d`` keeps buffers, no
+    tensors, as in its detection models) has ``conv1`` and ``conv2`` in each of
+    ``layer1``'s blocks, where ``layer2.0`` adds ``downsample.0``; read as a run of
+    layers, ``layer1`` was the stem. A conv stem's units (``0``, ``1``) share no names
+    with a block's.
+
+    Example:
+        >>> blocks = [f"layer{i}.{j}.conv{c}" for i in (1, 2) for j in (0, 1) for c in (1, 2)]
+        >>> owners = [*blocks, "layer2.0.downsample.0"]
+        >>> _blocks_alike({"layer1"}, {"layer2"}, owners)
+        {'layer1'}
+        >>> _blocks_alike({"stem"}, {"layer2"}, ["stem.0.conv", "stem.1.conv", *owners])
+        set()
+    """
+    alike = [run for run in runs if run]  # the root is no run's sibling of a shape
+    if not alike:
+        return set()
+    paths = [*alike, *blocks]
+    shape_of = dict(zip(paths, _shapes(paths), strict=True))
+    by_shape: dict[str, list[str]] = {}
+    for path in blocks:
+        by_shape.setdefault(shape_of[path], []).append(path)
+    alike = [run for run in alike if shape_of[run] in by_shape]
+    if not alike:  # the usual case: no run shaped like a stack of blocks
+        return set()
+
+    def parts(stack: str) -> list[set[str]]:
+        # each element's modules with tensors, named inside the element ("" for itself)
+        start, inside = len(stack) + 1, dict[str, set[str]]()
+        for owner in owners:
+            if owner.startswith(stack + "."):
+                element, _, rest = owner[start:].partition(".")
+                inside.setdefault(element, set()).add(rest)
+        return list(inside.values())
+
+    kept = set()
+    for run in alike:
+        bigger = [part for stack in by_shape[shape_of[run]] for part in parts(stack)]
+        if all(any(part <= big for big in bigger) for part in parts(run)):
+            kept.add(run)
+    return kept
 
 
 def _partners(

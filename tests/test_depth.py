@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from multilr import LayerDecay, PlanError, Spec, plan
@@ -224,14 +226,48 @@ def test_a_block_with_a_part_more_leaves_the_others_blocks():
     # torchvision's ResNet-18 with FrozenBatchNorm2d (buffers only), as detection models build
     # it: layerK.1 holds conv1 and conv2, layerK.0 a downsample conv more. They were layers
     # beside layerK.0, and layer4.1 went to the head with fc; now each is a block, as timm
-    # groups them. (layer1, two two-conv blocks with no bigger sibling, is still the stem.)
-    frozen_bn = ["conv1.weight", *(f"layer1.{b}.conv{c}.weight" for b in (0, 1) for c in (1, 2))]
-    for k in (2, 3, 4):
-        convs = ("0.conv1", "0.conv2", "0.downsample.0", "1.conv1", "1.conv2")
-        frozen_bn += [f"layer{k}.{m}.weight" for m in convs]
-    d = infer_depths([*frozen_bn, "fc.weight", "fc.bias"], "blocks")
-    assert [d[f"layer{k}.{b}.conv1.weight"] for k in (2, 3, 4) for b in (0, 1)] == [1, 2, 3, 4, 5, 6]
-    assert d["layer1.1.conv2.weight"] == 0 and d["fc.weight"] == 7
+    # groups them (layer1: the next test).
+    d = infer_depths(_frozen_bn_resnet18(), "blocks")
+    assert [d[f"layer{k}.{b}.conv1.weight"] for k in (2, 3, 4) for b in (0, 1)] == [3, 4, 5, 6, 7, 8]
+    assert d["fc.weight"] == 9
+
+
+def _frozen_bn_resnet18(norms=False):
+    """torchvision ResNet-18's tensor names; without the norms' (``FrozenBatchNorm2d``) by default."""
+    names = ["conv1.weight", *(["bn1.weight", "bn1.bias"] if norms else [])]
+    for k in (1, 2, 3, 4):
+        for b in (0, 1):
+            convs = ["conv1", "conv2", *(["downsample.0"] if k > 1 and b == 0 else [])]
+            for conv in convs:
+                names.append(f"layer{k}.{b}.{conv}.weight")
+                if norms:
+                    norm = conv.replace("conv", "bn").replace(".0", ".1")
+                    names += [f"layer{k}.{b}.{norm}.weight", f"layer{k}.{b}.{norm}.bias"]
+    return [*names, "fc.weight", "fc.bias"]
+
+
+def test_a_run_of_layers_shaped_like_a_stack_of_blocks_is_one():
+    """A ResNet-18 with frozen norms has two convs in each of ``layer1``'s blocks: by size a
+    run of layers, and it was the stem. Shaped like ``layer2`` .. ``layer4`` (stacks of blocks)
+    and holding only modules their blocks hold, it is a stack of blocks with parts left out:
+    every conv gets the depth it has with the norms' tensors there.
+    """
+    frozen = _frozen_bn_resnet18()
+    with_norms = infer_depths(_frozen_bn_resnet18(norms=True), "blocks")
+    for mode in ("blocks", "outer"):
+        d = infer_depths(frozen, mode)
+        assert d == {n: with_norms[n] for n in frozen}
+        assert [d[f"layer1.{b}.conv2.weight"] for b in (0, 1)] == [1, 2] and d["conv1.weight"] == 0
+    # the same nested one level down (timm-style stages.i.blocks.j): the shapes match, not siblings
+    nested = [re.sub(r"^layer(\d)\.", r"stages.\1.blocks.", n) for n in frozen]
+    assert nested[1] == "stages.1.blocks.0.conv1.weight"
+    assert infer_depths(nested, "blocks")["stages.1.blocks.1.conv1.weight"] == 2
+    # controls: a run with a module no block holds, and a conv stem's run, stay the stem
+    extra = [n.replace("layer1.1.conv2", "layer1.1.gate") for n in frozen]
+    assert infer_depths(extra, "blocks")["layer1.1.gate.weight"] == 0
+    stem = ["stem.0.conv.weight", "stem.1.conv.weight", *frozen[1:]]
+    d = infer_depths(stem, "blocks")
+    assert d["stem.1.conv.weight"] == 0 and d["layer1.0.conv1.weight"] == 1
 
 
 def test_a_run_of_layers_beside_a_stack_of_the_same_elements_goes_in_with_it():

@@ -92,8 +92,18 @@ def _by_definition(names, outer=False):
     def is_run(path):  # a run of layers: each element at most two modules with tensors
         return all(held(c) <= 2 for c in kids[path])
 
-    blocky = [p for p in kids if numbered(p) and not is_run(p)]  # numbered, no run of layers
-    blocks_exist = bool(blocky)
+    sized = [p for p in kids if numbered(p) and not is_run(p)]  # numbered, no run of layers
+
+    def modules_in(path):  # the modules with tensors in path's subtree, named inside it
+        return {o[len(path) + 1 :] for o in owners if o == path or o.startswith(path + ".")}
+
+    @cache
+    def alike_blocks(path):  # a run shaped like a stack of blocks, its elements parts of their elements
+        bigger = [modules_in(e) for s in sized if path and shape(s) == shape(path) for e in kids[s]]
+        return bool(bigger) and all(any(modules_in(c) <= b for b in bigger) for c in kids[path])
+
+    blocky = [p for p in kids if numbered(p) and (not is_run(p) or alike_blocks(p))]
+    blocks_exist = bool(sized)
 
     @cache
     def nested(path):  # inside a numbered module's element
@@ -109,8 +119,9 @@ def _by_definition(names, outer=False):
             return False
         if nested(path) and outer:  # "outer": no stack above it
             return False
-        # a run of layers is a stack only at the top of a model with no stack of blocks
-        return not is_run(path) or not (nested(path) or blocks_exist)
+        # a run of layers is a stack only at the top of a model with no stack of blocks,
+        # or shaped like a stack of blocks whose parts its elements hold
+        return not is_run(path) or alike_blocks(path) or not (nested(path) or blocks_exist)
 
     def elements(path):
         return {c.rpartition(".")[2] for c in kids[path]}
@@ -143,7 +154,8 @@ def _by_definition(names, outer=False):
     # a run of layers that is no stack, beside the one stack of the same elements: its
     # elements go in with that stack's, before them when the run was registered before
     for path in kids:
-        if path and numbered(path) and is_run(path) and (nested(path) or blocks_exist):
+        run = numbered(path) and is_run(path) and not alike_blocks(path)
+        if path and run and (nested(path) or blocks_exist):
             siblings = kids[path.rpartition(".")[0]]
             same = [c for c in siblings if c != path and is_stack(c) and elements(c) == elements(path)]
             if len(same) == 1 and adjacent(path, same[0]):
@@ -151,9 +163,6 @@ def _by_definition(names, outer=False):
 
     def has_stack(path):
         return is_stack(path) or any(has_stack(c) for c in kids[path])
-
-    def modules_in(path):  # the modules with tensors in path's subtree, named inside it
-        return {o[len(path) + 1 :] for o in owners if o == path or o.startswith(path + ".")}
 
     def layer_beside_blocks(path, child):  # a stem or head conv among a stack's blocks
         elements = [c for c in kids[path] if c not in partner]
@@ -245,7 +254,11 @@ def _random_names(rng):
                 for j in range(rng.choice([1, 1, 2, 3])):
                     at = f"{prefix}stage{stage}.{before}{j}."
                     if rng.random() < 0.7:
-                        names.extend(f"{at}{m}.weight" for m in ("attn", "mlp", "norm"))
+                        # blocks, some with a part left out or as small as a run of layers
+                        # (a ResNet-18 with frozen norms: conv1, conv2, and a downsample in some)
+                        parts = rng.choice([("attn", "mlp", "norm"), ("conv1", "conv2", "down.0"),
+                                            ("conv1", "conv2"), ("conv1", "proj")])
+                        names.extend(f"{at}{m}.weight" for m in parts)
                     else:
                         module(at, depth + 2)
             children = []
