@@ -33,8 +33,11 @@ depth of the others (timm 2691).
   holds more (or holds stacks), is a layer beside the blocks, a *plain* unit:
   torchvision's MobileNet/EfficientNet stem conv ``features.0`` is the stem and its last
   conv ``features.N`` the head (:func:`_layer_elements`). Unless its modules are some
-  bigger element's, by their names inside it: then it is a block with a part left out
-  (a layer scale only in ``blocks.0``), and stays one.
+  bigger element's, by their names inside it with digits made ``0``: then it is a block
+  with a part left out (a layer scale only in ``blocks.0``; MobileNetV2's first block,
+  with no expansion conv, when its norms hold no tensors), and stays one. Likewise a run
+  of layers shaped like a stack of blocks, its elements parts of that stack's, is one
+  (:func:`_blocks_alike`).
 * The tree is walked in order and cut into units: each other stack element is a *block*;
   anything else that contains no stack is a *plain* unit; modules that contain a
   stack are opened up.
@@ -418,12 +421,12 @@ def _blocks_alike(runs: AbstractSet[str], blocks: AbstractSet[str], owners: list
         return set()
 
     def parts(stack: str) -> list[set[str]]:
-        # each element's modules with tensors, named inside the element ("" for itself)
+        # each element's modules with tensors, as the shapes of their names inside the
+        # element ("" for the element itself)
         start, inside = len(stack) + 1, dict[str, set[str]]()
-        for owner in owners:
-            if owner.startswith(stack + "."):
-                element, _, rest = owner[start:].partition(".")
-                inside.setdefault(element, set()).add(rest)
+        split = [owner[start:].partition(".") for owner in owners if owner.startswith(stack + ".")]
+        for shape, (element, _, _) in zip(_shapes([rest for _, _, rest in split]), split, strict=True):
+            inside.setdefault(element, set()).add(shape)
         return list(inside.values())
 
     kept = set()
@@ -728,7 +731,9 @@ def _layer_elements(
     ``blocks.2`` (``fc``, ``norm``) were the head. So an element whose modules, named
     inside it, are all among a bigger element's is a block missing a part, and stays a
     block; a stem conv (``0``, ``1``) shares no names with an inverted residual
-    (``conv.0.0`` ..).
+    (``conv.0.0`` ..). Names are compared as shapes (digits made ``0``): MobileNetV2's
+    first block with frozen norms holds ``conv.0.0`` and ``conv.1``, the next
+    ``conv.0.0``, ``conv.1.0`` and ``conv.2``, the same layers numbered otherwise.
 
     Example:
         >>> kids = dict.fromkeys(["f.0", "f.1", "f.2", "f.3"])
@@ -757,12 +762,12 @@ def _layer_elements(
     bigger = [c for c, n in zip(children, sizes, strict=True) if n > LAYER_MODULES and c not in opened]
     if not bigger or not any(map(held.get, small)):
         return set(small)
-    # rare (a stack with elements of both sizes): the modules of its elements, by their names inside them
+    # rare (a stack with elements of both sizes): the modules of its elements, by the
+    # shapes of their names inside them
     inside: dict[str, set[str]] = {c: set() for c in (*small, *bigger)}
-    for owner, unit in owner_unit.items():
-        modules = inside.get(unit)
-        if modules is not None:
-            modules.add(owner[len(unit) + 1 :])
+    pairs = [(owner[len(unit) + 1 :], unit) for owner, unit in owner_unit.items() if unit in inside]
+    for shape, (_, unit) in zip(_shapes([rest for rest, _ in pairs]), pairs, strict=True):
+        inside[unit].add(shape)
     return {c for c in small if not (inside[c] and any(inside[c] <= inside[b] for b in bigger))}
 
 

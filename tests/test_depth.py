@@ -232,6 +232,45 @@ def test_a_block_with_a_part_more_leaves_the_others_blocks():
     assert d["fc.weight"] == 9
 
 
+
+def test_elements_compare_their_modules_by_shape():
+    """A small element is a block with parts left out when its modules' names, digits made 0,
+    are among a bigger element's: the same layers numbered otherwise.
+
+    torchvision's MobileNetV2 with frozen norms: ``features.1`` (no expansion) holds
+    ``conv.0.0`` and ``conv.1``, where the other blocks hold ``conv.0.0``, ``conv.1.0`` and
+    ``conv.2``; by names it was the stem, and the model lost a depth against its twin with
+    norms. SSD's VGG extras (``extra.1``..: a 1x1 and a 3x3 conv at ``0`` and ``2``, where
+    ``extra.0`` holds ``1``, ``3``, ``5``, ``7.1``, ``7.3``) were the head beside one block.
+    """
+    normed = [
+        *_conv("features.0"),
+        *_inverted_residual("features.1", expand=False),
+        *(n for i in range(2, 5) for n in _inverted_residual(f"features.{i}")),
+        *_conv("features.5"),
+    ]
+    bare = [  # the same without the norms' tensors
+        "features.0.0.weight",
+        "features.1.conv.0.0.weight",
+        "features.1.conv.1.weight",
+        *(f"features.{i}.conv.{m}.weight" for i in range(2, 5) for m in ("0.0", "1.0", "2")),
+        "features.5.0.weight",
+    ]
+    for names in (normed, bare):
+        d = infer_depths(names, "blocks")
+        assert [d[f"features.{i}.conv.0.0.weight"] for i in range(1, 5)] == [1, 2, 3, 4]
+        assert d["features.0.0.weight"] == 0 and d["features.5.0.weight"] == 5
+    ssd = [
+        "features.0.weight",
+        *(f"extra.0.{k}.weight" for k in ("1", "3", "5", "7.1", "7.3")),
+        *(f"extra.{i}.{k}.weight" for i in range(1, 5) for k in (0, 2)),
+        "head.0.weight",
+    ]
+    d = infer_depths(ssd, "blocks")
+    assert [d[f"extra.{i}.0.weight"] for i in range(1, 5)] == [2, 3, 4, 5]
+    assert d["features.0.weight"] == 0 and d["extra.0.1.weight"] == 1 and d["head.0.weight"] == 6
+
+
 def _frozen_bn_resnet18(norms=False):
     """torchvision ResNet-18's tensor names; without the norms' (``FrozenBatchNorm2d``) by default."""
     names = ["conv1.weight", *(["bn1.weight", "bn1.bias"] if norms else [])]

@@ -94,8 +94,8 @@ def _by_definition(names, outer=False):
 
     sized = [p for p in kids if numbered(p) and not is_run(p)]  # numbered, no run of layers
 
-    def modules_in(path):  # the modules with tensors in path's subtree, named inside it
-        return {o[len(path) + 1 :] for o in owners if o == path or o.startswith(path + ".")}
+    def modules_in(path):  # the modules with tensors in path's subtree, named inside it, as shapes
+        return {shape(o[len(path) + 1 :]) for o in owners if o == path or o.startswith(path + ".")}
 
     @cache
     def alike_blocks(path):  # a run shaped like a stack of blocks, its elements parts of their elements
