@@ -137,6 +137,14 @@ def load_state_dict(
         )
     section = checkpoint.get(SECTION)
     saved = _saved_layout(checkpoint, section)
+    other_kind = _other_kind(checkpoint["param_groups"], list(optimizer.param_groups))
+    if other_kind:
+        raise CheckpointError(
+            f"the checkpoint was saved from another kind of optimizer: {other_kind}; the framework's "
+            "own load gives each group the saved hyperparameters and each tensor the saved state, and "
+            "fails on them (at the load or the next step) or trains wrong. Load it into the kind of "
+            "optimizer it was saved from"
+        )
     live = _live_layout(optimizer, the_plan)
     problems = _differences(saved, live)
     if problems:
@@ -224,6 +232,39 @@ def _saved_layout(checkpoint: Mapping[str, Any], section: Any) -> list[_Layout]:
             f"its param_groups hold {theirs}"
         )
     return recorded
+
+
+def _option_names(group: Any) -> set[str]:
+    """A param group's hyperparameter names: torch keeps them in the group, OneFlow in ``_options``."""
+    if isinstance(group, Mapping):
+        options = group.get("_options")
+        keys: Any = options if isinstance(options, Mapping) else group
+    else:  # OneFlow's live ParamGroup
+        keys = getattr(group, "options", None) or {}
+    return {str(k) for k in keys} - {"params"}
+
+
+def _other_kind(saved: list[Any], live: list[Any]) -> str:
+    """How the saved groups' hyperparameters show another optimizer; empty when they do not.
+
+    Each side must hold names the other lacks (SGD's ``momentum``, AdamW's ``betas``): a
+    checkpoint of another torch version holds a few names more, or fewer (``fused`` came
+    later), never both, and a scheduler's ``initial_lr`` is on one side at most.
+
+    Example:
+        >>> sgd = {"params": [0], "lr": 0.1, "momentum": 0.9}
+        >>> adamw = {"params": [0], "lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8}
+        >>> print(_other_kind([adamw], [sgd]))
+        its param groups carry ['betas', 'eps'], which this optimizer's lack, and lack ['momentum']
+        >>> _other_kind([{**sgd, "initial_lr": 0.1}], [sgd])
+        ''
+    """
+    saved_names = set().union(*map(_option_names, saved)) if saved else set()
+    live_names = set().union(*map(_option_names, live)) if live else set()
+    extra, missing = sorted(saved_names - live_names), sorted(live_names - saved_names)
+    if not extra or not missing:
+        return ""
+    return f"its param groups carry {extra}, which this optimizer's lack, and lack {missing}"
 
 
 def _saved_name(group: Any) -> str | None:

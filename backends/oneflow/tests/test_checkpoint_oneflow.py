@@ -290,6 +290,22 @@ def test_a_plain_oneflow_state_dict_is_checked_by_its_group_names() -> None:
     assert_bit_identical(_snapshot(target), before, "state")
 
 
+@pytest.mark.parametrize("plain", [False, True], ids=["multilr-checkpoint", "plain-state-dict"])
+@pytest.mark.parametrize(("saved_kind", "target_kind"), [("adamw", "sgd-momentum"), ("sgd-momentum", "adamw")])
+def test_a_checkpoint_of_another_kind_of_optimizer_is_refused(saved_kind: str, target_kind: str, plain: bool) -> None:
+    """OneFlow keeps the hyperparameters under ``_options``: the same comparison reads them there."""
+    saved = Run(OPTIMIZERS[saved_kind], BASE)
+    saved.train(2)
+    ckpt = saved.opt.state_dict() if plain else multilr.state_dict(saved.opt, saved.ctl)
+    target = Run(OPTIMIZERS[target_kind], BASE)
+    target.train(1)
+    before = _snapshot(target)
+    with pytest.raises(CheckpointError, match="saved from another kind of optimizer") as err:
+        multilr.load_state_dict(target.opt, ckpt, None if plain else target.ctl)
+    assert "'betas'" in str(err.value) and "'momentum'" in str(err.value)
+    assert_bit_identical(_snapshot(target), before, "state")
+
+
 @pytest.mark.parametrize("call", ["state_dict", "load_state_dict"])
 def test_graph_optimizers_are_refused_pointing_at_the_graphs_state(call: str) -> None:
     # nn.Graph keeps the optimizer state in the graph: the optimizer's own is empty

@@ -412,3 +412,46 @@ def test_a_framework_load_that_fails_half_written_gets_its_rates_back() -> None:
     with pytest.raises(CheckpointError, match="half-written"):
         multilr.load_state_dict(opt, ckpt)
     assert [g["lr"] for g in opt.param_groups] == [0.1, 1.0]
+
+
+#: case -> (the optimizer that saves, the one that loads, names the refusal must list)
+KINDS = {
+    "adamw-into-sgd": ("adamw", "sgd-momentum", ["'betas'", "'momentum'"]),
+    "sgd-into-adamw": ("sgd-momentum", "adamw-fused", ["'nesterov'", "'eps'"]),
+}
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["multilr-checkpoint", "plain-state-dict"])
+@pytest.mark.parametrize("case", list(KINDS))
+def test_a_checkpoint_of_another_kind_of_optimizer_is_refused(case: str, plain: bool) -> None:
+    """torch loads an AdamW state into SGD (same groups, same sizes): every group takes AdamW's
+    hyperparameters and loses SGD's, and the next step fails (the other way round, its load
+    fails). multilr names the difference and changes nothing."""
+    saved_kind, target_kind, names = KINDS[case]
+    saved = Run(OPTIMIZERS[saved_kind], BASE)
+    saved.train(2)
+    ckpt = saved.opt.state_dict() if plain else multilr.state_dict(saved.opt, plan=saved.groups)
+    target = Run(OPTIMIZERS[target_kind], BASE)
+    target.train(1)
+    before = snapshot(target)
+    with pytest.raises(CheckpointError, match="saved from another kind of optimizer") as err:
+        multilr.load_state_dict(target.opt, copy.deepcopy(ckpt))
+    for name in names:
+        assert name in str(err.value)
+    assert_bit_identical(snapshot(target), before, "state")
+    # what the refusal prevents: torch's own load, then a step, ends in a bare KeyError
+    bare = Run(OPTIMIZERS[target_kind], BASE)
+    with pytest.raises(KeyError):
+        bare.opt.load_state_dict({k: v for k, v in copy.deepcopy(ckpt).items() if k != "multilr"})
+        bare.train(1)
+
+
+def test_a_checkpoint_of_the_same_kind_loads_across_implementations_and_schedulers() -> None:
+    # fused and for-loop AdamW keep the same names; a scheduler's initial_lr on one side only
+    saved = Run(OPTIMIZERS["adamw"], BASE)
+    saved.train(2)
+    torch.optim.lr_scheduler.StepLR(saved.opt, step_size=5)  # adds initial_lr to every saved group
+    ckpt = multilr.state_dict(saved.opt, plan=saved.groups)
+    target = Run(OPTIMIZERS["adamw-fused"], BASE)
+    multilr.load_state_dict(target.opt, ckpt)
+    assert target.opt.state_dict()["state"].keys() == saved.opt.state_dict()["state"].keys()
