@@ -393,7 +393,8 @@ def _blocks_alike(runs: AbstractSet[str], blocks: AbstractSet[str], owners: list
 
     A run with the *shape* of a stack of blocks (``layer1`` beside ``layer2``,
     ``stages.0.blocks`` beside ``stages.1.blocks``) whose every element holds only
-    modules some element of such a stack holds, by their names inside the element:
+    modules some element of such a stack holds, by the shapes of their names inside the
+    element (as :func:`_layer_elements` compares them):
     torchvision's ResNet-18 with frozen norms (``FrozenBatchNorm2d`` keeps buffers, no
     tensors, as in its detection models) has ``conv1`` and ``conv2`` in each of
     ``layer1``'s blocks, where ``layer2.0`` adds ``downsample.0``; read as a run of
