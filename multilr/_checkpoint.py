@@ -234,6 +234,11 @@ def _saved_layout(checkpoint: Mapping[str, Any], section: Any) -> list[_Layout]:
     return recorded
 
 
+#: Names LR schedulers add to the groups they drive (torch's ``initial_lr``; ``OneCycleLR``'s
+#: rate and momentum bounds): they tell which scheduler ran, not which optimizer.
+_SCHEDULER_NAMES = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"})
+
+
 def _option_names(group: Any) -> set[str]:
     """A param group's hyperparameter names: torch keeps them in the group, OneFlow in ``_options``."""
     if isinstance(group, Mapping):
@@ -241,7 +246,7 @@ def _option_names(group: Any) -> set[str]:
         keys: Any = options if isinstance(options, Mapping) else group
     else:  # OneFlow's live ParamGroup
         keys = getattr(group, "options", None) or {}
-    return {str(k) for k in keys} - {"params"}
+    return {str(k) for k in keys} - {"params"} - _SCHEDULER_NAMES
 
 
 def _other_kind(saved: list[Any], live: list[Any]) -> str:
@@ -249,14 +254,15 @@ def _other_kind(saved: list[Any], live: list[Any]) -> str:
 
     Each side must hold names the other lacks (SGD's ``momentum``, AdamW's ``betas``): a
     checkpoint of another torch version holds a few names more, or fewer (``fused`` came
-    later), never both, and a scheduler's ``initial_lr`` is on one side at most.
+    later), never both. The names schedulers add (``initial_lr``, ``OneCycleLR``'s
+    ``max_lr``) are left out: a scheduler made after the load is no other optimizer.
 
     Example:
         >>> sgd = {"params": [0], "lr": 0.1, "momentum": 0.9}
         >>> adamw = {"params": [0], "lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8}
         >>> print(_other_kind([adamw], [sgd]))
         its param groups carry ['betas', 'eps'], which this optimizer's lack, and lack ['momentum']
-        >>> _other_kind([{**sgd, "initial_lr": 0.1}], [sgd])
+        >>> _other_kind([{**sgd, "initial_lr": 0.1, "max_lr": 1.0}], [{**sgd, "fused": None}])
         ''
     """
     saved_names = set().union(*map(_option_names, saved)) if saved else set()

@@ -447,11 +447,19 @@ def test_a_checkpoint_of_another_kind_of_optimizer_is_refused(case: str, plain: 
 
 
 def test_a_checkpoint_of_the_same_kind_loads_across_implementations_and_schedulers() -> None:
-    # fused and for-loop AdamW keep the same names; a scheduler's initial_lr on one side only
+    # fused and for-loop AdamW keep the same names
     saved = Run(OPTIMIZERS["adamw"], BASE)
     saved.train(2)
-    torch.optim.lr_scheduler.StepLR(saved.opt, step_size=5)  # adds initial_lr to every saved group
-    ckpt = multilr.state_dict(saved.opt, plan=saved.groups)
     target = Run(OPTIMIZERS["adamw-fused"], BASE)
-    multilr.load_state_dict(target.opt, ckpt)
+    multilr.load_state_dict(target.opt, multilr.state_dict(saved.opt, plan=saved.groups))
     assert target.opt.state_dict()["state"].keys() == saved.opt.state_dict()["state"].keys()
+    # a scheduler's names on one side (OneCycleLR: initial_lr, max_lr, min_lr, and momentum
+    # bounds), a name of a newer torch on the other ("fused", as if saved by an older torch):
+    # the same kind of optimizer, and it loads
+    torch.optim.lr_scheduler.OneCycleLR(saved.opt, max_lr=0.1, total_steps=10)
+    ckpt = multilr.state_dict(saved.opt, plan=saved.groups)
+    for group in ckpt["param_groups"]:
+        del group["fused"]
+    target = Run(OPTIMIZERS["adamw"], BASE)
+    multilr.load_state_dict(target.opt, ckpt)
+    assert target.opt.param_groups[0]["max_lr"] == 0.1
