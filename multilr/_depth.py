@@ -422,20 +422,31 @@ def _blocks_alike(runs: AbstractSet[str], blocks: AbstractSet[str], owners: list
         return set()
 
     def parts(stack: str) -> list[set[str]]:
-        # each element's modules with tensors, as the shapes of their names inside the
-        # element ("" for the element itself)
-        start, inside = len(stack) + 1, dict[str, set[str]]()
+        start = len(stack) + 1
         split = [owner[start:].partition(".") for owner in owners if owner.startswith(stack + ".")]
-        for shape, (element, _, _) in zip(_shapes([rest for _, _, rest in split]), split, strict=True):
-            inside.setdefault(element, set()).add(shape)
-        return list(inside.values())
+        return list(_parts([(element, rest) for element, _, rest in split]).values())
 
-    kept = set()
-    for run in alike:
-        bigger = [part for stack in by_shape[shape_of[run]] for part in parts(stack)]
-        if all(any(part <= big for big in bigger) for part in parts(run)):
-            kept.add(run)
-    return kept
+    # the elements of every stack of blocks of each shape a run has, each found once
+    shapes = {shape_of[run] for run in alike}
+    bigger = {shape: [p for stack in by_shape[shape] for p in parts(stack)] for shape in shapes}
+    return {run for run in alike if all(any(p <= big for big in bigger[shape_of[run]]) for p in parts(run))}
+
+
+def _parts(inside: list[tuple[str, str]]) -> dict[str, set[str]]:
+    """Each element's modules with tensors, as the shapes of their names inside it.
+
+    ``inside``: (element, a module's name inside it, ``""`` for the element itself) pairs.
+    Shapes (digits made ``0``): ``conv.1`` and ``conv.2`` are one layer numbered otherwise.
+
+    Example:
+        >>> parts = _parts([("f.1", "conv.0.0"), ("f.1", "conv.1"), ("f.2", "conv.2"), ("f.2", "")])
+        >>> {element: sorted(shapes) for element, shapes in parts.items()}
+        {'f.1': ['conv.0', 'conv.0.0'], 'f.2': ['', 'conv.0']}
+    """
+    out: dict[str, set[str]] = {}
+    for shape, (element, _) in zip(_shapes([name for _, name in inside]), inside, strict=True):
+        out.setdefault(element, set()).add(shape)
+    return out
 
 
 def _partners(
@@ -765,11 +776,10 @@ def _layer_elements(
         return set(small)
     # rare (a stack with elements of both sizes): the modules of its elements, by the
     # shapes of their names inside them
-    inside: dict[str, set[str]] = {c: set() for c in (*small, *bigger)}
-    pairs = [(owner[len(unit) + 1 :], unit) for owner, unit in owner_unit.items() if unit in inside]
-    for shape, (_, unit) in zip(_shapes([rest for rest, _ in pairs]), pairs, strict=True):
-        inside[unit].add(shape)
-    return {c for c in small if not (inside[c] and any(inside[c] <= inside[b] for b in bigger))}
+    wanted = {*small, *bigger}
+    parts = _parts([(unit, owner[len(unit) + 1 :]) for owner, unit in owner_unit.items() if unit in wanted])
+    big = [parts[b] for b in bigger if b in parts]
+    return {c for c in small if not (c in parts and any(parts[c] <= b for b in big))}
 
 
 def _owner_units(owners: _Owners, opened: set[str]) -> dict[str, str]:
