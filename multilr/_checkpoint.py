@@ -265,8 +265,7 @@ def _other_kind(saved: list[Any], live: list[Any]) -> str:
         >>> _other_kind([{**sgd, "initial_lr": 0.1, "max_lr": 1.0}], [{**sgd, "fused": None}])
         ''
     """
-    saved_names = set().union(*map(_option_names, saved)) if saved else set()
-    live_names = set().union(*map(_option_names, live)) if live else set()
+    saved_names, live_names = set().union(*map(_option_names, saved)), set().union(*map(_option_names, live))
     extra, missing = sorted(saved_names - live_names), sorted(live_names - saved_names)
     if not extra or not missing:
         return ""
