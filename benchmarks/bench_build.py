@@ -389,7 +389,7 @@ _PHASES = [
     ("      matching (selectors)", "multilr/_select.py", "matching"),
     ("    _layer_decay", "multilr/_plan.py", "_layer_decay"),
     ("      depth_list", "multilr/_depth.py", "depth_list"),
-    ("        _stacks", "multilr/_depth.py", "_stacks"),
+    ("        find_stacks", "multilr/_stacks.py", "find_stacks"),
     ("        _units", "multilr/_depth.py", "_units"),
     ("    _rates_and_scales", "multilr/_plan.py", "_rates_and_scales"),
     ("    _no_decay_classes", "multilr/_plan.py", "_no_decay_classes"),

@@ -697,7 +697,7 @@ MODULES = [
     "multilr/_freezing.py",
     "multilr/_hyperkeys.py", "multilr/_mmengine.py",
     "multilr/_params.py", "multilr/_placement.py", "multilr/_plan.py", "multilr/_plantypes.py", "multilr/_registry.py",
-    "multilr/_rules.py", "multilr/_select.py", "multilr/_spec.py", "multilr/_stages.py",
+    "multilr/_rules.py", "multilr/_select.py", "multilr/_spec.py", "multilr/_stacks.py", "multilr/_stages.py",
     "multilr/_table.py", "multilr/_targets.py", "multilr/_text.py", "multilr/_timeline.py",
     "multilr/backend.py", "multilr/schedules/_base.py",
     "multilr/schedules/_io.py", "multilr/schedules/_shapes.py",
