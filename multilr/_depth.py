@@ -156,18 +156,39 @@ def _top(names: Sequence[str]) -> list[int]:
 
 
 def _explicit(names: Sequence[str], depth_map: Mapping[str, int]) -> list[int]:
-    compiled = [(re.compile(fnmatch.translate(p)), d) for p, d in depth_map.items()]
+    """Each name's depth: its first pattern in map order (a glob, or a name as it is).
+
+    A pattern without ``*``, ``?`` or ``[`` matches one name only and is looked up in a
+    dict: a map of every name (``multilr_torch.forward_depths``) costs one lookup per
+    name, not a scan of thousands of patterns. Globs before it in the map still win.
+
+    Example:
+        >>> _explicit(["a.w", "b.w", "c.w"], {"b.w": 5, "*.w": 1, "c.w": 9})
+        [1, 5, 1]
+    """
+    literal: dict[str, tuple[int, int]] = {}  # name -> (position in the map, depth)
+    globs: list[tuple[int, re.Pattern[str], int]] = []
+    for i, (pattern, depth) in enumerate(depth_map.items()):
+        if any(c in pattern for c in "*?["):
+            globs.append((i, re.compile(fnmatch.translate(pattern)), depth))
+        else:
+            literal.setdefault(pattern, (i, depth))
     out: list[int] = []
     for name in names:
-        for pattern, d in compiled:
-            if pattern.match(name):
-                out.append(d)
-                break
-        else:
-            raise PlanError(
-                f"layer_decay.depth: parameter {name!r} matches no pattern of the depth map "
-                f"({', '.join(map(repr, depth_map))}); add it, or a catch-all '*'"
-            )
+        hit = literal.get(name)
+        limit = len(depth_map) if hit is None else hit[0]
+        # the first glob before the name's own entry that matches it, else that entry
+        found = next((depth for i, compiled, depth in globs if i < limit and compiled.match(name)), None)
+        if found is None:
+            if hit is None:
+                shown = ", ".join(map(repr, list(depth_map)[:8]))
+                more = f", ... ({len(depth_map)} patterns)" if len(depth_map) > 8 else ""
+                raise PlanError(
+                    f"layer_decay.depth: parameter {name!r} matches no pattern of the depth map "
+                    f"({shown}{more}); add it, or a catch-all '*'"
+                )
+            found = hit[1]
+        out.append(found)
     return out
 
 

@@ -509,6 +509,17 @@ def test_explicit_depth_map_and_missing_entry():
         infer_depths(names, {"a.*": 0, "b.*": 1})
 
 
+def test_explicit_map_first_pattern_wins_whether_name_or_glob():
+    """Names are looked up, not scanned; a glob before a name's own entry still wins."""
+    names = ["a.w", "b.w", "c.w", "d[0].w"]
+    depth_map = {"b.w": 5, "*.w": 1, "c.w": 9, "d[0].w": 7}
+    assert infer_depths(names, depth_map) == {"a.w": 1, "b.w": 5, "c.w": 1, "d[0].w": 1}
+    every = [f"blocks.{i}.w" for i in range(3000)]  # a forward_depths-sized map: one entry per name
+    assert infer_depths(every, {n: i for i, n in enumerate(every)}) == {n: i for i, n in enumerate(every)}
+    with pytest.raises(PlanError, match=r"'x\.w' matches no pattern .*\.\.\. \(3000 patterns\)"):
+        infer_depths(["x.w"], {n: 0 for n in every})
+
+
 def test_depth_ignores_frozen_state():
     infos = resnet_like()
     frozen = [

@@ -32,3 +32,11 @@ towers = Spec(
     layer_decay=[LayerDecay(0.85, within=Prefix("vision_model")), LayerDecay(0.75, within=Prefix("text_model"))],
 )
 decays: tuple[LayerDecay, ...] = towers.layer_decays
+
+
+def forward_spec(model: object, batch: dict[str, object]) -> Spec:
+    """README "Depth": a depth map from one forward pass, as ``LayerDecay``'s ``depth``."""
+    from multilr_torch import forward_depths
+
+    depths = forward_depths(model, kwargs=batch)
+    return Spec(lr=2e-5, weight_decay=0.01, no_decay=("bias", "norm"), layer_decay=LayerDecay(0.8, depth=depths))

@@ -48,6 +48,13 @@ CONTEXT: dict[tuple[str, str], str] = {
     ("README.md", "print(multilr.plan(resnet18, Spec(lr=1e-2, layer_decay=LayerDecay(0.9, depth=\"top\"))).summary())"): (
         "resnet18 = models.resnet18(width=4)\n"
     ),
+    ("README.md", "from multilr_torch import forward_depths"): (
+        "from transformers import OPTConfig, OPTForCausalLM\n"
+        "torch.manual_seed(0)\n"
+        "model = OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, ffn_dim=32,\n"
+        "    num_attention_heads=2, max_position_embeddings=32, word_embed_proj_dim=16))\n"
+        "batch = {'input_ids': torch.randint(0, 50, (1, 6)), 'attention_mask': torch.ones(1, 6, dtype=torch.long)}\n"
+    ),
     ("README.md", "from multilr.schedules import OneCycle, Warmup, Cosine"): (
         _FRESH_RESNET + "groups = multilr.build(model, Spec(lr=1e-3))\nopt = torch.optim.AdamW(groups)\n"
     ),
@@ -93,6 +100,10 @@ THEN: dict[tuple[str, str], str] = {
         "history = multilr.RateHistory.load('rates.json')\n"
         "assert history.steps == tuple(range(len(loader))), history.steps\n"
         "assert history.rates['head'][1] > history.rates['head'][0]  # one-cycle warms up\n"
+    ),
+    ("README.md", "from multilr_torch import forward_depths"): (
+        "plan = multilr.plan(model, spec)  # OPT's final norm, registered first, runs last: the head\n"
+        "assert plan.param('model.decoder.final_layer_norm.weight').depth == plan.max_depth == 4\n"
     ),
     ("README.md", "import itertools"): (
         "import os\nassert spec.lr == result.suggestion and os.path.getsize('finder.png') > 0\n"

@@ -12,6 +12,7 @@ planned like any other and left as they are.
 """
 
 from multilr_torch._backend import TorchBackend
+from multilr_torch._forward import forward_depths, forward_order
 from multilr_torch._scheduler import MultiLRScheduler
 
-__all__ = ["MultiLRScheduler", "TorchBackend"]
+__all__ = ["MultiLRScheduler", "TorchBackend", "forward_depths", "forward_order"]

@@ -1,0 +1,167 @@
+"""Depths from the order a model's modules run in: one forward pass, then depth inference.
+
+Depth inference reads the order modules are *registered* in, and some models register a
+module far from where it runs: OPT's ``final_layer_norm`` before its layers (inference:
+the stem), BART's ``layernorm_embedding`` after them (the head). ``layer_decay.place``
+fixes one model by name; :func:`forward_depths` fixes any, by running it once and
+handing inference the parameter names in the order their modules first ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from multilr import BackendError, ParamInfo, SpecError
+from multilr._check import did_you_mean
+from multilr._depth import infer_depths  # the core's inference, on names in another order
+from multilr_torch._backend import TorchBackend
+from multilr_torch._wrappers import peel
+
+__all__ = ["forward_depths", "forward_order"]
+
+#: The inferred modes of ``LayerDecay.depth`` (an explicit map needs no forward pass).
+MODES = ("blocks", "outer", "top", "tensor")
+
+
+def forward_order(model: Any, args: Any = (), kwargs: Mapping[str, Any] | None = None) -> list[str]:
+    """Every parameter name, in the order the modules that own them first run.
+
+    ``model(*args, **kwargs)`` runs once, in eval mode and without gradients, with a
+    forward pre-hook on every module; afterwards the hooks are gone and every module's
+    train/eval flag and the random number generators are as they were (eval mode: no
+    batch-norm statistics move, no dropout draws). A tensor whose module never runs
+    (a head the forward skips, a weight read by another module) stays right after the
+    tensor registered before it; a tensor on a module that runs keeps its place among
+    its module's tensors. Tied tensors are listed under every name, first name first.
+
+    Args:
+        model: A ``torch.nn.Module`` (DDP, DataParallel and ``torch.compile`` wrappers
+            are read through, and the inner module runs).
+        args: The forward's positional inputs: a tuple, or one tensor.
+        kwargs: Its keyword inputs (a Hugging Face batch: ``kwargs=batch``).
+
+    Returns:
+        The names ``multilr.build`` plans, reordered.
+
+    Raises:
+        BackendError: Not a module, or the forward raised (chained); nothing changed.
+
+    Example:
+        >>> import torch
+        >>> class Net(torch.nn.Module):  # registers the norm first, runs it last
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.norm = torch.nn.LayerNorm(4)
+        ...         self.fc = torch.nn.Linear(4, 4)
+        ...     def forward(self, x):
+        ...         return self.norm(self.fc(x))
+        >>> forward_order(Net(), torch.zeros(1, 4))
+        ['fc.weight', 'fc.bias', 'norm.weight', 'norm.bias']
+    """
+    infos = TorchBackend().extract(model)  # refuses what build refuses (lazy tensors, FSDP1)
+    return [infos[i].name for i in _run_order(infos, model, args, kwargs)]
+
+
+def forward_depths(
+    model: Any, args: Any = (), kwargs: Mapping[str, Any] | None = None, *, mode: str = "blocks"
+) -> dict[str, int]:
+    """Each parameter's depth, inferred from the order the model runs its modules in.
+
+    :func:`forward_order`, then the depth inference of ``LayerDecay(depth=mode)`` on the
+    names in that order. Pass the result as ``LayerDecay(decay, depth=...)``: an explicit
+    map of every name (tied names share their tensor's depth).
+
+    Args:
+        model: A ``torch.nn.Module``.
+        args: The forward's positional inputs: a tuple, or one tensor.
+        kwargs: Its keyword inputs.
+        mode: ``"blocks"``, ``"outer"``, ``"top"`` or ``"tensor"``, as ``LayerDecay.depth``.
+
+    Returns:
+        Parameter name -> depth, in ``named_parameters()`` order.
+
+    Raises:
+        BackendError: Not a module, or the forward raised; nothing changed.
+        SpecError: An unknown ``mode``.
+
+    Example:
+        >>> import torch
+        >>> from multilr import LayerDecay, Spec
+        >>> class Net(torch.nn.Module):  # a final norm registered before the blocks
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.emb = torch.nn.Linear(2, 4)
+        ...         self.final_norm = torch.nn.LayerNorm(4)
+        ...         self.blocks = torch.nn.ModuleList(
+        ...             torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)) for _ in range(2))
+        ...     def forward(self, x):
+        ...         x = self.emb(x)
+        ...         for block in self.blocks:
+        ...             x = block(x)
+        ...         return self.final_norm(x)
+        >>> depths = forward_depths(Net(), torch.zeros(1, 2))
+        >>> depths["final_norm.weight"], depths["blocks.1.0.weight"], depths["emb.weight"]
+        (3, 2, 0)
+        >>> spec = Spec(lr=1e-3, layer_decay=LayerDecay(0.5, depth=depths))
+    """
+    if mode not in MODES:
+        raise SpecError(f"forward_depths: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}"
+                        f"{did_you_mean(str(mode), MODES)}")  # fmt: skip
+    infos = TorchBackend().extract(model)
+    canonical: dict[Any, str] = {}  # tensor -> its first name, as the planner keeps it
+    for info in infos:
+        canonical.setdefault(info.key, info.name)
+    run = [infos[i] for i in _run_order(infos, model, args, kwargs)]
+    ordered = [info.name for info in run if canonical[info.key] == info.name]
+    depth = infer_depths(ordered, mode)
+    return {info.name: depth[canonical[info.key]] for info in infos}
+
+
+def _run_order(infos: list[ParamInfo], model: Any, args: Any, kwargs: Mapping[str, Any] | None) -> list[int]:
+    """Positions of ``infos`` sorted by their modules' first run (see :func:`forward_order`)."""
+    module, _ = peel(model)
+    first_run = _first_runs(module, (args,) if isinstance(args, torch.Tensor) else tuple(args), kwargs or {})
+    # each tensor sorts by its module's first run; one whose module never ran takes the
+    # key of the tensor registered before it, so it stays beside that one
+    keys: list[int] = []
+    for info in infos:
+        keys.append(first_run.get(info.module, keys[-1] if keys else -1))
+    return sorted(range(len(infos)), key=lambda i: (keys[i], i))
+
+
+def _first_runs(module: torch.nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, int]:
+    """Module path -> the index of its first run in one forward pass (paths that ran only).
+
+    A module shared under several paths counts for each at its first run.
+    """
+    paths: dict[int, list[str]] = {}
+    for path, sub in module.named_modules(remove_duplicate=False):
+        paths.setdefault(id(sub), []).append(path)
+    first: dict[str, int] = {}
+
+    def hook(sub: torch.nn.Module, _inputs: Any) -> None:
+        for path in paths.get(id(sub), ()):
+            first.setdefault(path, len(first))
+
+    subs = list(module.modules())
+    flags = [sub.training for sub in subs]
+    devices = sorted({p.device for p in module.parameters() if p.device.type == "cuda"}, key=str)
+    handles = [sub.register_forward_pre_hook(hook) for sub in subs]
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            module.eval()
+            module(*args, **kwargs)
+    except Exception as exc:
+        raise BackendError(
+            f"forward_depths: running the model raised {type(exc).__name__}: {exc}; pass the inputs "
+            "its forward takes (args=(x,) or kwargs=batch); nothing was changed"
+        ) from exc
+    finally:
+        for handle in handles:
+            handle.remove()
+        for sub, flag in zip(subs, flags, strict=True):
+            sub.training = flag  # as they were, without calling a train() override again
+    return first
