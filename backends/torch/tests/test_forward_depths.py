@@ -179,3 +179,11 @@ def test_wrappers_and_parametrized_tensors_are_read_through() -> None:
     names = [n for n, _ in model.named_parameters()]
     assert list(direct) == names and "stem.parametrizations.weight.original0" in names
     assert direct["norm.weight"] == direct["stem.parametrizations.weight.original0"] == 0
+
+
+def test_a_compiled_submodule_runs_in_its_place() -> None:
+    model = _Unused()
+    x = torch.zeros(1, 4)
+    plain = forward_order(model, x)
+    model.blocks[0] = torch.compile(model.blocks[0], backend="eager")  # names lose `_orig_mod.`
+    assert forward_order(model, x) == plain

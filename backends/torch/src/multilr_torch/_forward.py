@@ -139,6 +139,9 @@ def _first_runs(module: torch.nn.Module, args: Sequence[Any], kwargs: Mapping[st
     """
     paths: dict[int, list[str]] = {}
     for path, sub in module.named_modules(remove_duplicate=False):
+        # as the backend names them: a compiled submodule's tensors without ``_orig_mod.``
+        if "_orig_mod" in path:
+            path = ".".join(part for part in path.split(".") if part != "_orig_mod")
         paths.setdefault(id(sub), []).append(path)
     first: dict[str, int] = {}
 
