@@ -68,6 +68,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from itertools import compress
 
+from multilr._select import is_literal
 from multilr._stacks import (
     NO_LAYERS,
     Owners,
@@ -169,10 +170,10 @@ def _explicit(names: Sequence[str], depth_map: Mapping[str, int]) -> list[int]:
     literal: dict[str, tuple[int, int]] = {}  # name -> (position in the map, depth)
     globs: list[tuple[int, re.Pattern[str], int]] = []
     for i, (pattern, depth) in enumerate(depth_map.items()):
-        if any(c in pattern for c in "*?["):
-            globs.append((i, re.compile(fnmatch.translate(pattern)), depth))
-        else:
+        if is_literal(pattern):
             literal.setdefault(pattern, (i, depth))
+        else:
+            globs.append((i, re.compile(fnmatch.translate(pattern)), depth))
     out: list[int] = []
     for name in names:
         hit = literal.get(name)

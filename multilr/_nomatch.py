@@ -13,13 +13,12 @@ from collections.abc import Sequence
 
 from multilr._check import did_you_mean
 from multilr._params import ParamTable
-from multilr._select import Glob, ModuleType, Prefix, Selector, matching
+from multilr._select import Glob, ModuleType, Prefix, Selector, is_literal, matching
 
 __all__ = ["no_match_hint"]
 
 _COMPILED = "_orig_mod."
 _WRAPPER_PREFIXES = ("module.", _COMPILED)
-_PATTERN_CHARS = frozenset("*?[")
 
 
 def no_match_hint(selector: Selector, table: ParamTable) -> str:
@@ -37,7 +36,7 @@ def no_match_hint(selector: Selector, table: ParamTable) -> str:
     wrapper = _wrapper_hint(selector.describe(), names)
     if wrapper:
         return wrapper
-    if type(selector) is Prefix and _PATTERN_CHARS & set(selector.path):
+    if type(selector) is Prefix and not is_literal(selector.path):
         path = selector.path
         glob = path if path.endswith("*") else path + ".*"
         return f"; a prefix is a module path, not a pattern: use glob {glob!r} to select by pattern"
@@ -76,7 +75,7 @@ def _glob_hint(pattern: str, table: ParamTable) -> str:
     """
     wider = pattern + ".*"
     if matching(Glob(wider), table):
-        prefix = "" if _PATTERN_CHARS & set(pattern) else f" or prefix {pattern!r}"
+        prefix = f" or prefix {pattern!r}" if is_literal(pattern) else ""
         return f"; a glob matches the whole dotted name: use glob {wider!r}{prefix}"
     if pattern.startswith("*"):
         return ""

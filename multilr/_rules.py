@@ -13,7 +13,15 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from multilr._check import MAX_INT, check_keys, did_you_mean, integer, number, shown
-from multilr._select import SELECTOR_KEYS, Glob, Prefix, Selector, selector_from_dict, selector_to_dict
+from multilr._select import (
+    SELECTOR_KEYS,
+    Glob,
+    Prefix,
+    Selector,
+    is_literal,
+    selector_from_dict,
+    selector_to_dict,
+)
 from multilr.errors import SpecError
 from multilr.schedules import Schedule, schedule_from_dict, schedule_to_dict
 
@@ -275,7 +283,7 @@ class LayerDecay:
             return self.within.path
         if isinstance(self.within, Glob) and self.within.pattern.endswith(".*"):
             head = self.within.pattern[:-2]
-            if head and not any(c in head for c in "*?["):  # "visual.*": the prefix visual
+            if head and is_literal(head):  # "visual.*": the prefix visual
                 return head
         return f"tower{k}"
 

@@ -29,11 +29,22 @@ __all__ = [
     "Prefix",
     "Regex",
     "Selector",
+    "is_literal",
     "matching",
     "per_class",
     "selector_from_dict",
     "selector_to_dict",
 ]
+
+def is_literal(pattern: str) -> bool:
+    """Whether a glob has none of ``*``, ``?`` and ``[``: it matches the one name it spells.
+
+    Example:
+        >>> is_literal("fc.weight"), is_literal("layer*"), is_literal("a[0].w")
+        (True, False, False)
+    """
+    return not any(c in pattern for c in "*?[")
+
 
 #: Families of module types, usable as ``ModuleType("norm")``. Matched against the
 #: owning module's class and all its bases, so subclasses (``LlamaRMSNorm``,
