@@ -697,17 +697,21 @@ MODULES = [
     "multilr/_freezing.py",
     "multilr/_hyperkeys.py", "multilr/_mmengine.py",
     "multilr/_params.py", "multilr/_placement.py", "multilr/_plan.py", "multilr/_plantypes.py", "multilr/_registry.py",
-    "multilr/_rules.py", "multilr/_select.py", "multilr/_spec.py", "multilr/_stacks.py", "multilr/_stages.py",
+    "multilr/_rules.py", "multilr/_runorder.py", "multilr/_select.py", "multilr/_spec.py", "multilr/_stacks.py", "multilr/_stages.py",
     "multilr/_table.py", "multilr/_targets.py", "multilr/_text.py", "multilr/_timeline.py",
     "multilr/backend.py", "multilr/schedules/_base.py",
     "multilr/schedules/_io.py", "multilr/schedules/_shapes.py",
-    "backends/torch/src/multilr_torch/_backend.py",
+    "backends/torch/src/multilr_torch/_backend.py", "backends/torch/src/multilr_torch/_forward.py",
 ]  # fmt: skip
 
 _CONVERTER = "a config converter: it makes a Spec from a mapping and touches no model or optimizer (test_mmengine.py)"
 
 #: ``module::function`` -> the cases that reach its raises, or why none can (a string).
 SITES: dict[str, list[str] | str] = {
+    "multilr/_runorder.py::check_mode": "forward_depths checks its mode before anything runs (test_forward_depths.py)",
+    "backends/torch/src/multilr_torch/_forward.py::_first_runs": (
+        "a failed forward pass: test_forward_depths.py checks flags, hooks and the RNG after it"
+    ),
     "multilr/_check.py::check_keys": ["spec-unknown-key", "spec-schedule-field"],
     "multilr/_check.py::number": [
         "spec-lr-not-a-number",

@@ -9,6 +9,7 @@ Importing this package loads OneFlow, after loading the cuDNN/cuBLAS wheels it n
 """
 
 from multilr_oneflow._backend import EagerBackend, GraphBackend
+from multilr_oneflow._forward import forward_depths, forward_order
 from multilr_oneflow._graph import GRAPH_SCHEDULERS, add_optimizer, check_scheduler, rates_at
 from multilr_oneflow._load import import_oneflow
 from multilr_oneflow._recorder import graph_recorder
@@ -20,6 +21,8 @@ __all__ = [
     "GraphBackend",
     "add_optimizer",
     "check_scheduler",
+    "forward_depths",
+    "forward_order",
     "graph_recorder",
     "graph_scheduler",
     "import_oneflow",

@@ -9,22 +9,17 @@ handing inference the parameter names in the order their modules first ran.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from multilr import BackendError, ParamInfo, SpecError
-from multilr._check import did_you_mean
-from multilr._depth import infer_depths  # the core's inference, on names in another order
+from multilr import BackendError
+from multilr._runorder import check_mode, depths_by_run, run_order  # sorting and depths: the core's
 from multilr_torch._backend import TorchBackend
 from multilr_torch._wrappers import peel
 
 __all__ = ["forward_depths", "forward_order"]
-
-#: The inferred modes of ``LayerDecay.depth`` (an explicit map needs no forward pass).
-MODES = ("blocks", "outer", "top", "tensor")
-
 
 def forward_order(model: Any, args: Any = (), kwargs: Mapping[str, Any] | None = None) -> list[str]:
     """Every parameter name, in the order the modules that own them first run.
@@ -62,7 +57,7 @@ def forward_order(model: Any, args: Any = (), kwargs: Mapping[str, Any] | None =
         ['fc.weight', 'fc.bias', 'norm.weight', 'norm.bias']
     """
     infos = TorchBackend().extract(model)  # refuses what build refuses (lazy tensors, FSDP1)
-    return [infos[i].name for i in _run_order(infos, model, args, kwargs)]
+    return [infos[i].name for i in run_order(infos, _first_runs(model, args, kwargs))]
 
 
 def forward_depths(
@@ -107,36 +102,19 @@ def forward_depths(
         (3, 2, 0)
         >>> spec = Spec(lr=1e-3, layer_decay=LayerDecay(0.5, depth=depths))
     """
-    if mode not in MODES:
-        raise SpecError(f"forward_depths: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}"
-                        f"{did_you_mean(str(mode), MODES)}")  # fmt: skip
+    check_mode(mode)
     infos = TorchBackend().extract(model)
-    canonical: dict[Any, str] = {}  # tensor -> its first name, as the planner keeps it
-    for info in infos:
-        canonical.setdefault(info.key, info.name)
-    run = [infos[i] for i in _run_order(infos, model, args, kwargs)]
-    ordered = [info.name for info in run if canonical[info.key] == info.name]
-    depth = infer_depths(ordered, mode)
-    return {info.name: depth[canonical[info.key]] for info in infos}
+    return depths_by_run(infos, _first_runs(model, args, kwargs), mode)
 
 
-def _run_order(infos: list[ParamInfo], model: Any, args: Any, kwargs: Mapping[str, Any] | None) -> list[int]:
-    """Positions of ``infos`` sorted by their modules' first run (see :func:`forward_order`)."""
-    module, _ = peel(model)
-    first_run = _first_runs(module, (args,) if isinstance(args, torch.Tensor) else tuple(args), kwargs or {})
-    # each tensor sorts by its module's first run; one whose module never ran takes the
-    # key of the tensor registered before it, so it stays beside that one
-    keys: list[int] = []
-    for info in infos:
-        keys.append(first_run.get(info.module, keys[-1] if keys else -1))
-    return sorted(range(len(infos)), key=lambda i: (keys[i], i))
-
-
-def _first_runs(module: torch.nn.Module, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, int]:
+def _first_runs(model: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dict[str, int]:
     """Module path -> the index of its first run in one forward pass (paths that ran only).
 
     A module shared under several paths counts for each at its first run.
     """
+    module, _ = peel(model)
+    if isinstance(args, torch.Tensor):
+        args = (args,)
     paths: dict[int, list[str]] = {}
     for path, sub in module.named_modules(remove_duplicate=False):
         # as the backend names them: a compiled submodule's tensors without ``_orig_mod.``
@@ -156,7 +134,7 @@ def _first_runs(module: torch.nn.Module, args: Sequence[Any], kwargs: Mapping[st
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             module.eval()
-            module(*args, **kwargs)
+            module(*args, **(kwargs or {}))
     except Exception as exc:
         raise BackendError(
             f"forward_depths: running the model raised {type(exc).__name__}: {exc}; pass the inputs "
