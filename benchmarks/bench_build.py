@@ -272,13 +272,13 @@ def format_build(
 def _private_jobs(model: nn.Module, spec: Spec) -> list[tuple[str, Callable[[], Any]]]:
     """Calls into multilr's private planner steps; empty if those internals changed shape."""
     try:
-        from multilr import _plan  # private: diagnostics only
+        from multilr import _plan, _tensors  # private: diagnostics only
     except ImportError:
         return []
     table = multilr.get_backend("torch").extract_table(model)
     decided = getattr(resolve(table, spec), "_decided", None)
     jobs: list[tuple[str, Callable[[], Any]]] = []
-    tensors_of = getattr(_plan, "_Tensors", None)
+    tensors_of = getattr(_tensors, "Tensors", None)
     match = getattr(_plan, "_match_rules", None)
     merge = getattr(_plan, "_merge", None)
     if tensors_of is not None:
@@ -351,7 +351,7 @@ def phase_breakdown(model: nn.Module, spec: Spec, reps: int, warmup: int) -> str
         ("&nbsp;&nbsp;the walk of `_parameters` / `_modules` (`collect_params`)", ms["walk"]),
         ("&nbsp;&nbsp;shapes, flags, ids of the tensors (by difference)", diff("extract", "walk")),
         ("`resolve` (the planner, on that table)", ms["resolve"]),
-        ("&nbsp;&nbsp;`_Tensors` (tied-tensor dedup, name checks)", ms.get("dedup")),
+        ("&nbsp;&nbsp;`Tensors` (tied-tensor dedup, name checks)", ms.get("dedup")),
         ("&nbsp;&nbsp;`_match_rules` (every rule x every tensor)", diff("dedup+match", "dedup")),
         ("&nbsp;&nbsp;`depth_list` (stacks, units, depths)", ms.get("depths")),
         ("&nbsp;&nbsp;settings: rates, decay, weight decay (by difference)",
@@ -384,10 +384,10 @@ _PHASES = [
     ("  TorchBackend.extract_table", "multilr_torch/_backend.py", "extract_table"),
     ("    collect_params (the walk)", "multilr/backend.py", "collect_params"),
     ("  resolve", "multilr/_plan.py", "resolve"),
-    ("    _Tensors (dedup)", "multilr/_plan.py", "__init__"),
+    ("    Tensors (dedup)", "multilr/_tensors.py", "__init__"),
     ("    _match_rules", "multilr/_plan.py", "_match_rules"),
     ("      matching (selectors)", "multilr/_select.py", "matching"),
-    ("    _layer_decay", "multilr/_plan.py", "_layer_decay"),
+    ("    decay_one (layer decay)", "multilr/_layerdecay.py", "decay_one"),
     ("      depth_list", "multilr/_depth.py", "depth_list"),
     ("        find_stacks", "multilr/_stacks.py", "find_stacks"),
     ("        _units", "multilr/_depth.py", "_units"),
@@ -439,7 +439,7 @@ def profile_build(model: nn.Module, spec: Spec, n: int, unprofiled_ms: float, to
             (k, v) for k, v in stats.items() if k[2] == func and k[0].replace(os.sep, "/").endswith(suffix)
         ]
         if func == "__init__":
-            hits = [(k, v) for k, v in hits if k[1] < 100]  # _Tensors.__init__, not another __init__
+            hits = [(k, v) for k, v in hits if k[1] < 100]  # Tensors.__init__, not another __init__
         if not hits:
             continue
         calls = sum(v[1] for _, v in hits)

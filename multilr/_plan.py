@@ -4,11 +4,12 @@ Framework-free: it sees only :class:`ParamInfo` values (or their columns, a
 :class:`ParamTable`), so it is tested without any framework and gives the same plan
 for the same names on every backend.
 
-Steps: deduplicate tied tensors (first name wins, others become aliases); match every
-rule once per name; resolve each setting per parameter with the precedence the
-:class:`~multilr.Spec` documents, refusing conflicts; merge parameters with identical
-settings into groups ordered by first appearance and named after the rules that
-decided them.
+Steps: deduplicate tied tensors (first name wins, others become aliases:
+:mod:`multilr._tensors`); match every rule once per name; layer decay's depths and
+factors (:mod:`multilr._layerdecay`); resolve each setting per parameter with the
+precedence the :class:`~multilr.Spec` documents, refusing conflicts; merge parameters
+with identical settings into groups ordered by first appearance and named after the
+rules that decided them.
 
 It works on columns (one list per setting, indexed by tensor position) and sparse maps
 of rule hits, not on an object per tensor, and leaves the per-parameter records and
@@ -21,90 +22,27 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import compress, repeat
 from operator import mul
 from typing import Any
 
 from multilr._check import did_you_mean
 from multilr._decisions import Decisions, GroupColumns, RateWin, SettingWin
-from multilr._depth import depths_and_head
-from multilr._hints import GROUP_MATCHER, ModelHints
+from multilr._hints import ModelHints
+from multilr._layerdecay import decay_one, decay_towers
 from multilr._nomatch import no_match_hint
 from multilr._params import ParamInfo, ParamTable
-from multilr._placement import place_depths
 from multilr._plantypes import Plan
-from multilr._rules import LayerDecay, Rule
+from multilr._rules import Rule
 from multilr._select import ModuleType, matching, per_class
 from multilr._spec import Spec
 from multilr._stages import stage_of
+from multilr._tensors import Tensors
 from multilr.errors import ConflictError, CoverageError, PlanError, SpecError
 from multilr.schedules import Schedule
 
 __all__ = ["resolve"]
-
-
-class _Tensors:
-    """The distinct tensors of a table: tied names folded into the first.
-
-    Attributes:
-        names: Canonical names, in model order (position ``t`` is one tensor).
-        rows: The table index of each tensor's canonical entry, or ``None`` when
-            nothing is tied (then tensor ``t`` is entry ``t``).
-        position: Table index -> tensor position, or ``None`` when nothing is tied.
-        aliases: Alias name -> canonical name.
-        alias_names: Other names of each tensor, or ``None`` when nothing is tied.
-    """
-
-    __slots__ = ("alias_names", "aliases", "names", "position", "rows")
-
-    def __init__(self, table: ParamTable) -> None:
-        names = table.names
-        self.names: Sequence[str] = names
-        self.rows: list[int] | None = None
-        self.position: list[int] | None = None
-        self.aliases: dict[str, str] = {}
-        self.alias_names: list[tuple[str, ...]] | None = None
-        if len(set(table.keys)) == len(names) == len(set(names)):
-            return  # the usual case: every name its own tensor; checked in C
-        _check_names(names)
-        first: dict[Hashable, int] = {}
-        rows: list[int] = []
-        position: list[int] = []
-        alias_names: list[list[str]] = []
-        for i, key in enumerate(table.keys):
-            t = first.get(key)
-            if t is None:
-                t = first[key] = len(rows)
-                rows.append(i)
-                alias_names.append([])
-            else:
-                alias_names[t].append(names[i])
-                self.aliases[names[i]] = names[rows[t]]
-            position.append(t)
-        self.names = [names[i] for i in rows]
-        self.rows = rows
-        self.position = position
-        self.alias_names = [tuple(a) for a in alias_names]
-
-    def column(self, values: list[Any]) -> list[Any]:
-        """A table column (one value per name) restricted to the canonical names."""
-        return values if self.rows is None else [values[i] for i in self.rows]
-
-    def of(self, entries: list[int]) -> list[int]:
-        """Table indices -> the positions of their tensors, ascending, each once."""
-        if self.position is None:
-            return entries
-        position = self.position
-        return sorted({position[i] for i in entries})
-
-
-def _check_names(names: Sequence[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise PlanError(f"parameter name {name!r} appears twice in the model's parameter list")
-        seen.add(name)
 
 
 def _as_table(infos: Iterable[ParamInfo]) -> ParamTable:
@@ -166,7 +104,7 @@ def _record(wins: dict[int, Any], rivals: dict[int, list[Any]], hits: list[int],
     wins.update(dict.fromkeys(hits, win))
 
 
-def _match_rules(spec: Spec, table: ParamTable, tensors: _Tensors) -> tuple[_Hits, tuple[str, ...]]:
+def _match_rules(spec: Spec, table: ParamTable, tensors: Tensors) -> tuple[_Hits, tuple[str, ...]]:
     """Record every rule's settings on the tensors it selects.
 
     Returns the hits and the optional rules that selected nothing.
@@ -246,7 +184,7 @@ def _settle(hits: _Hits, names: Sequence[str]) -> None:
             hits.sched[t] = _pick(hits.sched_rivals[t], "schedule", names[t])
 
 
-def _apply_rates(spec: Spec, tensors: _Tensors) -> dict[int, float]:
+def _apply_rates(spec: Spec, tensors: Tensors) -> dict[int, float]:
     """Per-tensor absolute rates keyed by position; unknown names refused."""
     if not spec.rates:
         return {}
@@ -266,7 +204,7 @@ def _apply_rates(spec: Spec, tensors: _Tensors) -> dict[int, float]:
     return out
 
 
-def _in_class(cls: str, table: ParamTable, tensors: _Tensors) -> Iterable[Any]:
+def _in_class(cls: str, table: ParamTable, tensors: Tensors) -> Iterable[Any]:
     """Per tensor (by position): whether it is in the tensor class ``cls`` (truthy or not).
 
     The classes of ``no_decay``; ``train_bn`` asks for ``norm``. A tied tensor is in a
@@ -294,7 +232,7 @@ def _in_class(cls: str, table: ParamTable, tensors: _Tensors) -> Iterable[Any]:
     return flags
 
 
-def _no_decay_classes(classes: Sequence[str], table: ParamTable, tensors: _Tensors) -> list[str]:
+def _no_decay_classes(classes: Sequence[str], table: ParamTable, tensors: Tensors) -> list[str]:
     """The first no-decay class each tensor belongs to, or ``""``."""
     out: list[str] = []
     for cls in classes:
@@ -306,118 +244,6 @@ def _no_decay_classes(classes: Sequence[str], table: ParamTable, tensors: _Tenso
             if not out[t]:
                 out[t] = cls
     return out
-
-
-def _layer_decay(
-    decay: LayerDecay,
-    table: ParamTable,
-    tensors: _Tensors,
-    decided: Decisions,
-    hits: _Hits,
-    hinted: list[int] | None = None,
-) -> tuple[list[int], range | list[int], list[float]]:
-    """Depth of every tensor, the positions layer decay applies to, and each tensor's factor.
-
-    ``hinted``: the model's own depths (its ``group_matcher``), used in place of the
-    default inference; an explicit depth mode in the spec wins over them.
-    """
-    decayed = _decayed(decay, "layer_decay", table, tensors)
-    names = tensors.names
-    if hinted is not None and decay.depth == "blocks":
-        depths, head = hinted, max(hinted)
-        decided.depth_from = GROUP_MATCHER
-    else:
-        depths, head = _tower_depths(decay, names, decayed)
-    if decay.place is not None:
-        depths = list(depths)  # the hinted list is the model's: kept as it came
-        decided.placed = place_depths(decay.place, table, tensors.of, names, depths, head)
-    top = max(depths)
-    decided.decay = decay.decay
-    decided.max_depth = top
-    if decay.name:  # a named decay labels its groups
-        decided.towers = ((decay.name, decay.decay, top),)
-        decided.tower = dict.fromkeys(decayed, 0)
-    if decay.within is not None:
-        hits.touched.update(decayed)
-    # one pow per distinct depth, the same float the per-tensor pow gives
-    factors = {d: decay.decay ** (top - d) for d in set(depths)}
-    return depths, decayed, list(map(factors.__getitem__, depths))
-
-
-def _towers(
-    decays: tuple[LayerDecay, ...], table: ParamTable, tensors: _Tensors, decided: Decisions, hits: _Hits
-) -> tuple[list[int], list[int], list[float], list[int]]:
-    """:func:`_layer_decay` for several towers, each decayed over its own depths.
-
-    Tower ``k`` infers depths as one layer decay with its ``within`` does (only its own
-    stacks are blocks) and counts from its own highest depth. A tensor in no tower keeps
-    factor 1. The depths ``freeze_to`` and stages count (the structure) align the towers
-    at their tops, where the rate factor is 1, and put the tensors of no tower there too
-    (CLIP's ``logit_scale`` and projections): ``freeze_to(-1)`` trains exactly the tensors
-    at factor 1, ``freeze_to(-2)`` one depth more in every tower, and equal rates (one
-    group) are one depth.
-    """
-    names = tensors.names
-    owner: dict[int, int] = {}
-    own = [0] * len(names)  # each tower tensor's depth in its tower (read only at those)
-    factor = [1.0] * len(names)
-    labels = [decay.label(k) for k, decay in enumerate(decays)]
-    towers = []
-    for k, decay in enumerate(decays):
-        where = f"layer_decay[{k}]"
-        decayed = _decayed(decay, where, table, tensors)
-        for t in decayed:
-            other = owner.setdefault(t, k)
-            if other != k:
-                raise ConflictError(
-                    f"parameter {names[t]!r} is in two towers: layer_decay[{other}] ({labels[other]}) "
-                    f"and {where} ({labels[k]}); narrow a 'within'"
-                )
-        depths, head = _tower_depths(decay, names, decayed)
-        if decay.place is not None:
-            placed = place_depths(decay.place, table, tensors.of, names, depths, head)
-            decided.placed.update((t, pattern) for t, pattern in placed.items() if owner.get(t) == k)
-        top = max(depths)
-        towers.append((labels[k], decay.decay, top))
-        for t in decayed:
-            own[t] = depths[t]
-            factor[t] = decay.decay ** (top - depths[t])
-    highest = max(top for _, _, top in towers)
-    structure = [highest] * len(names)
-    for t, k in owner.items():
-        structure[t] = own[t] + highest - towers[k][2]
-    decided.towers = tuple(towers)
-    decided.tower = owner
-    decided.max_depth = highest
-    hits.touched.update(owner)
-    return own, sorted(owner), factor, structure
-
-
-def _decayed(decay: LayerDecay, where: str, table: ParamTable, tensors: _Tensors) -> range | list[int]:
-    """The positions a layer decay applies to: its ``within``, else every tensor."""
-    if decay.within is None:
-        return range(len(tensors.names))
-    decayed = tensors.of(matching(decay.within, table))
-    if not decayed:  # a typo here would silently switch layer decay off
-        sample = ", ".join(repr(n) for n in tensors.names[:5])
-        raise CoverageError(
-            f"{where}.within ({decay.within.describe()}) "
-            f"matches no parameter (names look like {sample}, ...); fix the selector (a prefix matches on "
-            "dot boundaries: 'layer' does not match 'layer1', use glob 'layer*')"
-            + no_match_hint(decay.within, table)
-        )
-    return decayed
-
-
-def _tower_depths(
-    decay: LayerDecay, names: Sequence[str], decayed: range | list[int]
-) -> tuple[list[int], int]:
-    """Depths of every tensor and the head's depth, with only ``within``'s stacks as blocks."""
-    if decay.within is None:
-        return depths_and_head(names, decay.depth)
-    # only the stacks inside `within` are blocks: a segmentation head's module lists
-    # or a second tower must not push the backbone's depths down
-    return depths_and_head(names, decay.depth, stacks_among=[names[t] for t in decayed])
 
 
 def _rates_and_scales(
@@ -539,7 +365,7 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
         [('default', 0.1), ('head', 1.0)]
     """
     table = infos if isinstance(infos, ParamTable) else _as_table(infos)
-    tensors = _Tensors(table)
+    tensors = Tensors(table)
     names = tensors.names
     if not names:
         raise CoverageError("the model has no parameters to plan")
@@ -560,10 +386,13 @@ def resolve(infos: Iterable[ParamInfo] | ParamTable, spec: Spec, *, hints: Model
     decayed: range | list[int] = []
     factor: list[float] = []
     if one is not None:
-        depths, decayed, factor = _layer_decay(one, table, tensors, decided, hits, hinted)
+        depths, decayed, factor = decay_one(one, table, tensors, decided, hinted)
         decided.structure = depths
+        if one.within is not None:
+            hits.touched.update(decayed)
     elif decays:
-        depths, decayed, factor, decided.structure = _towers(decays, table, tensors, decided, hits)
+        depths, decayed, factor, decided.structure = decay_towers(decays, table, tensors, decided)
+        hits.touched.update(decayed)  # the tensors of every tower
     elif hinted is not None:
         decided.structure = hinted
 

@@ -695,10 +695,10 @@ MODULES = [
     "multilr/_build.py", "multilr/_check.py", "multilr/_checkpoint.py", "multilr/_control.py",
     "multilr/_controlcheck.py", "multilr/_decisions.py", "multilr/_depth.py", "multilr/_emitted.py",
     "multilr/_freezing.py",
-    "multilr/_hyperkeys.py", "multilr/_mmengine.py",
+    "multilr/_hyperkeys.py", "multilr/_layerdecay.py", "multilr/_mmengine.py",
     "multilr/_params.py", "multilr/_placement.py", "multilr/_plan.py", "multilr/_plantypes.py", "multilr/_registry.py",
     "multilr/_rules.py", "multilr/_runorder.py", "multilr/_select.py", "multilr/_spec.py", "multilr/_stacks.py", "multilr/_stages.py",
-    "multilr/_table.py", "multilr/_targets.py", "multilr/_text.py", "multilr/_timeline.py",
+    "multilr/_table.py", "multilr/_targets.py", "multilr/_tensors.py", "multilr/_text.py", "multilr/_timeline.py",
     "multilr/backend.py", "multilr/schedules/_base.py",
     "multilr/schedules/_io.py", "multilr/schedules/_shapes.py",
     "backends/torch/src/multilr_torch/_backend.py", "backends/torch/src/multilr_torch/_forward.py",
@@ -764,15 +764,15 @@ SITES: dict[str, list[str] | str] = {
     ],
     "multilr/_targets.py::frozen_below": ["ctl-freeze-to-mixed-group"],
     "multilr/_depth.py::_explicit": ["plan-depth-map"],
-    "multilr/_plan.py::_check_names": "duplicate names from a table backend: collect_params walks a module tree, "
+    "multilr/_tensors.py::check_names": "duplicate names from a table backend: collect_params walks a module tree, "
     "whose names are unique; the ParamInfo path is plan-plugin-duplicate-name",
     "multilr/_plan.py::_as_table": ["plan-plugin-not-paraminfo", "plan-plugin-duplicate-name"],
     "multilr/_plan.py::_match_rules": ["plan-rule-matches-nothing"],
-    "multilr/_plan.py::_decayed": [
+    "multilr/_layerdecay.py::_decayed": [
         "plan-layer-decay-within-matches-nothing",
         "plan-tower-within-matches-nothing",
     ],
-    "multilr/_plan.py::_towers": ["plan-towers-overlap"],
+    "multilr/_layerdecay.py::decay_towers": ["plan-towers-overlap"],
     "multilr/_plan.py::_pick": ["plan-conflict"],
     "multilr/_plan.py::_apply_rates": ["plan-rates-unknown", "plan-rates-tied"],
     "multilr/_plan.py::resolve": ["plan-no-parameters", "plan-unmatched-error", "plan-stage-overflow"],
