@@ -11,14 +11,18 @@ drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from multilr._check import did_you_mean
-from multilr._depth import infer_depths
-from multilr._params import ParamInfo
-from multilr.errors import SpecError
+from multilr._depth import depths_and_head
+from multilr._hints import ModelHints
+from multilr._nomatch import no_match_hint
+from multilr._params import ParamInfo, ParamTable
+from multilr._select import Glob, Selector, matching
+from multilr.errors import BackendError, CoverageError, SpecError
 
-__all__ = ["MODES", "check_mode", "depths_by_run", "run_order"]
+__all__ = ["MODES", "check_mode", "depths_by_run", "positional", "run_order"]
 
 #: The inferred modes of ``LayerDecay.depth`` (an explicit map needs no forward pass).
 MODES = ("blocks", "outer", "top", "tensor")
@@ -35,6 +39,24 @@ def check_mode(mode: object) -> str:
         raise SpecError(f"forward_depths: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}"
                         f"{did_you_mean(str(mode), MODES)}")  # fmt: skip
     return mode
+
+
+def positional(args: Any, is_tensor: Callable[[Any], bool]) -> tuple[Any, ...]:
+    """The forward's positional inputs as a tuple (one tensor alone is one input).
+
+    A mapping is refused: ``model(*batch)`` would pass its *keys* (a tokenizer's output
+    given as ``args`` fails deep in the model with "'str' object has no attribute ...").
+
+    Example:
+        >>> positional([1, 2], lambda x: False)
+        (1, 2)
+    """
+    if isinstance(args, Mapping):
+        raise BackendError(
+            f"forward_depths: args is a mapping ({type(args).__name__}: a tokenizer's output?); "
+            "pass it as kwargs=batch, or its values as args=(...); nothing was run"
+        )
+    return (args,) if is_tensor(args) else tuple(args)
 
 
 def run_order(infos: Sequence[ParamInfo], first_run: Mapping[str, int]) -> list[int]:
@@ -56,14 +78,29 @@ def run_order(infos: Sequence[ParamInfo], first_run: Mapping[str, int]) -> list[
     return sorted(range(len(infos)), key=lambda i: (keys[i], i))
 
 
-def depths_by_run(infos: Sequence[ParamInfo], first_run: Mapping[str, int], mode: str) -> dict[str, int]:
+def depths_by_run(
+    infos: Sequence[ParamInfo],
+    first_run: Mapping[str, int],
+    mode: str,
+    within: Selector | str | None = None,
+    hints: ModelHints | None = None,
+) -> dict[str, int]:
     """Every name's depth under ``mode``, inferred from the names in run order.
 
-    Tied tensors are inferred once, under their first registered name (as the planner
-    keeps them), and every name of a tensor gets that depth.
+    Each tensor is placed where it first ran under any of its names (a tied embedding
+    runs first as the embedding, whichever name was registered first) and inferred
+    under its first registered name, as the planner keeps it; every name of a tensor
+    gets that depth. ``within``: only stacks among these tensors are blocks, as in
+    ``LayerDecay(within=...)``: one map per tower. ``hints``: a model that names its own
+    layers (timm's ``group_matcher``) gets those in ``blocks`` mode without ``within``,
+    as ``LayerDecay("blocks")`` gives them: run order does not matter to its regexes.
 
     Returns:
         Name -> depth, in ``infos`` order: an explicit map for ``LayerDecay(depth=...)``.
+
+    Raises:
+        SpecError: An unknown ``mode``.
+        CoverageError: ``within`` selects no parameter.
 
     Example:
         >>> from multilr import ParamInfo
@@ -72,9 +109,29 @@ def depths_by_run(infos: Sequence[ParamInfo], first_run: Mapping[str, int], mode
         >>> depths_by_run(infos, {"emb": 0, "blocks.0.fc": 1, "blocks.1.fc": 2, "final_norm": 3}, "blocks")
         {'emb.w': 0, 'final_norm.w': 3, 'blocks.0.fc.w': 1, 'blocks.1.fc.w': 2}
     """
-    canonical: dict[object, str] = {}  # tensor -> its first name
+    check_mode(mode)
+    canonical: dict[object, str] = {}  # tensor -> its first registered name
     for info in infos:
         canonical.setdefault(info.key, info.name)
-    ordered = [infos[i].name for i in run_order(infos, first_run) if canonical[infos[i].key] == infos[i].name]
-    depth = infer_depths(ordered, check_mode(mode))
+    if hints is not None and mode == "blocks" and within is None:
+        names = list(dict.fromkeys(canonical.values()))
+        hinted = hints.depths(names)
+        if hinted is not None:
+            by_name = dict(zip(names, hinted, strict=True))
+            return {info.name: by_name[canonical[info.key]] for info in infos}
+    ordered = list(dict.fromkeys(canonical[infos[i].key] for i in run_order(infos, first_run)))
+    among = None
+    if within is not None:
+        selector = Glob(within) if isinstance(within, str) else within
+        table = ParamTable.from_infos(list(infos))
+        chosen = {canonical[infos[i].key] for i in matching(selector, table)}
+        if not chosen:
+            sample = ", ".join(repr(info.name) for info in infos[:5])
+            raise CoverageError(
+                f"forward_depths: within ({selector.describe()}) matches no parameter (names look like "
+                f"{sample}, ...){no_match_hint(selector, table)}"
+            )
+        among = [name for name in ordered if name in chosen]
+    depths, _ = depths_and_head(ordered, mode, stacks_among=among)
+    depth = dict(zip(ordered, depths, strict=True))
     return {info.name: depth[canonical[info.key]] for info in infos}

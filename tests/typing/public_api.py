@@ -39,4 +39,6 @@ def forward_spec(model: object, batch: dict[str, object]) -> Spec:
     from multilr_torch import forward_depths
 
     depths = forward_depths(model, kwargs=batch)
+    text = forward_depths(model, kwargs=batch, within="text_model.*", model_hints=False)  # one tower's map
+    assert LayerDecay(0.8, within="text_model.*", depth=text)
     return Spec(lr=2e-5, weight_decay=0.01, no_decay=("bias", "norm"), layer_decay=LayerDecay(0.8, depth=depths))

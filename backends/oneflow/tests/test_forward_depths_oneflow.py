@@ -163,3 +163,131 @@ def test_bad_input_is_refused_before_running() -> None:
         forward_depths(_Unused(), flow.zeros(1, 4), mode="block")
     with pytest.raises(BackendError, match=r"needs a oneflow.nn.Module, got dict"):
         forward_order({"w": flow.zeros(2)})
+
+
+class _HeadFirst(nn.Module):
+    """A tied embedding whose first registered name is the head's: it still runs first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(4, 10, bias=False)
+        self.emb = nn.Embedding(10, 4)
+        self.emb.weight = self.head.weight
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)) for _ in range(2)])
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, ids: Any) -> Any:
+        x = self.emb(ids)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+
+def test_a_tied_tensor_sits_where_it_first_runs_under_any_name() -> None:
+    depths = forward_depths(_HeadFirst(), flow.tensor([[1, 2, 3]]))
+    assert depths["head.weight"] == depths["emb.weight"] == 0
+    assert depths["norm.weight"] == max(depths.values()) == 3
+
+
+def _tower() -> Any:
+    blocks = nn.ModuleList([nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)) for _ in range(2)])
+    return nn.ModuleDict({"emb": nn.Linear(4, 4), "layers": blocks, "norm": nn.LayerNorm(4)})
+
+
+class _TwoTowers(nn.Module):
+    """CLIP's shape: the text tower registered first, the vision tower run first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.txt = _tower()
+        self.vis = _tower()
+
+    @staticmethod
+    def _run(tower: Any, x: Any) -> Any:
+        x = tower["emb"](x)
+        for layer in tower["layers"]:
+            x = layer(x)
+        return tower["norm"](x)
+
+    def forward(self, text: Any, image: Any) -> Any:
+        return self._run(self.vis, image) + self._run(self.txt, text)
+
+
+@pytest.mark.parametrize("backend", ["oneflow", "oneflow-graph"])
+def test_towers_take_one_map_each_with_their_within(backend: str) -> None:
+    model, x = _TwoTowers(), (flow.zeros(1, 4), flow.zeros(1, 4))
+
+    def scales(text: Any, vision: Any) -> dict[str, float]:
+        towers = [LayerDecay(0.5, depth=text, within="txt.*"), LayerDecay(0.5, depth=vision, within="vis.*")]
+        return {p.name: p.scale for p in multilr.plan(model, Spec(lr=1.0, layer_decay=towers), backend=backend).params}
+
+    by_forward = scales(forward_depths(model, x, within="txt.*"), forward_depths(model, x, within="vis.*"))
+    assert by_forward == scales("blocks", "blocks")
+    assert by_forward["vis.norm.weight"] == by_forward["txt.norm.weight"] == 1.0
+
+
+class _Matched(nn.Module):
+    """timm's hint: a ``group_matcher`` that puts two blocks in one group (a stage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 4)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)) for _ in range(4)])
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: Any) -> Any:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return {"stem": r"^stem", "blocks": [(r"^blocks\.[01]\.", (1,)), (r"^blocks\.[23]\.", (2,))]}
+
+
+def test_a_models_group_matcher_keeps_its_depths_unless_hints_are_off() -> None:
+    model, x = _Matched(), flow.zeros(1, 4)
+    hinted = forward_depths(model, x)
+    assert _depths(model, LayerDecay(0.5, depth=hinted)) == _depths(model, LayerDecay(0.5))
+    assert forward_depths(model, x, model_hints=False)["head.weight"] == 5 != hinted["head.weight"]
+
+
+class _SideEffects(nn.Module):
+    """A ``train()`` override with a side effect: freezing the norm in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x: Any) -> Any:
+        return self.norm(self.fc(x))
+
+    def train(self, mode: bool = True) -> Any:
+        super().train(mode)
+        for p in self.norm.parameters():
+            p.requires_grad = mode
+        return self
+
+
+def test_eval_mode_is_set_without_calling_train_overrides() -> None:
+    model = _SideEffects()
+    forward_depths(model, flow.zeros(1, 4))
+    assert all(p.requires_grad for p in model.parameters()) and model.training
+
+
+def test_a_batch_as_args_or_a_graph_is_refused_before_running() -> None:
+    with pytest.raises(BackendError, match=r"args is a mapping \(dict: a tokenizer's output\?\); pass it as kwargs"):
+        forward_depths(_Unused(), {"x": flow.zeros(1, 4)})
+    model = _Unused()
+
+    class Graph(nn.Graph):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def build(self, x: Any) -> Any:
+            return self.model(x)
+
+    with pytest.raises(BackendError, match=r"got the nn.Graph Graph; pass the module it was made from"):
+        forward_order(Graph(), flow.zeros(1, 4))

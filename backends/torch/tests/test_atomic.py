@@ -709,6 +709,10 @@ _CONVERTER = "a config converter: it makes a Spec from a mapping and touches no 
 #: ``module::function`` -> the cases that reach its raises, or why none can (a string).
 SITES: dict[str, list[str] | str] = {
     "multilr/_runorder.py::check_mode": "forward_depths checks its mode before anything runs (test_forward_depths.py)",
+    "multilr/_runorder.py::positional": "forward_depths refuses a mapping as args before hooks go on (test_forward_depths.py)",
+    "multilr/_runorder.py::depths_by_run": (
+        "a within that selects nothing, after the forward pass, which changes nothing (test_forward_depths.py)"
+    ),
     "backends/torch/src/multilr_torch/_forward.py::_first_runs": (
         "a failed forward pass: test_forward_depths.py checks flags, hooks and the RNG after it"
     ),

@@ -187,3 +187,130 @@ def test_a_compiled_submodule_runs_in_its_place() -> None:
     plain = forward_order(model, x)
     model.blocks[0] = torch.compile(model.blocks[0], backend="eager")  # names lose `_orig_mod.`
     assert forward_order(model, x) == plain
+
+
+class _HeadFirst(nn.Module):
+    """A tied embedding whose first registered name is the head's: it still runs first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(4, 10, bias=False)  # registered first, runs last
+        self.emb = nn.Embedding(10, 4)
+        self.emb.weight = self.head.weight
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)) for _ in range(2))
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.emb(ids)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+
+def test_a_tied_tensor_sits_where_it_first_runs_under_any_name() -> None:
+    model = _HeadFirst()
+    depths = forward_depths(model, torch.tensor([[1, 2, 3]]))
+    assert depths["head.weight"] == depths["emb.weight"] == 0
+    assert depths["norm.weight"] == max(depths.values()) == 3
+    # the plan keeps the tensor under its first registered name, at that depth
+    assert _depths(model, LayerDecay(0.8, depth=depths))["head.weight"] == 0
+
+
+def _tower() -> nn.ModuleDict:
+    blocks = nn.ModuleList(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)) for _ in range(2))
+    return nn.ModuleDict({"emb": nn.Linear(4, 4), "layers": blocks, "norm": nn.LayerNorm(4)})
+
+
+class _TwoTowers(nn.Module):
+    """CLIP's shape: the text tower registered first, the vision tower run first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.txt = _tower()
+        self.vis = _tower()
+
+    @staticmethod
+    def _run(tower: nn.ModuleDict, x: torch.Tensor) -> torch.Tensor:
+        x = tower["emb"](x)
+        for layer in tower["layers"]:
+            x = layer(x)
+        return tower["norm"](x)
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self._run(self.vis, image) + self._run(self.txt, text)
+
+
+def test_towers_take_one_map_each_with_their_within() -> None:
+    """A map of the whole model numbers the towers one after the other (the one run first
+    would never reach factor 1); a map per tower counts that tower's own layers."""
+    model, x = _TwoTowers(), (torch.zeros(1, 4), torch.zeros(1, 4))
+
+    def scales(text: Any, vision: Any) -> dict[str, float]:
+        towers = [LayerDecay(0.5, depth=text, within="txt.*"), LayerDecay(0.5, depth=vision, within="vis.*")]
+        return {p.name: p.scale for p in multilr.plan(model, Spec(lr=1.0, layer_decay=towers)).params}
+
+    by_forward = scales(forward_depths(model, x, within="txt.*"), forward_depths(model, x, within=multilr.Prefix("vis")))
+    assert by_forward == scales("blocks", "blocks")
+    assert by_forward["vis.norm.weight"] == by_forward["txt.norm.weight"] == 1.0
+    assert by_forward["vis.emb.weight"] == by_forward["txt.emb.weight"] == 0.125
+    with pytest.raises(multilr.CoverageError, match=r"within \(glob:text\.\*\) matches no parameter \(names look like 'txt.emb.weight'"):
+        forward_depths(model, x, within="text.*")
+
+
+def test_a_batch_given_as_args_is_refused_before_running() -> None:
+    model = models.bert()
+    with pytest.raises(BackendError, match=r"args is a mapping \(dict: a tokenizer's output\?\); pass it as kwargs=batch"):
+        forward_depths(model, {"input_ids": torch.zeros(1, 3, dtype=torch.long)})
+    assert not any(m._forward_pre_hooks for m in model.modules())
+
+
+class _Matched(nn.Module):
+    """timm's hint: a ``group_matcher`` that puts two blocks in one group (a stage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 4)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4)) for _ in range(4))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return {"stem": r"^stem", "blocks": [(r"^blocks\.[01]\.", (1,)), (r"^blocks\.[23]\.", (2,))]}
+
+
+def test_a_models_group_matcher_keeps_its_depths_unless_hints_are_off() -> None:
+    model, x = _Matched(), torch.zeros(1, 4)
+    hinted = forward_depths(model, x)
+    assert _depths(model, LayerDecay(0.5, depth=hinted)) == _depths(model, LayerDecay(0.5))
+    assert hinted["blocks.1.0.weight"] == hinted["blocks.0.0.weight"] == 1 and hinted["head.weight"] == 3
+    by_run = forward_depths(model, x, model_hints=False)
+    assert by_run["blocks.1.0.weight"] == 2 and by_run["head.weight"] == 5
+    assert forward_depths(model, x, mode="outer") == forward_depths(model, x, mode="outer", model_hints=False)
+
+
+class _SideEffects(nn.Module):
+    """A ``train()`` override with a side effect: freezing the norm in eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.fc(x))
+
+    def train(self, mode: bool = True) -> _SideEffects:
+        super().train(mode)
+        self.norm.requires_grad_(mode)
+        return self
+
+
+def test_eval_mode_is_set_without_calling_train_overrides() -> None:
+    model = _SideEffects()
+    forward_depths(model, torch.zeros(1, 4))
+    assert all(p.requires_grad for p in model.parameters()) and model.training

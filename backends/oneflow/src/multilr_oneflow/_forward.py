@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from multilr import BackendError
-from multilr._runorder import check_mode, depths_by_run, run_order  # sorting and depths: the core's
+from multilr import BackendError, Selector
+from multilr._hints import read_hints
+from multilr._runorder import check_mode, depths_by_run, positional, run_order  # the core's half
 from multilr_oneflow._backend import EagerBackend
 from multilr_oneflow._load import import_oneflow
 
@@ -61,12 +62,18 @@ def forward_order(model: Any, args: Any = (), kwargs: Mapping[str, Any] | None =
         >>> forward_order(Net(), flow.zeros(1, 4))
         ['fc.weight', 'fc.bias', 'norm.weight', 'norm.bias']
     """
-    infos = EagerBackend().extract(model)  # refuses what build refuses
+    infos = EagerBackend().extract(_module(model))  # refuses what build refuses
     return [infos[i].name for i in run_order(infos, _first_runs(model, args, kwargs))]
 
 
 def forward_depths(
-    model: Any, args: Any = (), kwargs: Mapping[str, Any] | None = None, *, mode: str = "blocks"
+    model: Any,
+    args: Any = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    mode: str = "blocks",
+    within: Selector | str | None = None,
+    model_hints: bool = True,
 ) -> dict[str, int]:
     """Each parameter's depth, inferred from the order the model runs its modules in.
 
@@ -79,13 +86,20 @@ def forward_depths(
         args: The forward's positional inputs: a tuple, or one tensor.
         kwargs: Its keyword inputs.
         mode: ``"blocks"``, ``"outer"``, ``"top"`` or ``"tensor"``, as ``LayerDecay.depth``.
+        within: Only stacks among these parameters are blocks (a selector or glob), as in
+            ``LayerDecay(within=...)``: for towers, one map per tower with that tower's
+            ``within``, so each counts its own layers.
+        model_hints: A model with timm's ``group_matcher`` keeps the depths it names (in
+            ``blocks`` mode without ``within``), as ``LayerDecay("blocks")`` gives them;
+            ``False``: run order decides for it too.
 
     Returns:
         Parameter name -> depth, in ``named_parameters()`` order.
 
     Raises:
-        BackendError: Not a module, or the forward raised; nothing changed.
+        BackendError: Not a module, ``args`` a mapping, or the forward raised; nothing changed.
         SpecError: An unknown ``mode``.
+        CoverageError: ``within`` selects no parameter.
 
     Example:
         >>> import oneflow as flow
@@ -108,8 +122,19 @@ def forward_depths(
         >>> spec = Spec(lr=1e-3, layer_decay=LayerDecay(0.5, depth=depths))
     """
     check_mode(mode)
-    infos = EagerBackend().extract(model)
-    return depths_by_run(infos, _first_runs(model, args, kwargs), mode)
+    infos = EagerBackend().extract(_module(model))
+    hints = read_hints(model) if model_hints else None
+    return depths_by_run(infos, _first_runs(model, args, kwargs), mode, within, hints)
+
+
+def _module(model: Any) -> Any:
+    """``model``, unless it is an ``nn.Graph``: that runs compiled, where no hook sees a module run."""
+    if isinstance(model, import_oneflow().nn.Graph):
+        raise BackendError(
+            f"forward_depths: got the nn.Graph {type(model).__name__}; pass the module it was made from "
+            "(the eager module runs once, and its depths serve backend='oneflow-graph' too)"
+        )
+    return model
 
 
 def _first_runs(module: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dict[str, int]:
@@ -118,8 +143,7 @@ def _first_runs(module: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dic
     A module shared under several paths counts for each at its first run.
     """
     flow = import_oneflow()
-    if isinstance(args, flow.Tensor):
-        args = (args,)
+    args = positional(args, lambda x: isinstance(x, flow.Tensor))
     paths: dict[int, list[str]] = {}
     # OneFlow 0.9's named_modules has no remove_duplicate: walk every path ourselves
     for path, sub in _all_paths(module, ""):
@@ -139,7 +163,8 @@ def _first_runs(module: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dic
         sub._forward_pre_hooks[token] = hook
     try:
         with flow.no_grad():
-            module.eval()
+            for sub in subs:  # eval mode by attribute: a train() override's side effects stay out
+                sub.training = False
             module(*args, **(kwargs or {}))
     except Exception as exc:
         raise BackendError(

@@ -14,12 +14,14 @@ from typing import Any
 
 import torch
 
-from multilr import BackendError
-from multilr._runorder import check_mode, depths_by_run, run_order  # sorting and depths: the core's
+from multilr import BackendError, Selector
+from multilr._hints import read_hints
+from multilr._runorder import check_mode, depths_by_run, positional, run_order  # the core's half
 from multilr_torch._backend import TorchBackend
 from multilr_torch._wrappers import peel
 
 __all__ = ["forward_depths", "forward_order"]
+
 
 def forward_order(model: Any, args: Any = (), kwargs: Mapping[str, Any] | None = None) -> list[str]:
     """Every parameter name, in the order the modules that own them first run.
@@ -61,7 +63,13 @@ def forward_order(model: Any, args: Any = (), kwargs: Mapping[str, Any] | None =
 
 
 def forward_depths(
-    model: Any, args: Any = (), kwargs: Mapping[str, Any] | None = None, *, mode: str = "blocks"
+    model: Any,
+    args: Any = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    mode: str = "blocks",
+    within: Selector | str | None = None,
+    model_hints: bool = True,
 ) -> dict[str, int]:
     """Each parameter's depth, inferred from the order the model runs its modules in.
 
@@ -74,13 +82,20 @@ def forward_depths(
         args: The forward's positional inputs: a tuple, or one tensor.
         kwargs: Its keyword inputs.
         mode: ``"blocks"``, ``"outer"``, ``"top"`` or ``"tensor"``, as ``LayerDecay.depth``.
+        within: Only stacks among these parameters are blocks (a selector or glob), as in
+            ``LayerDecay(within=...)``: for towers, one map per tower with that tower's
+            ``within``, so each counts its own layers.
+        model_hints: A model with timm's ``group_matcher`` keeps the depths it names (in
+            ``blocks`` mode without ``within``), as ``LayerDecay("blocks")`` gives them;
+            ``False``: run order decides for it too.
 
     Returns:
         Parameter name -> depth, in ``named_parameters()`` order.
 
     Raises:
-        BackendError: Not a module, or the forward raised; nothing changed.
+        BackendError: Not a module, ``args`` a mapping, or the forward raised; nothing changed.
         SpecError: An unknown ``mode``.
+        CoverageError: ``within`` selects no parameter.
 
     Example:
         >>> import torch
@@ -104,7 +119,8 @@ def forward_depths(
     """
     check_mode(mode)
     infos = TorchBackend().extract(model)
-    return depths_by_run(infos, _first_runs(model, args, kwargs), mode)
+    hints = read_hints(peel(model)[0]) if model_hints else None
+    return depths_by_run(infos, _first_runs(model, args, kwargs), mode, within, hints)
 
 
 def _first_runs(model: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dict[str, int]:
@@ -113,8 +129,7 @@ def _first_runs(model: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dict
     A module shared under several paths counts for each at its first run.
     """
     module, _ = peel(model)
-    if isinstance(args, torch.Tensor):
-        args = (args,)
+    args = positional(args, lambda x: isinstance(x, torch.Tensor))
     paths: dict[int, list[str]] = {}
     for path, sub in module.named_modules(remove_duplicate=False):
         # as the backend names them: a compiled submodule's tensors without ``_orig_mod.``
@@ -133,7 +148,8 @@ def _first_runs(model: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dict
     handles = [sub.register_forward_pre_hook(hook) for sub in subs]
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            module.eval()
+            for sub in subs:  # eval mode by attribute: a train() override's side effects stay out
+                sub.training = False
             module(*args, **(kwargs or {}))
     except Exception as exc:
         raise BackendError(
