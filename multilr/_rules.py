@@ -211,6 +211,18 @@ class LayerDecay:
     place: Mapping[str, Place] | None = None
     name: str = ""
 
+    if TYPE_CHECKING:
+        # What a type checker sees of the generated __init__: ``within`` also takes a glob
+        # string (made a Glob at once, as Rule's ``select``). Keep it in step with the fields.
+        def __init__(
+            self,
+            decay: float,
+            depth: DepthMode = "blocks",
+            within: Selector | str | None = None,
+            place: Mapping[str, Place] | None = None,
+            name: str = "",
+        ) -> None: ...
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "decay", number(self.decay, "layer_decay.decay", positive=True, upper=1.0))
         if not isinstance(self.name, str) or "/" in self.name:
