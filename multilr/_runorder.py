@@ -11,7 +11,8 @@ drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from multilr._check import did_you_mean
@@ -22,7 +23,7 @@ from multilr._params import ParamInfo, ParamTable
 from multilr._select import Glob, Selector, matching
 from multilr.errors import BackendError, CoverageError, SpecError
 
-__all__ = ["MODES", "check_mode", "depths_by_run", "positional", "run_order"]
+__all__ = ["MODES", "FirstRuns", "check_mode", "depths_by_run", "positional", "run_order"]
 
 #: The inferred modes of ``LayerDecay.depth`` (an explicit map needs no forward pass).
 MODES = ("blocks", "outer", "top", "tensor")
@@ -39,6 +40,55 @@ def check_mode(mode: object) -> str:
         raise SpecError(f"forward_depths: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}"
                         f"{did_you_mean(str(mode), MODES)}")  # fmt: skip
     return mode
+
+
+class FirstRuns:
+    """What a backend's forward pass records: each module path's first run.
+
+    :meth:`hook` is the forward pre-hook the backend puts on every module; afterwards
+    :attr:`first` maps each path that ran to the index of its first run (a module
+    shared under several paths counts for each, at its first run).
+
+    Example:
+        >>> shared = object()
+        >>> runs = FirstRuns([("a", shared), ("b", object()), ("c", shared)])
+        >>> runs.hook(shared, ()); runs.first
+        {'a': 0, 'c': 1}
+    """
+
+    def __init__(self, named: Iterable[tuple[str, Any]]) -> None:
+        self.paths: dict[int, list[str]] = {}  # id(module) -> its paths, as the backend names them
+        for path, module in named:
+            self.paths.setdefault(id(module), []).append(path)
+        self.first: dict[str, int] = {}
+
+    def hook(self, module: Any, _inputs: Any) -> None:
+        """Forward pre-hook: note ``module``'s paths on its first run."""
+        for path in self.paths.get(id(module), ()):
+            self.first.setdefault(path, len(self.first))
+
+    @staticmethod
+    @contextmanager
+    def evaluating(modules: Sequence[Any]) -> Iterator[None]:
+        """Run the pass in eval mode and put every module's flag back after, whatever happens.
+
+        The flags are set by attribute, not with ``eval()``/``train()``: an override with
+        side effects (one that flips ``requires_grad``) stays out. A forward that raises
+        becomes a :class:`BackendError` naming the cause (chained).
+        """
+        flags = [module.training for module in modules]
+        try:
+            for module in modules:
+                module.training = False
+            yield
+        except Exception as exc:
+            raise BackendError(
+                f"forward_depths: running the model raised {type(exc).__name__}: {exc}; pass the inputs "
+                "its forward takes (args=(x,) or kwargs=batch); nothing was changed"
+            ) from exc
+        finally:
+            for module, flag in zip(modules, flags, strict=True):
+                module.training = flag
 
 
 def positional(args: Any, is_tensor: Callable[[Any], bool]) -> tuple[Any, ...]:

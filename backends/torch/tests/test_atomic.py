@@ -713,7 +713,7 @@ SITES: dict[str, list[str] | str] = {
     "multilr/_runorder.py::depths_by_run": (
         "a within that selects nothing, after the forward pass, which changes nothing (test_forward_depths.py)"
     ),
-    "backends/torch/src/multilr_torch/_forward.py::_first_runs": (
+    "multilr/_runorder.py::FirstRuns.evaluating": (
         "a failed forward pass: test_forward_depths.py checks flags, hooks and the RNG after it"
     ),
     "multilr/_check.py::check_keys": ["spec-unknown-key", "spec-schedule-field"],

@@ -23,7 +23,7 @@ from typing import Any
 
 from multilr import BackendError, Selector
 from multilr._hints import read_hints
-from multilr._runorder import check_mode, depths_by_run, positional, run_order  # the core's half
+from multilr._runorder import FirstRuns, check_mode, depths_by_run, positional, run_order  # the core's half
 from multilr_oneflow._backend import EagerBackend
 from multilr_oneflow._load import import_oneflow
 
@@ -138,46 +138,24 @@ def _module(model: Any) -> Any:
 
 
 def _first_runs(module: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dict[str, int]:
-    """Module path -> the index of its first run in one forward pass (paths that ran only).
-
-    A module shared under several paths counts for each at its first run.
-    """
+    """Module path -> the index of its first run in one forward pass (paths that ran only)."""
     flow = import_oneflow()
     args = positional(args, lambda x: isinstance(x, flow.Tensor))
-    paths: dict[int, list[str]] = {}
-    # OneFlow 0.9's named_modules has no remove_duplicate: walk every path ourselves
-    for path, sub in _all_paths(module, ""):
-        paths.setdefault(id(sub), []).append(path)
-    first: dict[str, int] = {}
-
-    def hook(sub: Any, _inputs: Any) -> None:
-        for path in paths.get(id(sub), ()):
-            first.setdefault(path, len(first))
-
+    runs = FirstRuns(_all_paths(module, ""))  # OneFlow 0.9's named_modules has no remove_duplicate
     subs = list({id(sub): sub for sub in module.modules()}.values())
-    flags = [sub.training for sub in subs]
     token = object()  # a key no OneFlow-made hook has (they are ints)
     generator = flow._oneflow_internal.default_generator("auto")  # every device's generator
     rng = generator.get_state()
     for sub in subs:
-        sub._forward_pre_hooks[token] = hook
+        sub._forward_pre_hooks[token] = runs.hook
     try:
-        with flow.no_grad():
-            for sub in subs:  # eval mode by attribute: a train() override's side effects stay out
-                sub.training = False
+        with FirstRuns.evaluating(subs), flow.no_grad():
             module(*args, **(kwargs or {}))
-    except Exception as exc:
-        raise BackendError(
-            f"forward_depths: running the model raised {type(exc).__name__}: {exc}; pass the inputs "
-            "its forward takes (args=(x,) or kwargs=batch); nothing was changed"
-        ) from exc
     finally:
         for sub in subs:
             sub._forward_pre_hooks.pop(token, None)
-        for sub, flag in zip(subs, flags, strict=True):
-            sub.training = flag  # as they were, without calling a train() override again
         generator.set_state(rng)
-    return first
+    return runs.first
 
 
 def _all_paths(module: Any, prefix: str) -> list[tuple[str, Any]]:

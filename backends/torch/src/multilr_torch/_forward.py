@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from multilr import BackendError, Selector
+from multilr import Selector
 from multilr._hints import read_hints
-from multilr._runorder import check_mode, depths_by_run, positional, run_order  # the core's half
+from multilr._runorder import FirstRuns, check_mode, depths_by_run, positional, run_order  # the core's half
 from multilr_torch._backend import TorchBackend
 from multilr_torch._wrappers import peel
 
@@ -124,41 +124,21 @@ def forward_depths(
 
 
 def _first_runs(model: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dict[str, int]:
-    """Module path -> the index of its first run in one forward pass (paths that ran only).
-
-    A module shared under several paths counts for each at its first run.
-    """
+    """Module path -> the index of its first run in one forward pass (paths that ran only)."""
     module, _ = peel(model)
     args = positional(args, lambda x: isinstance(x, torch.Tensor))
-    paths: dict[int, list[str]] = {}
-    for path, sub in module.named_modules(remove_duplicate=False):
-        # as the backend names them: a compiled submodule's tensors without ``_orig_mod.``
-        if "_orig_mod" in path:
-            path = ".".join(part for part in path.split(".") if part != "_orig_mod")
-        paths.setdefault(id(sub), []).append(path)
-    first: dict[str, int] = {}
-
-    def hook(sub: torch.nn.Module, _inputs: Any) -> None:
-        for path in paths.get(id(sub), ()):
-            first.setdefault(path, len(first))
-
+    # paths as the backend names the tensors: a compiled submodule's without ``_orig_mod.``
+    runs = FirstRuns(
+        (".".join(part for part in path.split(".") if part != "_orig_mod"), sub)
+        for path, sub in module.named_modules(remove_duplicate=False)
+    )
     subs = list(module.modules())
-    flags = [sub.training for sub in subs]
     devices = sorted({p.device for p in module.parameters() if p.device.type == "cuda"}, key=str)
-    handles = [sub.register_forward_pre_hook(hook) for sub in subs]
+    handles = [sub.register_forward_pre_hook(runs.hook) for sub in subs]
     try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            for sub in subs:  # eval mode by attribute: a train() override's side effects stay out
-                sub.training = False
+        with FirstRuns.evaluating(subs), torch.random.fork_rng(devices=devices), torch.no_grad():
             module(*args, **(kwargs or {}))
-    except Exception as exc:
-        raise BackendError(
-            f"forward_depths: running the model raised {type(exc).__name__}: {exc}; pass the inputs "
-            "its forward takes (args=(x,) or kwargs=batch); nothing was changed"
-        ) from exc
     finally:
         for handle in handles:
             handle.remove()
-        for sub, flag in zip(subs, flags, strict=True):
-            sub.training = flag  # as they were, without calling a train() override again
-    return first
+    return runs.first
