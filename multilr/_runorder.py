@@ -1,12 +1,12 @@
 """Depths from the order a model's modules first ran: the framework-free half of ``forward_depths``.
 
-Depth inference reads the order modules are *registered* in. A backend that can run its
-model once records each module path's first run (``first_run``: path -> its index among
-the runs); these functions sort the extracted parameters by that and hand depth
-inference the names in the new order. Each backend only records the runs (hooks, train
-flags and random generators are its own business); the sorting and the depths are here
-once, so ``multilr_torch.forward_depths`` and ``multilr_oneflow.forward_depths`` cannot
-drift apart.
+Depth inference reads the order modules are *registered* in. A backend runs its model
+once with :class:`FirstRuns`'s hook on every module (and its eval-mode and error
+handling); :func:`run_order` sorts the extracted parameters by their modules' first run
+and :func:`depths_by_run` hands depth inference the names in that order. The backend
+keeps only what is its framework's: installing and removing the hooks, and the random
+generators. So ``multilr_torch.forward_depths`` and ``multilr_oneflow.forward_depths``
+cannot drift apart.
 """
 
 from __future__ import annotations
