@@ -34,6 +34,9 @@ __all__ = ["DepthMode", "LayerDecay", "Place", "Rule", "Spread"]
 #: or an explicit mapping of glob pattern -> depth.
 DepthMode = Union[Literal["blocks", "outer", "top", "tensor"], Mapping[str, int]]
 
+#: The inferred depth modes, the strings :data:`DepthMode` allows.
+DEPTH_MODES = ("blocks", "outer", "top", "tensor")
+
 #: Where ``layer_decay.place`` puts the tensors of a pattern: ``"stem"`` (depth 0),
 #: ``"head"`` (one above the last block) or a depth.
 Place = Union[Literal["stem", "head"], int]
@@ -230,10 +233,10 @@ class LayerDecay:
             raise SpecError(f"layer_decay.name must be a string without '/', got {shown(self.name)}")
         depth: Any = self.depth
         if isinstance(depth, str):
-            if depth not in ("blocks", "outer", "top", "tensor"):
+            if depth not in DEPTH_MODES:
                 raise SpecError(
-                    "layer_decay.depth must be 'blocks', 'outer', 'top', 'tensor' or a mapping, "
-                    f"got {shown(depth)}{did_you_mean(depth, ('blocks', 'outer', 'top', 'tensor'))}"
+                    f"layer_decay.depth must be {', '.join(map(repr, DEPTH_MODES))} or a mapping, "
+                    f"got {shown(depth)}{did_you_mean(depth, DEPTH_MODES)}"
                 )
         elif isinstance(depth, Mapping):
             if not depth:

@@ -20,25 +20,24 @@ from multilr._depth import depths_and_head
 from multilr._hints import ModelHints
 from multilr._nomatch import no_match_hint
 from multilr._params import ParamInfo, ParamTable
+from multilr._rules import DEPTH_MODES
 from multilr._select import Glob, Selector, matching
 from multilr.errors import BackendError, CoverageError, SpecError
 
-__all__ = ["MODES", "FirstRuns", "check_mode", "depths_by_run", "positional", "run_order"]
-
-#: The inferred modes of ``LayerDecay.depth`` (an explicit map needs no forward pass).
-MODES = ("blocks", "outer", "top", "tensor")
+__all__ = ["FirstRuns", "check_mode", "depths_by_run", "positional", "run_order"]
 
 
 def check_mode(mode: object) -> str:
-    """``mode`` if it is one of :data:`MODES`, else a SpecError with a did-you-mean.
+    """``mode`` if it is one of ``LayerDecay``'s inferred depth modes, else a SpecError with a did-you-mean.
 
     Example:
         >>> check_mode("outer")
         'outer'
     """
-    if not isinstance(mode, str) or mode not in MODES:
-        raise SpecError(f"forward_depths: mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}"
-                        f"{did_you_mean(str(mode), MODES)}")  # fmt: skip
+    if not isinstance(mode, str) or mode not in DEPTH_MODES:
+        modes = ", ".join(map(repr, DEPTH_MODES))
+        raise SpecError(f"forward_depths: mode must be one of {modes}, got {mode!r}"
+                        f"{did_you_mean(str(mode), DEPTH_MODES)}")  # fmt: skip
     return mode
 
 
