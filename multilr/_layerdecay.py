@@ -20,11 +20,11 @@ from multilr._nomatch import no_match_hint
 from multilr._params import ParamTable
 from multilr._placement import place_depths
 from multilr._rules import LayerDecay
-from multilr._select import matching
+from multilr._select import Selector, matching
 from multilr._tensors import Tensors
 from multilr.errors import ConflictError, CoverageError
 
-__all__ = ["decay_one", "decay_towers"]
+__all__ = ["decay_one", "decay_towers", "within_positions"]
 
 
 def decay_one(
@@ -39,7 +39,7 @@ def decay_one(
     ``hinted``: the model's own depths (its ``group_matcher``), used in place of the
     default inference; an explicit depth mode in the spec wins over them.
     """
-    decayed = _decayed(decay, "layer_decay", table, tensors)
+    decayed = within_positions(decay.within, "layer_decay", table, tensors)
     names = tensors.names
     if hinted is not None and decay.depth == "blocks":
         depths, head = hinted, max(hinted)
@@ -81,7 +81,7 @@ def decay_towers(
     towers = []
     for k, decay in enumerate(decays):
         where = f"layer_decay[{k}]"
-        decayed = _decayed(decay, where, table, tensors)
+        decayed = within_positions(decay.within, where, table, tensors)
         for t in decayed:
             other = owner.setdefault(t, k)
             if other != k:
@@ -108,18 +108,24 @@ def decay_towers(
     return own, sorted(owner), factor, structure
 
 
-def _decayed(decay: LayerDecay, where: str, table: ParamTable, tensors: Tensors) -> range | list[int]:
-    """The positions a layer decay applies to: its ``within``, else every tensor."""
-    if decay.within is None:
+def within_positions(
+    within: Selector | None, where: str, table: ParamTable, tensors: Tensors
+) -> range | list[int]:
+    """The tensor positions ``within`` selects (a layer decay's, a depth map's), else every tensor.
+
+    Raises:
+        CoverageError: ``within`` selects nothing, named as ``{where}.within``.
+    """
+    if within is None:
         return range(len(tensors.names))
-    decayed = tensors.of(matching(decay.within, table))
+    decayed = tensors.of(matching(within, table))
     if not decayed:  # a typo here would silently switch layer decay off
         sample = ", ".join(repr(n) for n in tensors.names[:5])
         raise CoverageError(
-            f"{where}.within ({decay.within.describe()}) "
+            f"{where}.within ({within.describe()}) "
             f"matches no parameter (names look like {sample}, ...); fix the selector (a prefix matches on "
             "dot boundaries: 'layer' does not match 'layer1', use glob 'layer*')"
-            + no_match_hint(decay.within, table)
+            + no_match_hint(within, table)
         )
     return decayed
 

@@ -18,11 +18,12 @@ from typing import Any
 from multilr._check import did_you_mean
 from multilr._depth import depths_and_head
 from multilr._hints import ModelHints
-from multilr._nomatch import no_match_hint
+from multilr._layerdecay import within_positions
 from multilr._params import ParamInfo, ParamTable
 from multilr._rules import DEPTH_MODES
-from multilr._select import Glob, Selector, matching
-from multilr.errors import BackendError, CoverageError, SpecError
+from multilr._select import Glob, Selector
+from multilr._tensors import Tensors
+from multilr.errors import BackendError, SpecError
 
 __all__ = ["FirstRuns", "check_mode", "depths_by_run", "positional", "run_order"]
 
@@ -159,28 +160,21 @@ def depths_by_run(
         {'emb.w': 0, 'final_norm.w': 3, 'blocks.0.fc.w': 1, 'blocks.1.fc.w': 2}
     """
     check_mode(mode)
-    canonical: dict[object, str] = {}  # tensor -> its first registered name
-    for info in infos:
-        canonical.setdefault(info.key, info.name)
+    table = ParamTable.from_infos(list(infos))
+    tensors = Tensors(table)  # tied names folded into the first registered one, as the planner does
+    names = tensors.names
+    canonical = table.names if tensors.position is None else [names[t] for t in tensors.position]
     if hints is not None and mode == "blocks" and within is None:
-        names = list(dict.fromkeys(canonical.values()))
         hinted = hints.depths(names)
         if hinted is not None:
             by_name = dict(zip(names, hinted, strict=True))
-            return {info.name: by_name[canonical[info.key]] for info in infos}
-    ordered = list(dict.fromkeys(canonical[infos[i].key] for i in run_order(infos, first_run)))
+            return {info.name: by_name[canonical[i]] for i, info in enumerate(infos)}
+    ordered = list(dict.fromkeys(canonical[i] for i in run_order(infos, first_run)))
     among = None
     if within is not None:
         selector = Glob(within) if isinstance(within, str) else within
-        table = ParamTable.from_infos(list(infos))
-        chosen = {canonical[infos[i].key] for i in matching(selector, table)}
-        if not chosen:
-            sample = ", ".join(repr(info.name) for info in infos[:5])
-            raise CoverageError(
-                f"forward_depths: within ({selector.describe()}) matches no parameter (names look like "
-                f"{sample}, ...){no_match_hint(selector, table)}"
-            )
+        chosen = {names[t] for t in within_positions(selector, "forward_depths", table, tensors)}
         among = [name for name in ordered if name in chosen]
     depths, _ = depths_and_head(ordered, mode, stacks_among=among)
     depth = dict(zip(ordered, depths, strict=True))
-    return {info.name: depth[canonical[info.key]] for info in infos}
+    return {info.name: depth[canonical[i]] for i, info in enumerate(infos)}

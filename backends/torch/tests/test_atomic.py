@@ -710,9 +710,6 @@ _CONVERTER = "a config converter: it makes a Spec from a mapping and touches no 
 SITES: dict[str, list[str] | str] = {
     "multilr/_runorder.py::check_mode": "forward_depths checks its mode before anything runs (test_forward_depths.py)",
     "multilr/_runorder.py::positional": "forward_depths refuses a mapping as args before hooks go on (test_forward_depths.py)",
-    "multilr/_runorder.py::depths_by_run": (
-        "a within that selects nothing, after the forward pass, which changes nothing (test_forward_depths.py)"
-    ),
     "multilr/_runorder.py::FirstRuns.evaluating": (
         "a failed forward pass: test_forward_depths.py checks flags, hooks and the RNG after it"
     ),
@@ -772,7 +769,7 @@ SITES: dict[str, list[str] | str] = {
     "whose names are unique; the ParamInfo path is plan-plugin-duplicate-name",
     "multilr/_plan.py::_as_table": ["plan-plugin-not-paraminfo", "plan-plugin-duplicate-name"],
     "multilr/_plan.py::_match_rules": ["plan-rule-matches-nothing"],
-    "multilr/_layerdecay.py::_decayed": [
+    "multilr/_layerdecay.py::within_positions": [
         "plan-layer-decay-within-matches-nothing",
         "plan-tower-within-matches-nothing",
     ],
