@@ -18,6 +18,7 @@ from multilr import Selector
 from multilr._hints import read_hints
 from multilr._runorder import FirstRuns, check_mode, depths_by_run, positional, run_order  # the core's half
 from multilr_torch._backend import TorchBackend
+from multilr_torch._inner import without_compiled
 from multilr_torch._wrappers import peel
 
 __all__ = ["forward_depths", "forward_order"]
@@ -127,10 +128,9 @@ def _first_runs(model: Any, args: Any, kwargs: Mapping[str, Any] | None) -> dict
     """Module path -> the index of its first run in one forward pass (paths that ran only)."""
     module, _ = peel(model)
     args = positional(args, lambda x: isinstance(x, torch.Tensor))
-    # paths as the backend names the tensors: a compiled submodule's without ``_orig_mod.``
+    # paths as the backend names the tensors: a compiled submodule's without ``_orig_mod``
     runs = FirstRuns(
-        (".".join(part for part in path.split(".") if part != "_orig_mod"), sub)
-        for path, sub in module.named_modules(remove_duplicate=False)
+        (without_compiled(module, path), sub) for path, sub in module.named_modules(remove_duplicate=False)
     )
     subs = list(module.modules())
     devices = sorted({p.device for p in module.parameters() if p.device.type == "cuda"}, key=str)

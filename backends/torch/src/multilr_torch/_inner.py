@@ -39,7 +39,7 @@ from torch.nn.utils.parametrize import ParametrizationList, is_parametrized
 
 from multilr.backend import ModuleWalk, class_names, collect_params, known_class_names
 
-__all__ = ["read_model"]
+__all__ = ["read_model", "without_compiled"]
 
 #: The names ``parametrize`` gives the tensor it moved: ``original``, or
 #: ``original0``, ``original1``... when the parametrization splits it (weight norm).
@@ -124,26 +124,41 @@ def _scripted(root: torch.nn.Module, walk: ModuleWalk, scripted: tuple[str, ...]
         types[i] = found[path]
 
 
+def without_compiled(root: torch.nn.Module, path: str) -> str:
+    """The module path ``path`` as a build names it: each compiled submodule's ``_orig_mod`` out.
+
+    Example:
+        >>> without_compiled(torch.nn.Sequential(torch.nn.Linear(2, 2)), "0")
+        '0'
+    """
+    dynamo = sys.modules.get(_DYNAMO)
+    if dynamo is None or _COMPILED not in path:
+        return path
+    return _strip(root, path, dynamo.OptimizedModule)
+
+
+def _strip(root: torch.nn.Module, path: str, compiled: type) -> str:
+    """``path`` without the ``_orig_mod`` parts that sit on a ``compiled`` module."""
+    parts: list[str] = []
+    module: Any = root
+    for part in path.split("."):
+        if not (part == _COMPILED and isinstance(module, compiled)):
+            parts.append(part)
+        module = module._modules[part]
+    return ".".join(parts)
+
+
 def _compiled(root: torch.nn.Module, walk: ModuleWalk, compiled: type) -> ModuleWalk:
     """The walk with every compiled submodule's ``_orig_mod.`` taken out of the names."""
     names, modules, types, tensors = walk
     stripped: dict[str, str] = {}
-
-    def strip(path: str) -> str:
-        parts: list[str] = []
-        module: Any = root
-        for part in path.split("."):
-            if not (part == _COMPILED and isinstance(module, compiled)):
-                parts.append(part)
-            module = module._modules[part]
-        return ".".join(parts)
 
     new_names: list[str] = []
     new_modules: list[str] = []
     for name, path in zip(names, modules, strict=True):
         if _COMPILED in path:
             if path not in stripped:
-                stripped[path] = strip(path)
+                stripped[path] = _strip(root, path, compiled)
             # the module path starts the name: swap it, keep the rest
             name, path = stripped[path] + name[len(path) :], stripped[path]
         new_names.append(name)
